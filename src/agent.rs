@@ -1,0 +1,151 @@
+//! `wanwatch run`: probes -> state machine -> store, until told to stop.
+//!
+//! Everything stateful lives on one task: samples arrive on a channel, are stamped with wall
+//! time from the monotonic clock, judged by the state machine and handed to the writer thread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::{self, Adjustment, Clock};
+use crate::config::Config;
+use crate::detect::state::StateMachine;
+use crate::probe::ping::{self, Sockets};
+use crate::sample::{Record, Target};
+use crate::store::Store;
+use crate::store::writer::{Writer, WriterReport};
+
+/// What a run did, for logs and tests.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub samples: u64,
+    pub writer: WriterReport,
+}
+
+/// Run the agent until `run_for` elapses or SIGINT/SIGTERM arrives. Must be called inside a
+/// tokio runtime (a current-thread one is enough and the smallest).
+pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunReport> {
+    let store = Store::open(&cfg.db, cfg.store.journal_size_limit_bytes)?;
+    let targets: Vec<Target> = cfg.targets.iter().map(|t| t.target.clone()).collect();
+    // Open the sockets before anything is written, so a permission problem is the first and
+    // only thing the user sees.
+    let sockets = Arc::new(Sockets::open(&cfg.targets)?);
+
+    let clock = Arc::new(std::sync::Mutex::new(Clock::new()));
+    let now = {
+        let clock = clock.clone();
+        Box::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms()))
+    };
+    let writer = Writer::spawn(store, &targets, cfg.store.clone(), now)
+        .with_context(|| format!("preparing database {}", cfg.db.display()))?;
+    let wall = || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms());
+    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    tracing::info!(db = %cfg.db.display(), config = %cfg.source, targets = %names.join(", "), "wanwatch running");
+    writer.send(Record::Event {
+        ts: wall(),
+        kind: "agent_start".into(),
+        detail: format!("wanwatch {} pinging {}", env!("CARGO_PKG_VERSION"), names.join(", ")),
+    });
+
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut probes = tokio::task::JoinSet::new();
+    let n = cfg.targets.len() as u32;
+    for (i, t) in cfg.targets.iter().enumerate() {
+        // Spread the targets over one interval so the pings do not leave in a burst.
+        let offset = t.interval * i as u32 / n;
+        let (t, tx, stop, sockets) = (t.clone(), tx.clone(), stop_rx.clone(), sockets.clone());
+        probes.spawn(async move { ping::run_target(i, t, &sockets, offset, tx, stop).await });
+    }
+    drop(tx);
+
+    let mut sm = StateMachine::new(cfg.state.clone(), targets.iter().map(|t| t.role).collect());
+    let mut report = RunReport::default();
+    let mut clock_check = tokio::time::interval(Duration::from_secs(1));
+    let deadline = run_for.map(|d| tokio::time::Instant::now() + d);
+    let stop_signal = shutdown_signal();
+    tokio::pin!(stop_signal);
+
+    let mut handle = |s: crate::sample::Sample, writer: &Writer, sm: &mut StateMachine, clock: &Clock| {
+        let mut s = s;
+        s.ts = clock.wall_at(s.mono);
+        let records = sm.observe(&s);
+        writer.send(Record::Sample(s));
+        for r in records {
+            writer.send(r);
+        }
+        report.samples += 1;
+    };
+
+    loop {
+        tokio::select! {
+            Some(s) = rx.recv() => {
+                let c = clock.lock().expect("clock lock").clone();
+                handle(s, &writer, &mut sm, &c);
+            }
+            _ = clock_check.tick() => {
+                let adj = clock.lock().expect("clock lock").check(Instant::now(), clock::system_wall_ms());
+                if let Some(adj) = adj {
+                    on_clock_adjustment(adj, &writer, &mut sm, wall());
+                }
+            }
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => break,
+            sig = &mut stop_signal => {
+                tracing::info!("{sig}: stopping");
+                break;
+            }
+        }
+    }
+
+    // Stop sending, collect the answers to pings still in flight, then flush everything.
+    let _ = stop_tx.send(true);
+    loop {
+        tokio::select! {
+            Some(s) = rx.recv() => {
+                let c = clock.lock().expect("clock lock").clone();
+                handle(s, &writer, &mut sm, &c);
+            }
+            else => break,
+        }
+    }
+    while probes.join_next().await.is_some() {}
+    for r in sm.finish(wall(), Instant::now()) {
+        writer.send(r);
+    }
+    writer.send(Record::Event { ts: wall(), kind: "agent_stop".into(), detail: "clean shutdown".into() });
+    report.writer = writer.shutdown();
+    tracing::info!(samples = report.samples, flushes = report.writer.flushes, "wanwatch stopped");
+    Ok(report)
+}
+
+fn on_clock_adjustment(adj: Adjustment, writer: &Writer, sm: &mut StateMachine, now: i64) {
+    let detail = match adj {
+        Adjustment::Slewing { delta_ms } => format!("system clock moved {delta_ms} ms; slewing toward it"),
+        Adjustment::Stepped { delta_ms, rewrite_run: true } => {
+            writer.send(Record::ShiftRun { delta_ms });
+            sm.shift(delta_ms);
+            format!("system clock set by {delta_ms} ms early in the run; this run's times were moved with it")
+        }
+        Adjustment::Stepped { delta_ms, rewrite_run: false } => format!("system clock stepped {delta_ms} ms"),
+    };
+    tracing::warn!("{detail}");
+    writer.send(Record::Event { ts: now, kind: "clock_step".into(), detail });
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

@@ -1,0 +1,420 @@
+//! The connection state machine: from ping results to *up*, *degraded*, *LAN down* and
+//! *WAN down*, and outages recorded with start and end to the second.
+//!
+//! * A target is down after `down_after` consecutive lost pings, judged in send order: a
+//!   timeout for a ping sent before the last answered one is stale and does not count.
+//! * LAN down: every gateway and every anchor is down (the Pi, its cable/Wi-Fi or the router).
+//! * WAN down: every anchor is down while a gateway still answers (or none is configured).
+//!   A gateway that never answers ping while anchors do is not an outage.
+//! * Degraded: anchor loss or median RTT over the thresholds in the sliding window.
+//!
+//! An outage starts at the send time of the first unanswered ping of the last target to go
+//! down, and ends at the send time of the first answered one; its duration is measured on the
+//! monotonic clock.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::config::StateConfig;
+use crate::sample::{LinkState, OutageKind, Record, Role, Sample, WallMs};
+
+/// Below this many anchor pings in the window, loss is not judged.
+const MIN_WINDOW_SAMPLES: usize = 10;
+
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    wall: WallMs,
+    mono: Instant,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Track {
+    fails: u32,
+    /// Send time of the first ping of the current run of losses.
+    first_fail: Option<Mark>,
+    /// Send time of the newest answered ping.
+    last_ok: Option<Instant>,
+}
+
+pub struct StateMachine {
+    cfg: StateConfig,
+    roles: Vec<Role>,
+    tracks: Vec<Track>,
+    /// Anchor results in the window: (send time, rtt or lost).
+    window: VecDeque<(Instant, Option<u32>)>,
+    state: LinkState,
+    outage: Option<(OutageKind, Mark)>,
+    /// During a LAN outage: when the gateway answered again. The anchors get `down_after`
+    /// more pings to answer before the rest of the outage is called a WAN outage, so the
+    /// milliseconds between the gateway's and the anchors' first replies are not one.
+    gateway_back: Option<(Mark, Vec<u32>)>,
+}
+
+impl StateMachine {
+    pub fn new(cfg: StateConfig, roles: Vec<Role>) -> StateMachine {
+        let tracks = vec![Track::default(); roles.len()];
+        StateMachine { cfg, roles, tracks, window: VecDeque::new(), state: LinkState::Unknown, outage: None, gateway_back: None }
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// Take one ping result; return what should be recorded because of it.
+    pub fn observe(&mut self, s: &Sample) -> Vec<Record> {
+        let at = Mark { wall: s.ts, mono: s.mono };
+        let down_after = self.cfg.down_after;
+        let t = &mut self.tracks[s.target];
+        // A loss reported after a later ping was answered says nothing about now.
+        let stale = s.rtt.is_err() && t.last_ok.is_some_and(|m| s.mono <= m);
+        match s.rtt {
+            Ok(_) => {
+                if t.last_ok.is_none_or(|m| s.mono > m) {
+                    t.last_ok = Some(s.mono);
+                }
+                if t.first_fail.is_some_and(|f| f.mono <= s.mono) {
+                    t.fails = 0;
+                    t.first_fail = None;
+                }
+            }
+            Err(_) => {
+                if !stale {
+                    t.fails += 1;
+                    if t.first_fail.is_none_or(|f| s.mono < f.mono) {
+                        t.first_fail = Some(at);
+                    }
+                }
+            }
+        }
+        let target_down = |t: &Track| t.fails >= down_after;
+
+        let in_outage = self.outage.is_some();
+        if self.roles[s.target] == Role::Anchor && !in_outage && !stale {
+            self.window.push_back((s.mono, s.rtt.ok()));
+        }
+        while self.window.front().is_some_and(|(m, _)| s.mono.saturating_duration_since(*m) > self.cfg.window) {
+            self.window.pop_front();
+        }
+
+        let group = |role: Role| self.roles.iter().zip(&self.tracks).filter(move |(r, _)| **r == role);
+        let anchors_down = group(Role::Anchor).all(|(_, t)| target_down(t));
+        let has_gateway = group(Role::Gateway).next().is_some();
+        let gateways_down = has_gateway && group(Role::Gateway).all(|(_, t)| target_down(t));
+        // The moment the last of a group went down.
+        let went_down = |role: Role| group(role).filter_map(|(_, t)| t.first_fail).max_by_key(|m| m.mono);
+
+        if self.state == LinkState::LanDown && !gateways_down && anchors_down && self.gateway_back.is_none() {
+            self.gateway_back = Some((at, self.tracks.iter().map(|t| t.fails).collect()));
+        }
+        // Every anchor has lost `down_after` more pings since the gateway came back.
+        let anchors_still_down = self.gateway_back.as_ref().is_some_and(|(_, counts)| {
+            self.roles
+                .iter()
+                .zip(&self.tracks)
+                .zip(counts)
+                .filter(|((r, _), _)| **r == Role::Anchor)
+                .all(|((_, t), &before)| t.fails >= before + down_after)
+        });
+        let next = if anchors_down && gateways_down {
+            LinkState::LanDown
+        } else if anchors_down && self.state == LinkState::LanDown && !anchors_still_down {
+            LinkState::LanDown
+        } else if anchors_down {
+            LinkState::WanDown
+        } else if self.degraded() {
+            LinkState::Degraded
+        } else {
+            LinkState::Up
+        };
+        if next == self.state {
+            return Vec::new();
+        }
+
+        // When did the change happen? Down: when the last target of the group stopped answering.
+        // Up (or degraded) after an outage: the send time of this answered ping.
+        let change = match next {
+            LinkState::LanDown => {
+                let (a, g) = (went_down(Role::Anchor), went_down(Role::Gateway));
+                [a, g].into_iter().flatten().max_by_key(|m| m.mono).unwrap_or(at)
+            }
+            LinkState::WanDown => match &self.gateway_back {
+                Some((back, _)) if self.state == LinkState::LanDown => *back,
+                _ => went_down(Role::Anchor).unwrap_or(at),
+            },
+            _ => at,
+        };
+        self.transition(next, change)
+    }
+
+    fn degraded(&self) -> bool {
+        let n = self.window.len();
+        if n < MIN_WINDOW_SAMPLES {
+            return false;
+        }
+        let mut rtts: Vec<u32> = self.window.iter().filter_map(|(_, r)| *r).collect();
+        let loss = (n - rtts.len()) as f64 / n as f64;
+        rtts.sort_unstable();
+        let median_ms = crate::store::rollup::quantile(&rtts, 0.5).map(|us| us / 1000.0);
+        loss > self.cfg.degraded_loss || median_ms.is_some_and(|m| m > self.cfg.degraded_rtt_ms)
+    }
+
+    fn transition(&mut self, next: LinkState, change: Mark) -> Vec<Record> {
+        let mut out = Vec::new();
+        self.gateway_back = None;
+        let prev = self.state;
+        // An outage never starts before the previous one ended.
+        let change = match &self.outage {
+            Some((_, start)) if change.mono < start.mono => *start,
+            _ => change,
+        };
+        if prev.outage() != next.outage() {
+            if let Some((_, start)) = self.outage.take() {
+                out.push(Record::OutageEnd {
+                    end: change.wall,
+                    duration_ms: change.mono.saturating_duration_since(start.mono).as_millis() as i64,
+                });
+            }
+            if let Some(kind) = next.outage() {
+                self.outage = Some((kind, change));
+                out.push(Record::OutageStart { kind, start: change.wall });
+                // Loss during an outage is the outage, not "degradation" afterwards.
+                self.window.clear();
+            }
+        }
+        out.push(Record::State { state: next, since: change.wall });
+        out.push(Record::Event {
+            ts: change.wall,
+            kind: "state".into(),
+            detail: format!("{} -> {}", prev.as_str(), next.as_str()),
+        });
+        tracing::info!(from = prev.as_str(), to = next.as_str(), "link state changed");
+        self.state = next;
+        out
+    }
+
+    /// The agent is stopping: close an open outage now.
+    pub fn finish(&mut self, now: WallMs, mono: Instant) -> Vec<Record> {
+        match self.outage.take() {
+            Some((_, start)) => vec![Record::OutageEnd {
+                end: now.max(start.wall),
+                duration_ms: mono.saturating_duration_since(start.mono).as_millis() as i64,
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// The clock was set: move remembered wall times with it.
+    pub fn shift(&mut self, delta_ms: i64) {
+        for t in &mut self.tracks {
+            if let Some(f) = t.first_fail.as_mut() {
+                f.wall += delta_ms;
+            }
+        }
+        if let Some((_, m)) = self.outage.as_mut() {
+            m.wall += delta_ms;
+        }
+    }
+
+    /// How long a window the machine looks at (for tests and docs).
+    pub fn window(&self) -> Duration {
+        self.cfg.window
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::Failure;
+
+    const GW: usize = 0;
+    const A1: usize = 1;
+    const A2: usize = 2;
+
+    struct Sim {
+        sm: StateMachine,
+        t0: Instant,
+        seq: u16,
+        log: Vec<Record>,
+    }
+
+    impl Sim {
+        fn new(with_gateway: bool) -> Sim {
+            let cfg = StateConfig {
+                down_after: 3,
+                window: Duration::from_secs(60),
+                degraded_loss: 0.05,
+                degraded_rtt_ms: 150.0,
+            };
+            let mut roles = vec![Role::Anchor, Role::Anchor];
+            if with_gateway {
+                roles.insert(0, Role::Gateway);
+            }
+            Sim { sm: StateMachine::new(cfg, roles), t0: Instant::now(), seq: 0, log: Vec::new() }
+        }
+
+        /// All targets pinged at second `sec`; `answer(target)` says who answers and how fast.
+        fn second(&mut self, sec: u64, answer: impl Fn(usize) -> Option<u32>) {
+            for target in 0..self.sm.roles.len() {
+                self.seq = self.seq.wrapping_add(1);
+                let rtt = answer(target).ok_or(Failure::Timeout);
+                let s = Sample {
+                    target,
+                    ts: 1_000_000 + sec as i64 * 1000,
+                    mono: self.t0 + Duration::from_secs(sec),
+                    seq: self.seq,
+                    rtt,
+                };
+                self.log.extend(self.sm.observe(&s));
+            }
+        }
+
+        fn outages(&self) -> Vec<String> {
+            self.log
+                .iter()
+                .filter_map(|r| match r {
+                    Record::OutageStart { kind, start } => Some(format!("{} start {}", kind.as_str(), (start - 1_000_000) / 1000)),
+                    Record::OutageEnd { end, duration_ms } => {
+                        Some(format!("end {} ({}s)", (end - 1_000_000) / 1000, duration_ms / 1000))
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn healthy_link_is_up() {
+        let mut sim = Sim::new(true);
+        for s in 0..30 {
+            sim.second(s, |_| Some(20_000));
+        }
+        assert_eq!(sim.sm.state(), LinkState::Up);
+        assert!(sim.outages().is_empty());
+    }
+
+    #[test]
+    fn wan_down_when_gateway_answers_and_anchors_do_not() {
+        let mut sim = Sim::new(true);
+        for s in 0..60 {
+            let cut = (20..35).contains(&s);
+            sim.second(s, |t| if t == GW || !cut { Some(20_000) } else { None });
+            if s == 23 {
+                assert_eq!(sim.sm.state(), LinkState::WanDown);
+            }
+        }
+        assert_eq!(sim.outages(), ["wan start 20", "end 35 (15s)"]);
+        // After the outage the link is up again, not "degraded" by the outage's own loss.
+        assert_eq!(sim.sm.state(), LinkState::Up);
+    }
+
+    #[test]
+    fn lan_down_when_the_gateway_is_gone_too() {
+        let mut sim = Sim::new(true);
+        for s in 0..40 {
+            let cut = (10..20).contains(&s);
+            sim.second(s, |_| if cut { None } else { Some(20_000) });
+        }
+        assert_eq!(sim.outages(), ["lan start 10", "end 20 (10s)"]);
+    }
+
+    #[test]
+    fn lan_outage_becomes_wan_outage_when_only_the_gateway_returns() {
+        let mut sim = Sim::new(true);
+        for s in 0..50 {
+            sim.second(s, |t| match t {
+                GW if (10..20).contains(&s) => None,
+                GW => Some(1_000),
+                _ if (10..30).contains(&s) => None,
+                _ => Some(20_000),
+            });
+        }
+        assert_eq!(sim.outages(), ["lan start 10", "end 20 (10s)", "wan start 20", "end 30 (10s)"]);
+    }
+
+    #[test]
+    fn gateway_that_ignores_ping_is_not_an_outage() {
+        let mut sim = Sim::new(true);
+        for s in 0..40 {
+            sim.second(s, |t| if t == GW { None } else { Some(20_000) });
+        }
+        assert_eq!(sim.sm.state(), LinkState::Up);
+        assert!(sim.outages().is_empty());
+    }
+
+    #[test]
+    fn one_anchor_down_is_not_an_outage() {
+        let mut sim = Sim::new(true);
+        for s in 0..40 {
+            sim.second(s, |t| if t == A2 && s > 10 { None } else { Some(20_000) });
+        }
+        assert!(sim.outages().is_empty());
+        // Half the anchor pings are lost: that is degraded.
+        assert_eq!(sim.sm.state(), LinkState::Degraded);
+    }
+
+    #[test]
+    fn wan_outage_starts_when_the_last_anchor_went_down() {
+        let mut sim = Sim::new(true);
+        for s in 0..30 {
+            sim.second(s, |t| match t {
+                A1 if s >= 5 => None,
+                A2 if s >= 8 && s < 20 => None,
+                _ => Some(20_000),
+            });
+        }
+        assert_eq!(sim.outages(), ["wan start 8", "end 20 (12s)"]);
+    }
+
+    #[test]
+    fn slow_link_is_degraded_and_recovers() {
+        let mut sim = Sim::new(false);
+        for s in 0..200 {
+            let slow = (30..100).contains(&s);
+            sim.second(s, |_| Some(if slow { 400_000 } else { 20_000 }));
+            if s == 90 {
+                assert_eq!(sim.sm.state(), LinkState::Degraded);
+            }
+        }
+        assert_eq!(sim.sm.state(), LinkState::Up);
+    }
+
+    #[test]
+    fn stale_timeouts_after_recovery_do_not_reopen_the_outage() {
+        let mut sim = Sim::new(false);
+        for s in 0..10 {
+            sim.second(s, |_| Some(20_000));
+        }
+        // Down from 10; pings sent at 12..14 time out but their results arrive after the
+        // answer to the ping sent at 15 (timeout 2 s > interval 1 s).
+        let mk = |target, sec: u64, rtt| Sample {
+            target,
+            ts: 1_000_000 + sec as i64 * 1000,
+            mono: sim.t0 + Duration::from_secs(sec),
+            seq: sec as u16,
+            rtt,
+        };
+        let mut results = Vec::new();
+        for sec in 10..12 {
+            for t in [0, 1] {
+                results.push(mk(t, sec, Err(Failure::Timeout)));
+            }
+        }
+        for t in [0, 1] {
+            results.push(mk(t, 12, Err(Failure::Timeout)));
+        }
+        for t in [0, 1] {
+            results.push(mk(t, 15, Ok(20_000)));
+        }
+        for sec in 13..15 {
+            for t in [0, 1] {
+                results.push(mk(t, sec, Err(Failure::Timeout)));
+            }
+        }
+        for r in &results {
+            let recs = sim.sm.observe(r);
+            sim.log.extend(recs);
+        }
+        assert_eq!(sim.outages(), ["wan start 10", "end 15 (5s)"]);
+        assert_eq!(sim.sm.state(), LinkState::Up);
+    }
+}

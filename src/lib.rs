@@ -1,0 +1,28 @@
+//! wanwatch: a home-internet watchdog for a Raspberry Pi.
+//!
+//! One record type flows through the whole program:
+//!
+//! ```text
+//! probe/ (ping, ...) --Sample--> agent --Record--> store/writer --SQLite--> status, export
+//!                                  |
+//!                                  +--> detect/ (state machine: up, degraded, LAN/WAN down)
+//! ```
+//!
+//! * [`sample`]: the records ([`sample::Sample`], [`sample::Record`]).
+//! * [`config`]: the TOML file and the command line, merged and validated.
+//! * [`clock`]: wall time derived from the monotonic clock, robust to the Pi's boot-time jumps.
+//! * [`probe`]: measurements, each on its own schedule.
+//! * [`detect`]: what the measurements mean.
+//! * [`store`]: the SQLite file: schema, batched writer, rollups, retention, queries, export.
+//! * [`agent`]: `wanwatch run`, wiring the above together.
+//! * [`status`]: the `wanwatch status` screen.
+
+pub mod agent;
+pub mod clock;
+pub mod config;
+pub mod detect;
+pub mod probe;
+pub mod sample;
+pub mod status;
+pub mod store;
+pub mod timefmt;

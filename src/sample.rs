@@ -1,0 +1,184 @@
+//! The record that flows through everything: a probe produces [`Sample`]s, the store writes them,
+//! the detectors read them and the outputs show them.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Wall-clock milliseconds since the Unix epoch, UTC. Always derived from the monotonic clock by
+/// [`crate::clock::Clock`], so two stamps taken in order never go backwards within one run.
+pub type WallMs = i64;
+
+/// What a target is for: the state machine tells a LAN fault from a WAN fault by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The default gateway (the router / 5G gateway): if it stops answering, the LAN is down.
+    Gateway,
+    /// A public internet anchor: if all of them stop answering while the gateway answers, the
+    /// WAN is down.
+    Anchor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Anchor => "anchor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "gateway" => Some(Role::Gateway),
+            "anchor" => Some(Role::Anchor),
+            _ => None,
+        }
+    }
+}
+
+/// A host that is probed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub addr: IpAddr,
+    pub role: Role,
+    /// A short human name ("gateway", "cloudflare"), shown by `status` and exports.
+    pub name: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name == self.addr.to_string() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{} ({})", self.name, self.addr)
+        }
+    }
+}
+
+/// Why a probe got no answer. Stored as a small integer so a lost sample costs one byte more
+/// than an answered one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No reply within the timeout (or the reply came later than that).
+    Timeout = 1,
+    /// The request could not even be sent: no route, link down, network unreachable.
+    SendError = 2,
+}
+
+impl Failure {
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_code(code: i64) -> Option<Failure> {
+        match code {
+            1 => Some(Failure::Timeout),
+            2 => Some(Failure::SendError),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::SendError => "send-error",
+        }
+    }
+}
+
+/// One measurement: an ICMP echo to one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Index into the agent's target list (also the target's id in the store).
+    pub target: usize,
+    /// Wall time the request was sent.
+    pub ts: WallMs,
+    /// Monotonic instant the request was sent; used for durations, never stored.
+    pub mono: Instant,
+    /// ICMP sequence number.
+    pub seq: u16,
+    /// Round-trip time in microseconds, or why there was none.
+    pub rtt: Result<u32, Failure>,
+}
+
+impl Sample {
+    pub fn is_lost(&self) -> bool {
+        self.rtt.is_err()
+    }
+
+    pub fn rtt_us(&self) -> Option<u32> {
+        self.rtt.ok()
+    }
+}
+
+/// The connection as the state machine judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkState {
+    /// Not enough data yet.
+    Unknown,
+    Up,
+    /// Answers, but with loss or latency over the thresholds.
+    Degraded,
+    /// The gateway does not answer either: the Pi's own link, the LAN or the router is down.
+    LanDown,
+    /// The gateway answers, no internet anchor does: the ISP side is down.
+    WanDown,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Unknown => "unknown",
+            LinkState::Up => "up",
+            LinkState::Degraded => "degraded",
+            LinkState::LanDown => "lan_down",
+            LinkState::WanDown => "wan_down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LinkState> {
+        [LinkState::Unknown, LinkState::Up, LinkState::Degraded, LinkState::LanDown, LinkState::WanDown]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+
+    /// The outage this state is, if it is one.
+    pub fn outage(self) -> Option<OutageKind> {
+        match self {
+            LinkState::LanDown => Some(OutageKind::Lan),
+            LinkState::WanDown => Some(OutageKind::Wan),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutageKind {
+    Lan,
+    Wan,
+}
+
+impl OutageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutageKind::Lan => "lan",
+            OutageKind::Wan => "wan",
+        }
+    }
+}
+
+/// Everything that flows from the agent into the store, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Sample(Sample),
+    /// An outage began at `start` (backdated to the first probe that went unanswered).
+    OutageStart { kind: OutageKind, start: WallMs },
+    /// The open outage ended at `end`; `duration_ms` is measured on the monotonic clock.
+    OutageEnd { end: WallMs, duration_ms: i64 },
+    /// The link state changed.
+    State { state: LinkState, since: WallMs },
+    /// Something worth keeping: a clock step, the agent starting or stopping.
+    Event { ts: WallMs, kind: String, detail: String },
+    /// Every stamp of this run so far was off by `delta_ms` (the clock was set after boot).
+    ShiftRun { delta_ms: i64 },
+}

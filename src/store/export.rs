@@ -1,0 +1,141 @@
+//! `wanwatch export`: stream a table as CSV or JSON lines, or copy the whole database with
+//! SQLite's online backup (consistent while the agent writes).
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use rusqlite::types::ValueRef;
+
+use super::{Store, StoreError};
+use crate::sample::WallMs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Table {
+    Samples,
+    Minutes,
+    Outages,
+    Events,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+    Sqlite,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing the export: {0}")]
+    Io(#[from] io::Error),
+    #[error("csv: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+const ISO: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', {c} / 1000.0, 'unixepoch')";
+
+fn iso(col: &str) -> String {
+    ISO.replace("{c}", col)
+}
+
+/// The query for a table, with `?1`/`?2` the time range. Times come out twice: readable UTC
+/// and epoch milliseconds; RTTs in milliseconds.
+fn query(table: Table) -> String {
+    match table {
+        Table::Samples => format!(
+            "SELECT {t} AS time, s.ts AS ts_ms, g.name AS target, g.addr AS addr, s.seq AS seq,
+                    round(s.rtt_us / 1000.0, 3) AS rtt_ms,
+                    CASE s.fail WHEN 1 THEN 'timeout' WHEN 2 THEN 'send-error' END AS lost
+             FROM samples s JOIN targets g ON g.id = s.target
+             WHERE s.ts >= ?1 AND s.ts < ?2 ORDER BY s.ts, g.id",
+            t = iso("s.ts")
+        ),
+        Table::Minutes => format!(
+            "SELECT {t} AS time, m.ts AS ts_ms, g.name AS target, g.addr AS addr, m.sent, m.lost,
+                    round(CAST(m.lost AS REAL) / m.sent, 4) AS loss,
+                    round(m.min_us / 1000.0, 3) AS min_ms, round(m.mean_us / 1000.0, 3) AS mean_ms,
+                    round(m.median_us / 1000.0, 3) AS median_ms, round(m.p95_us / 1000.0, 3) AS p95_ms,
+                    round(m.max_us / 1000.0, 3) AS max_ms, round(m.jitter_us / 1000.0, 3) AS jitter_ms
+             FROM minutes m JOIN targets g ON g.id = m.target
+             WHERE m.ts >= ?1 AND m.ts < ?2 ORDER BY m.ts, g.id",
+            t = iso("m.ts")
+        ),
+        Table::Outages => format!(
+            "SELECT id, kind, {s} AS start, {e} AS end, round(duration_ms / 1000.0, 1) AS duration_s,
+                    start_ts AS start_ms, end_ts AS end_ms, detail
+             FROM outages WHERE start_ts < ?2 AND coalesce(end_ts, start_ts) >= ?1 ORDER BY start_ts",
+            s = iso("start_ts"),
+            e = iso("end_ts")
+        ),
+        Table::Events => format!(
+            "SELECT {t} AS time, ts AS ts_ms, kind, detail FROM events
+             WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, id",
+            t = iso("ts")
+        ),
+    }
+}
+
+/// Stream `table` rows in `[since, until)` to `out`. Returns the number of rows.
+pub fn write_table(
+    store: &Store,
+    table: Table,
+    format: Format,
+    since: WallMs,
+    until: WallMs,
+    out: impl Write,
+) -> Result<u64, ExportError> {
+    let mut stmt = store.conn.prepare(&query(table)).map_err(|e| store.sql("export query", e))?;
+    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let mut rows = stmt.query([since, until]).map_err(|e| store.sql("export query", e))?;
+    let mut n = 0;
+    match format {
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(&names)?;
+            while let Some(row) = rows.next().map_err(|e| store.sql("export read", e))? {
+                let mut rec = csv::StringRecord::new();
+                for i in 0..names.len() {
+                    rec.push_field(&match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
+                        ValueRef::Null => String::new(),
+                        ValueRef::Integer(v) => v.to_string(),
+                        ValueRef::Real(v) => v.to_string(),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                    });
+                }
+                w.write_record(&rec)?;
+                n += 1;
+            }
+            w.flush()?;
+        }
+        Format::Jsonl | Format::Sqlite => {
+            let mut out = io::BufWriter::new(out);
+            while let Some(row) = rows.next().map_err(|e| store.sql("export read", e))? {
+                let mut obj = serde_json::Map::new();
+                for (i, name) in names.iter().enumerate() {
+                    let v = match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
+                        ValueRef::Null => serde_json::Value::Null,
+                        ValueRef::Integer(v) => v.into(),
+                        ValueRef::Real(v) => v.into(),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned().into(),
+                    };
+                    obj.insert(name.clone(), v);
+                }
+                serde_json::to_writer(&mut out, &obj).map_err(io::Error::from)?;
+                out.write_all(b"\n")?;
+                n += 1;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(n)
+}
+
+/// Copy the whole database to `dest` with the online backup API.
+pub fn backup(store: &Store, dest: &Path) -> Result<(), ExportError> {
+    store
+        .conn
+        .backup(rusqlite::MAIN_DB, dest, None::<fn(rusqlite::backup::Progress)>)
+        .map_err(|e| store.sql("online backup", e).into())
+}

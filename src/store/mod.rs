@@ -1,0 +1,129 @@
+//! The SQLite database: one file holds every sample, rollup, outage and event.
+//!
+//! WAL mode so `status` and `export` read while the agent writes; batched transactions and a
+//! clustered samples table so an SD card sees few page writes; schema versioned with
+//! `PRAGMA user_version`.
+
+pub mod export;
+pub mod query;
+pub mod retention;
+pub mod rollup;
+mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use schema::SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error(
+        "database {path} is not a wanwatch SQLite database or is corrupt ({source}); \
+         move it aside and wanwatch will start a new one"
+    )]
+    Corrupt { path: PathBuf, source: rusqlite::Error },
+    #[error("database {path} has schema version {found}, newer than this wanwatch knows ({known}); upgrade wanwatch")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("database {path}: {op}: {source}")]
+    Sql { path: PathBuf, op: &'static str, source: rusqlite::Error },
+    #[error("database {path} does not exist (has `wanwatch run` written it yet? pass --db)")]
+    Missing { path: PathBuf },
+}
+
+/// An open, migrated database.
+pub struct Store {
+    pub conn: Connection,
+    pub path: PathBuf,
+}
+
+impl Store {
+    /// Open (creating if needed) for the agent: WAL, migrations applied.
+    pub fn open(path: &Path, journal_size_limit: u64) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let store = Store { conn, path: path.to_path_buf() };
+        store.configure(journal_size_limit)?;
+        schema::migrate(&store)?;
+        Ok(store)
+    }
+
+    /// Open an existing database read-only, for `status` and `export`.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.to_path_buf() });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let store = Store { conn, path: path.to_path_buf() };
+        store.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| store.sql("busy_timeout", e))?;
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source })?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known: SCHEMA_VERSION });
+        }
+        if version == 0 {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::InvalidQuery,
+            });
+        }
+        Ok(store)
+    }
+
+    fn configure(&self, journal_size_limit: u64) -> Result<(), StoreError> {
+        // The first statement is where a non-database file shows itself.
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(db = %self.path.display(), mode, "WAL mode not available, using {mode}");
+        }
+        self.conn
+            .execute_batch(&format!(
+                // NORMAL is safe in WAL mode: a crash loses at most the last transactions, never
+                // consistency, and commits need no fsync (the SD card thanks us).
+                "PRAGMA synchronous = NORMAL;
+                 PRAGMA journal_size_limit = {journal_size_limit};
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA temp_store = MEMORY;"
+            ))
+            .map_err(|e| self.sql("configure", e))?;
+        self.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| self.sql("busy_timeout", e))?;
+        Ok(())
+    }
+
+    pub(crate) fn sql(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
+        StoreError::Sql { path: self.path.clone(), op, source }
+    }
+
+    /// Bytes the database occupies (not counting free pages, which SQLite reuses).
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let (pages, free, size): (i64, i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count), (SELECT page_size FROM pragma_page_size)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| self.sql("page count", e))?;
+        Ok(((pages - free) * size) as u64)
+    }
+
+    /// `PRAGMA integrity_check`, "ok" when healthy.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.sql("integrity_check", e))
+    }
+}

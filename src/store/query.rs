@@ -1,0 +1,114 @@
+//! Read-side queries for `wanwatch status` (and the tests).
+
+use rusqlite::OptionalExtension;
+
+use super::rollup::quantile;
+use super::{Store, StoreError};
+use crate::sample::{LinkState, WallMs};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSummary {
+    pub name: String,
+    pub addr: String,
+    pub role: String,
+    pub sent: u64,
+    pub lost: u64,
+    pub median_us: Option<f64>,
+    pub p95_us: Option<f64>,
+}
+
+impl TargetSummary {
+    pub fn loss(&self) -> Option<f64> {
+        (self.sent > 0).then(|| self.lost as f64 / self.sent as f64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outage {
+    pub id: i64,
+    pub kind: String,
+    pub start: WallMs,
+    pub end: Option<WallMs>,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentStatus {
+    pub state: LinkState,
+    pub since: Option<WallMs>,
+    pub heartbeat: Option<WallMs>,
+}
+
+impl Store {
+    fn status_value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM status WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql("read status", e))
+    }
+
+    pub fn agent_status(&self) -> Result<AgentStatus, StoreError> {
+        let state = self.status_value("state")?.and_then(|s| LinkState::parse(&s)).unwrap_or(LinkState::Unknown);
+        let since = self.status_value("state_since")?.and_then(|s| s.parse().ok());
+        let heartbeat = self.status_value("heartbeat")?.and_then(|s| s.parse().ok());
+        Ok(AgentStatus { state, since, heartbeat })
+    }
+
+    /// Per-target counts and RTT quantiles over `[since, until)` from the raw samples.
+    pub fn summaries(&self, since: WallMs, until: WallMs) -> Result<Vec<TargetSummary>, StoreError> {
+        let mut targets = self
+            .conn
+            .prepare("SELECT id, name, addr, role FROM targets ORDER BY role = 'anchor', id")
+            .map_err(|e| self.sql("read targets", e))?;
+        let targets: Vec<(i64, String, String, String)> = targets
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql("read targets", e))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT rtt_us FROM samples WHERE ts >= ?1 AND ts < ?2 AND target = ?3")
+            .map_err(|e| self.sql("summarise samples", e))?;
+        let mut out = Vec::new();
+        for (id, name, addr, role) in targets {
+            let rtts: Vec<Option<u32>> = stmt
+                .query_map(rusqlite::params![since, until, id], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.sql("summarise samples", e))?;
+            if rtts.is_empty() {
+                continue;
+            }
+            let mut ok: Vec<u32> = rtts.iter().flatten().copied().collect();
+            ok.sort_unstable();
+            out.push(TargetSummary {
+                name,
+                addr,
+                role,
+                sent: rtts.len() as u64,
+                lost: (rtts.len() - ok.len()) as u64,
+                median_us: quantile(&ok, 0.5),
+                p95_us: quantile(&ok, 0.95),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The most recent outages, newest first.
+    pub fn recent_outages(&self, limit: usize) -> Result<Vec<Outage>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, kind, start_ts, end_ts, duration_ms FROM outages ORDER BY start_ts DESC LIMIT ?1")
+            .map_err(|e| self.sql("read outages", e))?;
+        stmt.query_map([limit as i64], |r| {
+            Ok(Outage { id: r.get(0)?, kind: r.get(1)?, start: r.get(2)?, end: r.get(3)?, duration_ms: r.get(4)? })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql("read outages", e))
+    }
+
+    /// The newest sample time, if any.
+    pub fn last_sample_ts(&self) -> Result<Option<WallMs>, StoreError> {
+        self.conn
+            .query_row("SELECT max(ts) FROM samples", [], |r| r.get(0))
+            .map_err(|e| self.sql("read samples", e))
+    }
+}

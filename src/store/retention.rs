@@ -1,0 +1,68 @@
+//! Keeping the database bounded: raw samples expire first, rollups much later, and a hard size
+//! cap deletes the oldest data (raw first) when the card would otherwise fill.
+
+use rusqlite::params;
+
+use super::{Store, StoreError};
+use crate::config::StoreConfig;
+use crate::sample::WallMs;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+/// Under the cap, aim this far below it so deletion does not run every hour.
+const CAP_TARGET: f64 = 0.9;
+const CHUNK: i64 = 5_000;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RetentionReport {
+    pub expired_samples: usize,
+    pub expired_minutes: usize,
+    pub capped_samples: usize,
+    pub capped_minutes: usize,
+}
+
+pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionReport, StoreError> {
+    let conn = &store.conn;
+    let mut report = RetentionReport::default();
+    let raw_cutoff = now - cfg.raw_retention_days as i64 * DAY_MS;
+    let rollup_cutoff = now - cfg.rollup_retention_days as i64 * DAY_MS;
+    report.expired_samples = conn
+        .execute("DELETE FROM samples WHERE ts < ?1", [raw_cutoff])
+        .map_err(|e| store.sql("expire samples", e))?;
+    report.expired_minutes = conn
+        .execute("DELETE FROM minutes WHERE ts < ?1", [rollup_cutoff])
+        .map_err(|e| store.sql("expire rollups", e))?;
+
+    // The cap: delete the oldest raw samples, then the oldest rollups, a chunk at a time.
+    let target = (cfg.max_db_bytes as f64 * CAP_TARGET) as u64;
+    if store.used_bytes()? > cfg.max_db_bytes {
+        while store.used_bytes()? > target {
+            let n = conn
+                .execute(
+                    "DELETE FROM samples WHERE (ts, target, seq) IN
+                     (SELECT ts, target, seq FROM samples ORDER BY ts LIMIT ?1)",
+                    params![CHUNK],
+                )
+                .map_err(|e| store.sql("cap samples", e))?;
+            report.capped_samples += n;
+            if n == 0 {
+                let m = conn
+                    .execute(
+                        "DELETE FROM minutes WHERE (ts, target) IN
+                         (SELECT ts, target FROM minutes ORDER BY ts LIMIT ?1)",
+                        params![CHUNK],
+                    )
+                    .map_err(|e| store.sql("cap rollups", e))?;
+                report.capped_minutes += m;
+                if m == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    if report != RetentionReport::default() {
+        // Hand the freed pages back to the filesystem (auto_vacuum = INCREMENTAL).
+        conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| store.sql("incremental vacuum", e))?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,86 @@
+//! Schema migrations. Each entry moves the database one version up; the version lives in
+//! `PRAGMA user_version`. Never edit a released migration: add a new one.
+
+use super::{Store, StoreError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the agent core.
+    "
+    CREATE TABLE targets (
+        id   INTEGER PRIMARY KEY,
+        addr TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL
+    );
+    -- One row per probe. Clustered by time (WITHOUT ROWID) so there is one B-tree, appended at
+    -- its right edge, instead of a table plus a time index: fewer pages per commit.
+    CREATE TABLE samples (
+        ts     INTEGER NOT NULL,  -- send time, ms since the Unix epoch, UTC
+        target INTEGER NOT NULL REFERENCES targets(id),
+        seq    INTEGER NOT NULL,  -- ICMP sequence number
+        rtt_us INTEGER,           -- round trip in microseconds; NULL when lost
+        fail   INTEGER,           -- why lost: 1 timeout, 2 send error; NULL when answered
+        PRIMARY KEY (ts, target, seq)
+    ) WITHOUT ROWID;
+    -- One row per target per minute, recomputed from samples whenever that minute gets samples.
+    CREATE TABLE minutes (
+        ts        INTEGER NOT NULL,  -- start of the minute, ms since the Unix epoch
+        target    INTEGER NOT NULL REFERENCES targets(id),
+        sent      INTEGER NOT NULL,
+        lost      INTEGER NOT NULL,
+        min_us    INTEGER,
+        mean_us   INTEGER,
+        median_us INTEGER,
+        p95_us    INTEGER,
+        max_us    INTEGER,
+        jitter_us INTEGER,           -- mean absolute difference of successive RTTs
+        PRIMARY KEY (ts, target)
+    ) WITHOUT ROWID;
+    CREATE TABLE outages (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,     -- lan | wan
+        start_ts    INTEGER NOT NULL,
+        end_ts      INTEGER,           -- NULL while ongoing
+        duration_ms INTEGER,           -- measured on the monotonic clock
+        detail      TEXT
+    );
+    CREATE INDEX outages_start ON outages(start_ts);
+    CREATE TABLE events (
+        id     INTEGER PRIMARY KEY,
+        ts     INTEGER NOT NULL,
+        kind   TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX events_ts ON events(ts);
+    -- The agent's latest word: current state and a heartbeat, read by `status`.
+    CREATE TABLE status (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ",
+];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
+    let conn = &store.conn;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|source| StoreError::Corrupt { path: store.path.clone(), source })?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { path: store.path.clone(), found: version, known: SCHEMA_VERSION });
+    }
+    if version == 0 {
+        // Must precede the first table: lets the size cap hand pages back to the filesystem.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL").map_err(|e| store.sql("auto_vacuum", e))?;
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = i as i64 + 1;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {next}; COMMIT;"))
+            .map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                store.sql("migration", e)
+            })?;
+    }
+    Ok(())
+}

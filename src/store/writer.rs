@@ -1,0 +1,394 @@
+//! The batched writer: a thread that owns the agent's database connection, buffers records and
+//! writes them in one transaction per flush interval, recomputing the rollups of every minute
+//! the batch touched.
+//!
+//! A failed flush (disk full, I/O error) rolls back, keeps the batch and tries again at the next
+//! interval, so a full disk costs no data until the buffer limit and never corrupts the file.
+
+use std::collections::BTreeSet;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+
+use super::rollup::{self, minute_of};
+use super::{Store, StoreError, retention};
+use crate::config::StoreConfig;
+use crate::sample::{Record, Target, WallMs};
+
+/// Most records held while the disk refuses writes (about 14 h of 4 targets at 1 Hz).
+const MAX_PENDING: usize = 200_000;
+/// How long a run keeps the keys of what it wrote, so a boot-time clock step can fix them.
+const REWRITE_WINDOW: Duration = Duration::from_secs(20 * 60);
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+pub type NowFn = Box<dyn Fn() -> WallMs + Send>;
+
+enum Msg {
+    Record(Record),
+    Flush(mpsc::SyncSender<Result<(), String>>),
+    Shutdown,
+}
+
+/// What the writer did over its life, returned by [`Writer::shutdown`].
+#[derive(Debug, Default, Clone)]
+pub struct WriterReport {
+    pub flushes: u64,
+    pub failed_flushes: u64,
+    pub samples_written: u64,
+    pub dropped: u64,
+}
+
+pub struct Writer {
+    tx: mpsc::Sender<Msg>,
+    handle: Option<JoinHandle<WriterReport>>,
+}
+
+impl Writer {
+    /// Register `targets` (their index becomes their id in [`crate::sample::Sample::target`])
+    /// and start the writer thread.
+    pub fn spawn(store: Store, targets: &[Target], cfg: StoreConfig, now: NowFn) -> Result<Writer, StoreError> {
+        let ids = register_targets(&store, targets)?;
+        close_dangling_outages(&store)?;
+        let (tx, rx) = mpsc::channel();
+        let mut state = WriterState {
+            store,
+            ids,
+            cfg,
+            now,
+            pending: Vec::new(),
+            open_outage: None,
+            run: RunLog { keys: Some(Vec::new()), started: Instant::now(), ts_range: None, first_outage: None, first_event: None },
+            report: WriterReport::default(),
+            last_error: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("wanwatch-writer".into())
+            .spawn(move || state.run(rx))
+            .expect("spawn writer thread");
+        Ok(Writer { tx, handle: Some(handle) })
+    }
+
+    pub fn send(&self, record: Record) {
+        // Fails only when the writer thread has died, which shutdown() reports.
+        let _ = self.tx.send(Msg::Record(record));
+    }
+
+    /// Write everything sent so far, now.
+    pub fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tx.send(Msg::Flush(tx)).map_err(|_| "writer thread is gone".to_string())?;
+        rx.recv().map_err(|_| "writer thread is gone".to_string())?
+    }
+
+    /// Flush everything and stop.
+    pub fn shutdown(mut self) -> WriterReport {
+        let _ = self.tx.send(Msg::Shutdown);
+        self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = self.tx.send(Msg::Shutdown);
+            let _ = h.join();
+        }
+    }
+}
+
+fn register_targets(store: &Store, targets: &[Target]) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(targets.len());
+    for t in targets {
+        store
+            .conn
+            .execute(
+                "INSERT INTO targets (addr, name, role) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(addr) DO UPDATE SET name = excluded.name, role = excluded.role",
+                params![t.addr.to_string(), t.name, t.role.as_str()],
+            )
+            .map_err(|e| store.sql("register target", e))?;
+        let id: i64 = store
+            .conn
+            .query_row("SELECT id FROM targets WHERE addr = ?1", [t.addr.to_string()], |r| r.get(0))
+            .map_err(|e| store.sql("register target", e))?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// An outage still open in the file means the agent died during it: end it at the last
+/// heartbeat, which is the last moment anything was known.
+fn close_dangling_outages(store: &Store) -> Result<(), StoreError> {
+    store
+        .conn
+        .execute(
+            "UPDATE outages SET
+                end_ts = max(start_ts, coalesce((SELECT CAST(value AS INTEGER) FROM status WHERE key = 'heartbeat'), start_ts)),
+                detail = 'agent stopped during the outage; end is the last heartbeat'
+             WHERE end_ts IS NULL",
+            [],
+        )
+        .map_err(|e| store.sql("close dangling outages", e))?;
+    store
+        .conn
+        .execute("UPDATE outages SET duration_ms = end_ts - start_ts WHERE duration_ms IS NULL", [])
+        .map_err(|e| store.sql("close dangling outages", e))?;
+    Ok(())
+}
+
+/// What this run has written, so that a clock step at boot can move it.
+struct RunLog {
+    /// (ts, target id, seq) of every sample, while the run is young.
+    keys: Option<Vec<(WallMs, i64, u16)>>,
+    started: Instant,
+    ts_range: Option<(WallMs, WallMs)>,
+    first_outage: Option<i64>,
+    first_event: Option<i64>,
+}
+
+struct WriterState {
+    store: Store,
+    ids: Vec<i64>,
+    cfg: StoreConfig,
+    now: NowFn,
+    pending: Vec<Record>,
+    open_outage: Option<i64>,
+    run: RunLog,
+    report: WriterReport,
+    last_error: Option<String>,
+}
+
+impl WriterState {
+    fn run(&mut self, rx: mpsc::Receiver<Msg>) -> WriterReport {
+        let mut next_flush = Instant::now() + self.cfg.flush_interval;
+        let mut next_retention = Instant::now();
+        loop {
+            let wait = next_flush.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Record(r)) => self.push(r),
+                Ok(Msg::Flush(reply)) => {
+                    let _ = reply.send(self.flush());
+                }
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    while let Ok(Msg::Record(r)) = rx.try_recv() {
+                        self.push(r);
+                    }
+                    if let Err(e) = self.flush() {
+                        tracing::error!(error = %e, "final flush failed; {} records lost", self.pending.len());
+                    }
+                    let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                    return std::mem::take(&mut self.report);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_flush {
+                let _ = self.flush();
+                next_flush = Instant::now() + self.cfg.flush_interval;
+                if Instant::now() >= next_retention {
+                    self.retention();
+                    next_retention = Instant::now() + RETENTION_EVERY;
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, r: Record) {
+        if self.pending.len() >= MAX_PENDING {
+            // Disk has refused writes for hours: shed the oldest sample, keep outages and events.
+            if let Some(i) = self.pending.iter().position(|r| matches!(r, Record::Sample(_))) {
+                self.pending.remove(i);
+                self.report.dropped += 1;
+            }
+        }
+        self.pending.push(r);
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let now = (self.now)();
+        match self.write_batch(now) {
+            Ok(samples) => {
+                self.report.flushes += 1;
+                self.report.samples_written += samples;
+                self.pending.clear();
+                if self.last_error.take().is_some() {
+                    tracing::info!(db = %self.store.path.display(), "database writes work again");
+                }
+                if self.run.started.elapsed() > REWRITE_WINDOW {
+                    self.run.keys = None;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.report.failed_flushes += 1;
+                let msg = format!("writing {} records to {}: {e}", self.pending.len(), self.store.path.display());
+                // Say it once, not every few seconds for as long as the disk stays full.
+                if self.last_error.as_deref() != Some(&e.to_string()) {
+                    tracing::error!("{msg}; keeping them in memory and retrying");
+                    self.last_error = Some(e.to_string());
+                }
+                Err(msg)
+            }
+        }
+    }
+
+    /// One transaction: every pending record, the rollups they touch, the heartbeat.
+    fn write_batch(&mut self, now: WallMs) -> rusqlite::Result<u64> {
+        // The run log is updated as the batch goes and put back as it was if the batch fails.
+        let mut keys = self.run.keys.take();
+        let keys_len = keys.as_ref().map_or(0, Vec::len);
+        let saved = (self.run.ts_range, self.run.first_outage, self.run.first_event, self.open_outage);
+        let mut shifted = 0;
+        let result = self.write_batch_inner(now, &mut keys, &mut shifted);
+        if result.is_err() {
+            if let Some(k) = keys.as_mut() {
+                k.truncate(keys_len);
+                k.iter_mut().for_each(|(ts, _, _)| *ts -= shifted);
+            }
+            (self.run.ts_range, self.run.first_outage, self.run.first_event, self.open_outage) = saved;
+        }
+        self.run.keys = keys;
+        result
+    }
+
+    fn write_batch_inner(
+        &mut self,
+        now: WallMs,
+        keys: &mut Option<Vec<(WallMs, i64, u16)>>,
+        shifted: &mut i64,
+    ) -> rusqlite::Result<u64> {
+        let conn = &self.store.conn;
+        let tx = conn.unchecked_transaction()?;
+        let mut touched = BTreeSet::new();
+        let run = &mut self.run;
+        let mut samples = 0;
+        let mut insert_sample = conn.prepare_cached(
+            "INSERT OR IGNORE INTO samples (ts, target, seq, rtt_us, fail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for rec in &self.pending {
+            match rec {
+                Record::Sample(s) => {
+                    let id = self.ids[s.target];
+                    let fail = s.rtt.err().map(|f| f.code());
+                    insert_sample.execute(params![s.ts, id, s.seq, s.rtt.ok(), fail])?;
+                    touched.insert(minute_of(s.ts));
+                    if let Some(k) = keys.as_mut() {
+                        k.push((s.ts, id, s.seq));
+                    }
+                    run.ts_range = Some(run.ts_range.map_or((s.ts, s.ts), |(a, b)| (a.min(s.ts), b.max(s.ts))));
+                    samples += 1;
+                }
+                Record::OutageStart { kind, start } => {
+                    conn.execute("INSERT INTO outages (kind, start_ts) VALUES (?1, ?2)", params![kind.as_str(), start])?;
+                    let id = conn.last_insert_rowid();
+                    self.open_outage = Some(id);
+                    run.first_outage.get_or_insert(id);
+                }
+                Record::OutageEnd { end, duration_ms } => {
+                    if let Some(id) = self.open_outage.take() {
+                        conn.execute(
+                            "UPDATE outages SET end_ts = ?1, duration_ms = ?2 WHERE id = ?3",
+                            params![end, duration_ms, id],
+                        )?;
+                    }
+                }
+                Record::State { state, since } => {
+                    conn.execute(
+                        "INSERT INTO status (key, value) VALUES ('state', ?1), ('state_since', ?2)
+                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        params![state.as_str(), since.to_string()],
+                    )?;
+                }
+                Record::Event { ts, kind, detail } => {
+                    conn.execute("INSERT INTO events (ts, kind, detail) VALUES (?1, ?2, ?3)", params![ts, kind, detail])?;
+                    run.first_event.get_or_insert(conn.last_insert_rowid());
+                }
+                Record::ShiftRun { delta_ms } => {
+                    shift_run(conn, *delta_ms, keys.as_deref(), run, &mut touched)?;
+                    if let Some(k) = keys.as_mut() {
+                        k.iter_mut().for_each(|(ts, _, _)| *ts += delta_ms);
+                    }
+                    run.ts_range = run.ts_range.map(|(a, b)| (a + delta_ms, b + delta_ms));
+                    *shifted += delta_ms;
+                }
+            }
+        }
+        drop(insert_sample);
+        rollup::recompute(conn, &touched)?;
+        conn.execute(
+            "INSERT INTO status (key, value) VALUES ('heartbeat', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [now.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(samples)
+    }
+
+    fn retention(&mut self) {
+        let now = (self.now)();
+        match retention::apply(&self.store, now, &self.cfg) {
+            Ok(r) if r.capped_samples > 0 || r.capped_minutes > 0 => {
+                let detail = format!(
+                    "database over its {} MB cap: deleted the oldest {} samples and {} rollups",
+                    self.cfg.max_db_bytes >> 20,
+                    r.capped_samples,
+                    r.capped_minutes
+                );
+                tracing::warn!("{detail}");
+                self.push(Record::Event { ts: now, kind: "size_cap".into(), detail });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention failed; will retry in an hour"),
+        }
+    }
+}
+
+/// Move everything this run wrote by `delta` ms (the stamps were made before the clock was set).
+fn shift_run(
+    conn: &Connection,
+    delta: i64,
+    keys: Option<&[(WallMs, i64, u16)]>,
+    run: &RunLog,
+    touched: &mut BTreeSet<WallMs>,
+) -> rusqlite::Result<()> {
+    let mut touch = |ts: WallMs| {
+        touched.insert(minute_of(ts));
+        touched.insert(minute_of(ts + delta));
+    };
+    match (keys, run.ts_range) {
+        (Some(keys), _) => {
+            let mut update = conn.prepare_cached(
+                "UPDATE OR IGNORE samples SET ts = ts + ?1 WHERE ts = ?2 AND target = ?3 AND seq = ?4",
+            )?;
+            for &(ts, target, seq) in keys {
+                update.execute(params![delta, ts, target, seq])?;
+                touch(ts);
+            }
+        }
+        (None, Some((lo, hi))) => {
+            // The run is too old to have kept its keys: move its whole time range.
+            conn.execute(
+                "UPDATE OR IGNORE samples SET ts = ts + ?1 WHERE ts >= ?2 AND ts <= ?3",
+                params![delta, lo, hi],
+            )?;
+            let mut m = minute_of(lo);
+            while m <= hi {
+                touch(m);
+                touch(m + rollup::MINUTE_MS - 1);
+                m += rollup::MINUTE_MS;
+            }
+        }
+        (None, None) => {}
+    }
+    if let Some(id) = run.first_outage {
+        conn.execute(
+            "UPDATE outages SET start_ts = start_ts + ?1, end_ts = end_ts + ?1 WHERE id >= ?2",
+            params![delta, id],
+        )?;
+    }
+    if let Some(id) = run.first_event {
+        conn.execute("UPDATE events SET ts = ts + ?1 WHERE id >= ?2", params![delta, id])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Reading and writing times the way a user types them over ssh: all times are UTC.
+
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
+
+use crate::sample::WallMs;
+
+/// Parse `--since`/`--until`: "now", a duration ago ("2h", "7d", "90m"), an RFC 3339 time
+/// ("2026-11-25T18:00:00Z", "...+01:00"), "2026-11-25 18:00[:00]" (UTC) or a date "2026-11-25".
+pub fn parse_time(s: &str, now: WallMs) -> Result<WallMs, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now);
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now - d.as_millis() as WallMs);
+    }
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(to_ms(t));
+    }
+    let with_secs = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let without = format_description!("[year]-[month]-[day] [hour]:[minute]");
+    for fmt in [with_secs, without] {
+        if let Ok(t) = PrimitiveDateTime::parse(&s.replace('T', " "), fmt) {
+            return Ok(to_ms(t.assume_utc()));
+        }
+    }
+    if let Ok(d) = Date::parse(s, format_description!("[year]-[month]-[day]")) {
+        return Ok(to_ms(d.midnight().assume_utc()));
+    }
+    Err(format!(
+        "`{s}` is not a time: use e.g. \"2h\" (ago), \"2026-11-25\", \"2026-11-25 18:00\" (UTC) or RFC 3339"
+    ))
+}
+
+fn to_ms(t: OffsetDateTime) -> WallMs {
+    (t.unix_timestamp_nanos() / 1_000_000) as WallMs
+}
+
+fn datetime(ms: WallMs) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// "2026-11-25 18:04:05" (UTC), for humans.
+pub fn format_time(ms: WallMs) -> String {
+    datetime(ms)
+        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// "18:04" (UTC), for tight columns.
+pub fn format_hm(ms: WallMs) -> String {
+    datetime(ms).format(format_description!("[hour]:[minute]")).unwrap_or_default()
+}
+
+/// "3h 05m", "42s": a duration for humans, to the second.
+pub fn format_span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: WallMs = 1_764_090_000_000; // 2025-11-25 17:00:00 UTC
+
+    #[test]
+    fn parses_what_people_type() {
+        assert_eq!(parse_time("now", NOW), Ok(NOW));
+        assert_eq!(parse_time("2h", NOW), Ok(NOW - 7_200_000));
+        assert_eq!(parse_time("2025-11-25T17:00:00Z", NOW), Ok(NOW));
+        assert_eq!(parse_time("2025-11-25T18:00:00+01:00", NOW), Ok(NOW));
+        assert_eq!(parse_time("2025-11-25 17:00", NOW), Ok(NOW));
+        assert_eq!(parse_time("2025-11-25 17:00:30", NOW), Ok(NOW + 30_000));
+        assert_eq!(parse_time("2025-11-25", NOW), Ok(NOW - 17 * 3_600_000));
+        assert!(parse_time("yesterday-ish", NOW).unwrap_err().contains("yesterday-ish"));
+    }
+
+    #[test]
+    fn formats_for_humans() {
+        assert_eq!(format_time(NOW), "2025-11-25 17:00:00");
+        assert_eq!(format_span(42_000), "42s");
+        assert_eq!(format_span(3 * 3_600_000 + 5 * 60_000), "3h 05m");
+        assert_eq!(format_span(-5), "0s");
+    }
+}
