@@ -137,9 +137,15 @@ impl LinkState {
     }
 
     pub fn parse(s: &str) -> Option<LinkState> {
-        [LinkState::Unknown, LinkState::Up, LinkState::Degraded, LinkState::LanDown, LinkState::WanDown]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [
+            LinkState::Unknown,
+            LinkState::Up,
+            LinkState::Degraded,
+            LinkState::LanDown,
+            LinkState::WanDown,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 
     /// The outage this state is, if it is one.
@@ -172,13 +178,28 @@ impl OutageKind {
 pub enum Record {
     Sample(Sample),
     /// An outage began at `start` (backdated to the first probe that went unanswered).
-    OutageStart { kind: OutageKind, start: WallMs },
+    OutageStart {
+        kind: OutageKind,
+        start: WallMs,
+    },
     /// The open outage ended at `end`; `duration_ms` is measured on the monotonic clock.
-    OutageEnd { end: WallMs, duration_ms: i64 },
+    OutageEnd {
+        end: WallMs,
+        duration_ms: i64,
+    },
     /// The link state changed.
-    State { state: LinkState, since: WallMs },
+    State {
+        state: LinkState,
+        since: WallMs,
+    },
     /// Something worth keeping: a clock step, the agent starting or stopping.
-    Event { ts: WallMs, kind: String, detail: String },
+    Event {
+        ts: WallMs,
+        kind: String,
+        detail: String,
+    },
     /// Every stamp of this run so far was off by `delta_ms` (the clock was set after boot).
-    ShiftRun { delta_ms: i64 },
+    ShiftRun {
+        delta_ms: i64,
+    },
 }

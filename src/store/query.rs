@@ -42,20 +42,35 @@ pub struct AgentStatus {
 impl Store {
     fn status_value(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT value FROM status WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM status WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.sql("read status", e))
     }
 
     pub fn agent_status(&self) -> Result<AgentStatus, StoreError> {
-        let state = self.status_value("state")?.and_then(|s| LinkState::parse(&s)).unwrap_or(LinkState::Unknown);
-        let since = self.status_value("state_since")?.and_then(|s| s.parse().ok());
+        let state = self
+            .status_value("state")?
+            .and_then(|s| LinkState::parse(&s))
+            .unwrap_or(LinkState::Unknown);
+        let since = self
+            .status_value("state_since")?
+            .and_then(|s| s.parse().ok());
         let heartbeat = self.status_value("heartbeat")?.and_then(|s| s.parse().ok());
-        Ok(AgentStatus { state, since, heartbeat })
+        Ok(AgentStatus {
+            state,
+            since,
+            heartbeat,
+        })
     }
 
     /// Per-target counts and RTT quantiles over `[since, until)` from the raw samples.
-    pub fn summaries(&self, since: WallMs, until: WallMs) -> Result<Vec<TargetSummary>, StoreError> {
+    pub fn summaries(
+        &self,
+        since: WallMs,
+        until: WallMs,
+    ) -> Result<Vec<TargetSummary>, StoreError> {
         let mut targets = self
             .conn
             .prepare("SELECT id, name, addr, role FROM targets ORDER BY role = 'anchor', id")
@@ -99,7 +114,13 @@ impl Store {
             .prepare("SELECT id, kind, start_ts, end_ts, duration_ms FROM outages ORDER BY start_ts DESC LIMIT ?1")
             .map_err(|e| self.sql("read outages", e))?;
         stmt.query_map([limit as i64], |r| {
-            Ok(Outage { id: r.get(0)?, kind: r.get(1)?, start: r.get(2)?, end: r.get(3)?, duration_ms: r.get(4)? })
+            Ok(Outage {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                start: r.get(2)?,
+                end: r.get(3)?,
+                duration_ms: r.get(4)?,
+            })
         })
         .and_then(|rows| rows.collect())
         .map_err(|e| self.sql("read outages", e))

@@ -48,7 +48,9 @@ pub fn stats(results: &[Option<u32>]) -> Stats {
     });
     let mut sorted = rtts.clone();
     sorted.sort_unstable();
-    let mean = (!rtts.is_empty()).then(|| (rtts.iter().map(|&r| r as u64).sum::<u64>() as f64 / rtts.len() as f64).round() as u32);
+    let mean = (!rtts.is_empty()).then(|| {
+        (rtts.iter().map(|&r| r as u64).sum::<u64>() as f64 / rtts.len() as f64).round() as u32
+    });
     Stats {
         sent: results.len() as u32,
         lost: (results.len() - rtts.len()) as u32,
@@ -81,7 +83,9 @@ pub fn recompute(conn: &Connection, minutes: &BTreeSet<WallMs>) -> rusqlite::Res
         for group in rows.chunk_by(|a, b| a.0 == b.0) {
             let results: Vec<Option<u32>> = group.iter().map(|(_, rtt)| *rtt).collect();
             let s = stats(&results);
-            insert.execute(params![minute, group[0].0, s.sent, s.lost, s.min, s.mean, s.median, s.p95, s.max, s.jitter])?;
+            insert.execute(params![
+                minute, group[0].0, s.sent, s.lost, s.min, s.mean, s.median, s.p95, s.max, s.jitter
+            ])?;
         }
     }
     Ok(())

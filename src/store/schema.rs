@@ -66,21 +66,31 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
     let conn = &store.conn;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|source| StoreError::Corrupt { path: store.path.clone(), source })?;
+        .map_err(|source| StoreError::Corrupt {
+            path: store.path.clone(),
+            source,
+        })?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew { path: store.path.clone(), found: version, known: SCHEMA_VERSION });
+        return Err(StoreError::TooNew {
+            path: store.path.clone(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
     }
     if version == 0 {
         // Must precede the first table: lets the size cap hand pages back to the filesystem.
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL").map_err(|e| store.sql("auto_vacuum", e))?;
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+            .map_err(|e| store.sql("auto_vacuum", e))?;
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let next = i as i64 + 1;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {next}; COMMIT;"))
-            .map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                store.sql("migration", e)
-            })?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {next}; COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            store.sql("migration", e)
+        })?;
     }
     Ok(())
 }

@@ -48,7 +48,12 @@ pub struct Writer {
 impl Writer {
     /// Register `targets` (their index becomes their id in [`crate::sample::Sample::target`])
     /// and start the writer thread.
-    pub fn spawn(store: Store, targets: &[Target], cfg: StoreConfig, now: NowFn) -> Result<Writer, StoreError> {
+    pub fn spawn(
+        store: Store,
+        targets: &[Target],
+        cfg: StoreConfig,
+        now: NowFn,
+    ) -> Result<Writer, StoreError> {
         let ids = register_targets(&store, targets)?;
         close_dangling_outages(&store)?;
         let (tx, rx) = mpsc::channel();
@@ -59,7 +64,13 @@ impl Writer {
             now,
             pending: Vec::new(),
             open_outage: None,
-            run: RunLog { keys: Some(Vec::new()), started: Instant::now(), ts_range: None, first_outage: None, first_event: None },
+            run: RunLog {
+                keys: Some(Vec::new()),
+                started: Instant::now(),
+                ts_range: None,
+                first_outage: None,
+                first_event: None,
+            },
             report: WriterReport::default(),
             last_error: None,
         };
@@ -67,7 +78,10 @@ impl Writer {
             .name("wanwatch-writer".into())
             .spawn(move || state.run(rx))
             .expect("spawn writer thread");
-        Ok(Writer { tx, handle: Some(handle) })
+        Ok(Writer {
+            tx,
+            handle: Some(handle),
+        })
     }
 
     pub fn send(&self, record: Record) {
@@ -78,14 +92,19 @@ impl Writer {
     /// Write everything sent so far, now.
     pub fn flush(&self) -> Result<(), String> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.tx.send(Msg::Flush(tx)).map_err(|_| "writer thread is gone".to_string())?;
+        self.tx
+            .send(Msg::Flush(tx))
+            .map_err(|_| "writer thread is gone".to_string())?;
         rx.recv().map_err(|_| "writer thread is gone".to_string())?
     }
 
     /// Flush everything and stop.
     pub fn shutdown(mut self) -> WriterReport {
         let _ = self.tx.send(Msg::Shutdown);
-        self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default()
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -111,7 +130,11 @@ fn register_targets(store: &Store, targets: &[Target]) -> Result<Vec<i64>, Store
             .map_err(|e| store.sql("register target", e))?;
         let id: i64 = store
             .conn
-            .query_row("SELECT id FROM targets WHERE addr = ?1", [t.addr.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM targets WHERE addr = ?1",
+                [t.addr.to_string()],
+                |r| r.get(0),
+            )
             .map_err(|e| store.sql("register target", e))?;
         ids.push(id);
     }
@@ -133,7 +156,10 @@ fn close_dangling_outages(store: &Store) -> Result<(), StoreError> {
         .map_err(|e| store.sql("close dangling outages", e))?;
     store
         .conn
-        .execute("UPDATE outages SET duration_ms = end_ts - start_ts WHERE duration_ms IS NULL", [])
+        .execute(
+            "UPDATE outages SET duration_ms = end_ts - start_ts WHERE duration_ms IS NULL",
+            [],
+        )
         .map_err(|e| store.sql("close dangling outages", e))?;
     Ok(())
 }
@@ -178,7 +204,10 @@ impl WriterState {
                     if let Err(e) = self.flush() {
                         tracing::error!(error = %e, "final flush failed; {} records lost", self.pending.len());
                     }
-                    let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                    let _ = self
+                        .store
+                        .conn
+                        .execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
                     return std::mem::take(&mut self.report);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -197,7 +226,11 @@ impl WriterState {
     fn push(&mut self, r: Record) {
         if self.pending.len() >= MAX_PENDING {
             // Disk has refused writes for hours: shed the oldest sample, keep outages and events.
-            if let Some(i) = self.pending.iter().position(|r| matches!(r, Record::Sample(_))) {
+            if let Some(i) = self
+                .pending
+                .iter()
+                .position(|r| matches!(r, Record::Sample(_)))
+            {
                 self.pending.remove(i);
                 self.report.dropped += 1;
             }
@@ -222,7 +255,11 @@ impl WriterState {
             }
             Err(e) => {
                 self.report.failed_flushes += 1;
-                let msg = format!("writing {} records to {}: {e}", self.pending.len(), self.store.path.display());
+                let msg = format!(
+                    "writing {} records to {}: {e}",
+                    self.pending.len(),
+                    self.store.path.display()
+                );
                 // Say it once, not every few seconds for as long as the disk stays full.
                 if self.last_error.as_deref() != Some(&e.to_string()) {
                     tracing::error!("{msg}; keeping them in memory and retrying");
@@ -238,7 +275,12 @@ impl WriterState {
         // The run log is updated as the batch goes and put back as it was if the batch fails.
         let mut keys = self.run.keys.take();
         let keys_len = keys.as_ref().map_or(0, Vec::len);
-        let saved = (self.run.ts_range, self.run.first_outage, self.run.first_event, self.open_outage);
+        let saved = (
+            self.run.ts_range,
+            self.run.first_outage,
+            self.run.first_event,
+            self.open_outage,
+        );
         let mut shifted = 0;
         let result = self.write_batch_inner(now, &mut keys, &mut shifted);
         if result.is_err() {
@@ -246,7 +288,12 @@ impl WriterState {
                 k.truncate(keys_len);
                 k.iter_mut().for_each(|(ts, _, _)| *ts -= shifted);
             }
-            (self.run.ts_range, self.run.first_outage, self.run.first_event, self.open_outage) = saved;
+            (
+                self.run.ts_range,
+                self.run.first_outage,
+                self.run.first_event,
+                self.open_outage,
+            ) = saved;
         }
         self.run.keys = keys;
         result
@@ -276,11 +323,17 @@ impl WriterState {
                     if let Some(k) = keys.as_mut() {
                         k.push((s.ts, id, s.seq));
                     }
-                    run.ts_range = Some(run.ts_range.map_or((s.ts, s.ts), |(a, b)| (a.min(s.ts), b.max(s.ts))));
+                    run.ts_range = Some(
+                        run.ts_range
+                            .map_or((s.ts, s.ts), |(a, b)| (a.min(s.ts), b.max(s.ts))),
+                    );
                     samples += 1;
                 }
                 Record::OutageStart { kind, start } => {
-                    conn.execute("INSERT INTO outages (kind, start_ts) VALUES (?1, ?2)", params![kind.as_str(), start])?;
+                    conn.execute(
+                        "INSERT INTO outages (kind, start_ts) VALUES (?1, ?2)",
+                        params![kind.as_str(), start],
+                    )?;
                     let id = conn.last_insert_rowid();
                     self.open_outage = Some(id);
                     run.first_outage.get_or_insert(id);
@@ -301,7 +354,10 @@ impl WriterState {
                     )?;
                 }
                 Record::Event { ts, kind, detail } => {
-                    conn.execute("INSERT INTO events (ts, kind, detail) VALUES (?1, ?2, ?3)", params![ts, kind, detail])?;
+                    conn.execute(
+                        "INSERT INTO events (ts, kind, detail) VALUES (?1, ?2, ?3)",
+                        params![ts, kind, detail],
+                    )?;
                     run.first_event.get_or_insert(conn.last_insert_rowid());
                 }
                 Record::ShiftRun { delta_ms } => {
@@ -336,7 +392,11 @@ impl WriterState {
                     r.capped_minutes
                 );
                 tracing::warn!("{detail}");
-                self.push(Record::Event { ts: now, kind: "size_cap".into(), detail });
+                self.push(Record::Event {
+                    ts: now,
+                    kind: "size_cap".into(),
+                    detail,
+                });
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "retention failed; will retry in an hour"),
@@ -388,7 +448,10 @@ fn shift_run(
         )?;
     }
     if let Some(id) = run.first_event {
-        conn.execute("UPDATE events SET ts = ts + ?1 WHERE id >= ?2", params![delta, id])?;
+        conn.execute(
+            "UPDATE events SET ts = ts + ?1 WHERE id >= ?2",
+            params![delta, id],
+        )?;
     }
     Ok(())
 }

@@ -1,0 +1,422 @@
+//! The network test bed: real namespaces, veth pairs and a scripted ICMP responder.
+//!
+//! ```text
+//!  [lan ns]  lan0 198.18.1.2 ──veth── 198.18.1.1 gwl [gw ns] gww 198.18.2.1 ──veth── 198.18.2.2 wan0 [wan ns]
+//!   wanwatch runs here                 kernel answers ping                   anchors 198.19.0.x, fd00:19::x
+//!                                                                             kernel echo OFF; the
+//!                                                                             responder answers instead
+//! ```
+//!
+//! The responder reads its script (delay, jitter, loss, outage windows per anchor) from a
+//! scenario file in `tests/scenarios/`. Cutting `lan0` makes a LAN outage, cutting `gww` a WAN
+//! outage. Everything is torn down on drop. Needs root; [`skip_unless_root`] says why not.
+
+#![allow(dead_code)]
+
+pub mod responder;
+pub mod scenario;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use scenario::Scenario;
+
+pub const LAN_ADDR: &str = "198.18.1.2";
+pub const GATEWAY: &str = "198.18.1.1";
+pub const GATEWAY6: &str = "fd00:18:1::1";
+
+/// True when the bed can be built here; otherwise prints why and the test returns early.
+pub fn skip_unless_root(test: &str) -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIP {test}: needs root for network namespaces (CI runs it as root)");
+        return false;
+    }
+    let ok = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP {test}: `ip netns` is not available (install iproute2)");
+    }
+    ok
+}
+
+pub fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub struct Bed {
+    pub lan: String,
+    pub gw: String,
+    pub wan: String,
+    pub scenario: Scenario,
+    pub started: Instant,
+    responder: Option<responder::Responder>,
+}
+
+impl Bed {
+    pub fn new(scenario_file: &str) -> Bed {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/scenarios")
+            .join(scenario_file);
+        let scenario = Scenario::load(&path);
+        let id = format!(
+            "ww{}x{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let bed = Bed {
+            lan: format!("{id}-lan"),
+            gw: format!("{id}-gw"),
+            wan: format!("{id}-wan"),
+            scenario,
+            started: Instant::now(),
+            responder: None,
+        };
+        bed.build();
+        bed
+    }
+
+    fn build(&self) {
+        let (lan, gw, wan) = (&self.lan, &self.gw, &self.wan);
+        for ns in [lan, gw, wan] {
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            // No duplicate address detection: link-local addresses usable at once, so IPv6
+            // neighbour discovery does not delay the first pings by a second or two.
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.keep_addr_on_down=1",
+                "net.ipv6.conf.default.keep_addr_on_down=1",
+            ]);
+        }
+        sh(&[
+            "ip", "link", "add", "lan0", "netns", lan, "type", "veth", "peer", "name", "gwl",
+            "netns", gw,
+        ]);
+        sh(&[
+            "ip", "link", "add", "gww", "netns", gw, "type", "veth", "peer", "name", "wan0",
+            "netns", wan,
+        ]);
+        let addr = |ns: &str, dev: &str, a: &str| {
+            sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev, "nodad"])
+        };
+        let addr4 =
+            |ns: &str, dev: &str, a: &str| sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
+        addr4(lan, "lan0", "198.18.1.2/24");
+        addr(lan, "lan0", "fd00:18:1::2/64");
+        addr4(gw, "gwl", "198.18.1.1/24");
+        addr(gw, "gwl", "fd00:18:1::1/64");
+        addr4(gw, "gww", "198.18.2.1/24");
+        addr(gw, "gww", "fd00:18:2::1/64");
+        addr4(wan, "wan0", "198.18.2.2/24");
+        addr(wan, "wan0", "fd00:18:2::2/64");
+        for (ns, dev) in [(lan, "lan0"), (gw, "gwl"), (gw, "gww"), (wan, "wan0")] {
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        lan_routes(lan);
+        sh(&[
+            "ip",
+            "-n",
+            wan,
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.18.2.1",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            wan,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:18:2::1",
+        ]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            gw,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ]);
+        gateway_routes(gw);
+        // The fake WAN's kernel must not answer ping: the scripted responder does.
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            wan,
+            "sysctl",
+            "-qw",
+            "net.ipv4.icmp_echo_ignore_all=1",
+            "net.ipv6.icmp.echo_ignore_all=1",
+        ]);
+        for a in &self.scenario.anchor {
+            let prefix = if a.addr.is_ipv4() { "32" } else { "128" };
+            sh(&[
+                "ip",
+                "-n",
+                wan,
+                "addr",
+                "add",
+                &format!("{}/{prefix}", a.addr),
+                "dev",
+                "lo",
+            ]);
+        }
+    }
+
+    /// Start answering pings to the anchors as the scenario says.
+    pub fn start_responder(&mut self) {
+        self.warm_up();
+        self.started = Instant::now();
+        self.responder = Some(responder::Responder::start(
+            &self.wan,
+            &self.scenario,
+            self.started,
+        ));
+    }
+
+    /// Resolve IPv6 neighbours on both links before measuring: the first IPv6 pings through a
+    /// fresh namespace wait about a second for neighbour discovery, which is real but not what
+    /// the tests measure.
+    fn warm_up(&self) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("warm.db");
+        let mut args = vec![
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--gateway",
+            GATEWAY6,
+            "--interval",
+            "100ms",
+        ];
+        let anchors: Vec<String> = self.anchors().iter().map(|a| a.to_string()).collect();
+        for a in &anchors {
+            args.extend(["--target", a.as_str()]);
+        }
+        args.extend(["--timeout", "300ms", "--for", "1500ms"]);
+        let out = self
+            .wanwatch(&args)
+            .env("WANWATCH_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "warm-up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn responder_stats(&self) -> responder::Stats {
+        self.responder.as_ref().expect("responder started").stats()
+    }
+
+    /// Cut (`up == false`) or restore a link: `lan` is the Pi's own interface (cable pulled,
+    /// router gone), `wan` the gateway's internet side.
+    pub fn set_link(&self, side: &str, up: bool) {
+        set_link(&self.lan, &self.gw, side, up);
+    }
+
+    /// Run the scenario's link cuts on a thread; returns the wall times (ms) each cut and
+    /// restore actually happened.
+    pub fn run_cuts(&self) -> std::thread::JoinHandle<Vec<(String, i64, i64)>> {
+        let cuts = self.scenario.cut.clone();
+        let (lan, gw) = (self.lan.clone(), self.gw.clone());
+        let started = self.started;
+        std::thread::spawn(move || {
+            let mut done = Vec::new();
+            for c in cuts {
+                sleep_until(started + Duration::from_secs_f64(c.at_s));
+                set_link(&lan, &gw, &c.link, false);
+                let down = wall_ms();
+                sleep_until(started + Duration::from_secs_f64(c.at_s + c.for_s));
+                set_link(&lan, &gw, &c.link, true);
+                done.push((c.link.clone(), down, wall_ms()));
+            }
+            done
+        })
+    }
+
+    /// `wanwatch ARGS` inside the LAN namespace, as a child process.
+    pub fn wanwatch(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.lan, env!("CARGO_BIN_EXE_wanwatch")])
+            .args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Run the agent in the LAN namespace until it exits; panics with its stderr on failure.
+    pub fn run_agent(&self, db: &Path, config: &Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = self.wanwatch(&args).output().expect("start wanwatch");
+        assert!(
+            out.status.success(),
+            "wanwatch run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Anchor addresses of the scenario.
+    pub fn anchors(&self) -> Vec<IpAddr> {
+        self.scenario.anchor.iter().map(|a| a.addr).collect()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if let Some(r) = self.responder.take() {
+            r.stop();
+        }
+        for ns in [&self.lan, &self.gw, &self.wan] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+// Why the LAN cut takes the Pi's side down: with the gateway's side of a veth pair down, the
+// kernel still lets a few queued pings through about 3 s into the cut, which a real pulled
+// cable does not.
+fn set_link(lan: &str, gw: &str, side: &str, up: bool) {
+    let state = if up { "up" } else { "down" };
+    match side {
+        "lan" => {
+            sh(&["ip", "-n", lan, "link", "set", "lan0", state]);
+            if up {
+                lan_routes(lan);
+            }
+        }
+        "wan" => {
+            sh(&["ip", "-n", gw, "link", "set", "gww", state]);
+            if up {
+                gateway_routes(gw);
+            }
+        }
+        other => panic!("unknown link side {other}"),
+    }
+}
+
+fn lan_routes(lan: &str) {
+    sh(&[
+        "ip",
+        "-n",
+        lan,
+        "route",
+        "replace",
+        "default",
+        "via",
+        "198.18.1.1",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        lan,
+        "-6",
+        "route",
+        "replace",
+        "default",
+        "via",
+        "fd00:18:1::1",
+    ]);
+}
+
+/// The gateway's routes to the anchors. Taking a link down deletes the routes through it, so
+/// they are (re)placed after every link comes back, as a router's routing daemon would.
+fn gateway_routes(gw: &str) {
+    sh(&[
+        "ip",
+        "-n",
+        gw,
+        "route",
+        "replace",
+        "198.19.0.0/16",
+        "via",
+        "198.18.2.2",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        gw,
+        "-6",
+        "route",
+        "replace",
+        "fd00:19::/32",
+        "via",
+        "fd00:18:2::2",
+    ]);
+}
+
+pub fn sleep_until(t: Instant) {
+    if let Some(d) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+/// A temporary directory with a config file for the agent.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
