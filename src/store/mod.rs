@@ -126,6 +126,15 @@ impl Store {
 
     fn configure(&self, journal_size_limit: u64) -> Result<(), StoreError> {
         // The first statement is where a non-database file shows itself.
+        let pages: i64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })?;
+        if pages == 0 {
+            // A new file. Must come before WAL mode and the first table: lets the size cap hand
+            // pages back to the filesystem.
+            self.conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL").map_err(|e| self.sql("auto_vacuum", e))?;
+        }
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))

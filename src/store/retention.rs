@@ -60,9 +60,15 @@ pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionR
         }
     }
     if report != RetentionReport::default() {
-        // Hand the freed pages back to the filesystem (auto_vacuum = INCREMENTAL).
-        conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(|e| store.sql("incremental vacuum", e))?;
+        // Hand the freed pages back to the filesystem (auto_vacuum = INCREMENTAL). The pragma
+        // frees one page per step, so it is stepped to the end, then checkpointed into the file.
+        let vacuum = || -> rusqlite::Result<()> {
+            let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        };
+        vacuum().map_err(|e| store.sql("incremental vacuum", e))?;
     }
     Ok(report)
 }
