@@ -26,7 +26,11 @@ fn cfg() -> StoreConfig {
 
 fn targets() -> Vec<Target> {
     (1..=4)
-        .map(|i| Target { addr: format!("192.0.2.{i}").parse::<IpAddr>().unwrap(), role: Role::Anchor, name: format!("t{i}") })
+        .map(|i| Target {
+            addr: format!("192.0.2.{i}").parse::<IpAddr>().unwrap(),
+            role: Role::Anchor,
+            name: format!("t{i}"),
+        })
         .collect()
 }
 
@@ -36,8 +40,18 @@ fn feed(w: &Writer, start_s: i64, seconds: i64) {
     for s in start_s..start_s + seconds {
         for t in 0..4 {
             let lost = (s * 7 + t as i64) % 100 == 0;
-            let rtt = if lost { Err(Failure::Timeout) } else { Ok(15_000 + ((s * 37 + t as i64 * 11) % 9000) as u32) };
-            w.send(Record::Sample(Sample { target: t, ts: T0 + s * 1000 + t as i64 * 250, mono, seq: s as u16, rtt }));
+            let rtt = if lost {
+                Err(Failure::Timeout)
+            } else {
+                Ok(15_000 + ((s * 37 + t as i64 * 11) % 9000) as u32)
+            };
+            w.send(Record::Sample(Sample {
+                target: t,
+                ts: T0 + s * 1000 + t as i64 * 250,
+                mono,
+                seq: s as u16,
+                rtt,
+            }));
         }
     }
 }
@@ -59,15 +73,23 @@ fn bytes_per_row() {
     w.shutdown();
     let store = Store::open(&db, 16 << 20).unwrap();
     let full = store.used_bytes().unwrap();
-    let samples: i64 = store.conn.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
-    let minutes: i64 = store.conn.query_row("SELECT count(*) FROM minutes", [], |r| r.get(0)).unwrap();
+    let samples: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+        .unwrap();
+    let minutes: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM minutes", [], |r| r.get(0))
+        .unwrap();
     store.conn.execute("DELETE FROM minutes", []).unwrap();
     let without_minutes = store.used_bytes().unwrap();
     let per_sample = (without_minutes - empty) as f64 / samples as f64;
     let per_minute = (full - without_minutes) as f64 / minutes as f64;
     let year_raw = per_sample * 4.0 * 86_400.0 * 365.0;
     let year_rollups = per_minute * 4.0 * 1440.0 * 365.0;
-    println!("bytes on disk: {per_sample:.1} per raw sample ({samples} samples), {per_minute:.1} per rollup row ({minutes} rows)");
+    println!(
+        "bytes on disk: {per_sample:.1} per raw sample ({samples} samples), {per_minute:.1} per rollup row ({minutes} rows)"
+    );
     println!(
         "a year of 4 targets at 1 Hz: raw {:.2} GB + rollups {:.0} MB (default keeps raw 90 days: {:.2} GB)",
         year_raw / 1e9,

@@ -13,18 +13,26 @@ fn can_ping() -> bool {
     }
     let gid = unsafe { libc::getegid() } as u64;
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
-    let v: Vec<u64> = range.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = range
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     v.len() == 2 && v[0] <= gid && gid <= v[1]
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 #[test]
 fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
     if !can_ping() {
-        eprintln!("SKIP kill_9_twenty_times...: no permission to ping loopback (not root, outside ping_group_range)");
+        eprintln!(
+            "SKIP kill_9_twenty_times...: no permission to ping loopback (not root, outside ping_group_range)"
+        );
         return;
     }
     const FLUSH_MS: i64 = 250;
@@ -34,7 +42,16 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
     for round in 0..20 {
         let mut agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
             .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none"])
-            .args(["--target", "127.0.0.1", "--target", "::1", "--interval", "10ms", "--timeout", "100ms"])
+            .args([
+                "--target",
+                "127.0.0.1",
+                "--target",
+                "::1",
+                "--interval",
+                "10ms",
+                "--timeout",
+                "100ms",
+            ])
             .args(["--flush-interval", &format!("{FLUSH_MS}ms")])
             .env("WANWATCH_LOG", "warn")
             .stderr(Stdio::piped())
@@ -54,10 +71,15 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
         agent.wait().unwrap();
 
         let conn = Connection::open(&db).unwrap();
-        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(check, "ok", "round {round}: database corrupt after kill -9");
-        let (total, newest): (i64, Option<i64>) =
-            conn.query_row("SELECT count(*), max(ts) FROM samples", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        let (total, newest): (i64, Option<i64>) = conn
+            .query_row("SELECT count(*), max(ts) FROM samples", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
         let newest = newest.expect("samples written");
         // What may be lost: the batch since the last flush, plus the pings still waiting for
         // their answers (timeout 100 ms) and a little scheduling slack.
@@ -67,15 +89,32 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
             "round {round}: newest stored sample is {lost_ms} ms older than the kill (ran {:?})",
             started.elapsed()
         );
-        assert!(total > total_before, "round {round}: nothing new was stored");
+        assert!(
+            total > total_before,
+            "round {round}: nothing new was stored"
+        );
         // Rollups agree with the raw samples they were computed from (minus the unflushed tail).
-        let rolled: i64 = conn.query_row("SELECT coalesce(sum(sent), 0) FROM minutes", [], |r| r.get(0)).unwrap();
+        let rolled: i64 = conn
+            .query_row("SELECT coalesce(sum(sent), 0) FROM minutes", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
         assert_eq!(rolled, total, "round {round}: rollups and samples disagree");
         total_before = total;
     }
     // The agent recovers the crashed file and keeps going.
     let o = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--for", "1s"])
+        .args([
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--gateway",
+            "none",
+            "--target",
+            "127.0.0.1",
+            "--for",
+            "1s",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

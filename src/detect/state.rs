@@ -143,9 +143,10 @@ impl StateMachine {
                 .filter(|((r, _), _)| **r == Role::Anchor)
                 .all(|((_, t), &before)| t.fails >= before + down_after)
         });
-        let next = if anchors_down && gateways_down {
-            LinkState::LanDown
-        } else if anchors_down && self.state == LinkState::LanDown && !anchors_still_down {
+        // After a LAN outage the gateway answers a moment before the anchors do: stay in the
+        // LAN outage until the anchors have had their chance.
+        let lan_outage_lingers = self.state == LinkState::LanDown && !anchors_still_down;
+        let next = if anchors_down && (gateways_down || lan_outage_lingers) {
             LinkState::LanDown
         } else if anchors_down {
             LinkState::WanDown
@@ -428,7 +429,7 @@ mod tests {
         for s in 0..30 {
             sim.second(s, |t| match t {
                 A1 if s >= 5 => None,
-                A2 if s >= 8 && s < 20 => None,
+                A2 if (8..20).contains(&s) => None,
                 _ => Some(20_000),
             });
         }

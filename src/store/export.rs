@@ -90,7 +90,7 @@ pub fn write_table(
         .conn
         .prepare(&query(table))
         .map_err(|e| store.sql("export query", e))?;
-    let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let names: Vec<String> = stmt.column_names().map(String::from).collect();
     let mut rows = stmt
         .query([since, until])
         .map_err(|e| store.sql("export query", e))?;

@@ -36,6 +36,7 @@ pub struct Outage {
 pub struct AgentStatus {
     pub state: LinkState,
     pub since: Option<WallMs>,
+    /// The newest sample's time: when the agent last wrote.
     pub heartbeat: Option<WallMs>,
 }
 
@@ -57,7 +58,8 @@ impl Store {
         let since = self
             .status_value("state_since")?
             .and_then(|s| s.parse().ok());
-        let heartbeat = self.status_value("heartbeat")?.and_then(|s| s.parse().ok());
+        // The newest sample is the heartbeat (no separate row rewritten at every flush).
+        let heartbeat = self.last_sample_ts()?;
         Ok(AgentStatus {
             state,
             since,

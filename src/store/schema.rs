@@ -52,7 +52,7 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX events_ts ON events(ts);
-    -- The agent's latest word: current state and a heartbeat, read by `status`.
+    -- The agent's latest word: the current link state, read by `status`.
     CREATE TABLE status (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL

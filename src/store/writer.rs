@@ -141,15 +141,15 @@ fn register_targets(store: &Store, targets: &[Target]) -> Result<Vec<i64>, Store
     Ok(ids)
 }
 
-/// An outage still open in the file means the agent died during it: end it at the last
-/// heartbeat, which is the last moment anything was known.
+/// An outage still open in the file means the agent died during it: end it at the newest
+/// sample, the last moment anything was known.
 fn close_dangling_outages(store: &Store) -> Result<(), StoreError> {
     store
         .conn
         .execute(
             "UPDATE outages SET
-                end_ts = max(start_ts, coalesce((SELECT CAST(value AS INTEGER) FROM status WHERE key = 'heartbeat'), start_ts)),
-                detail = 'agent stopped during the outage; end is the last heartbeat'
+                end_ts = max(start_ts, coalesce((SELECT max(ts) FROM samples), start_ts)),
+                detail = 'agent stopped during the outage; end is its last sample'
              WHERE end_ts IS NULL",
             [],
         )
@@ -239,8 +239,7 @@ impl WriterState {
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        let now = (self.now)();
-        match self.write_batch(now) {
+        match self.write_batch() {
             Ok(samples) => {
                 self.report.flushes += 1;
                 self.report.samples_written += samples;
@@ -270,8 +269,10 @@ impl WriterState {
         }
     }
 
-    /// One transaction: every pending record, the rollups they touch, the heartbeat.
-    fn write_batch(&mut self, now: WallMs) -> rusqlite::Result<u64> {
+    /// One transaction: every pending record and the rollups they touch. Nothing else is
+    /// rewritten per flush (the newest sample is the heartbeat): every page a commit touches
+    /// is written to the SD card twice (WAL, then checkpoint).
+    fn write_batch(&mut self) -> rusqlite::Result<u64> {
         // The run log is updated as the batch goes and put back as it was if the batch fails.
         let mut keys = self.run.keys.take();
         let keys_len = keys.as_ref().map_or(0, Vec::len);
@@ -282,7 +283,7 @@ impl WriterState {
             self.open_outage,
         );
         let mut shifted = 0;
-        let result = self.write_batch_inner(now, &mut keys, &mut shifted);
+        let result = self.write_batch_inner(&mut keys, &mut shifted);
         if result.is_err() {
             if let Some(k) = keys.as_mut() {
                 k.truncate(keys_len);
@@ -301,7 +302,6 @@ impl WriterState {
 
     fn write_batch_inner(
         &mut self,
-        now: WallMs,
         keys: &mut Option<Vec<(WallMs, i64, u16)>>,
         shifted: &mut i64,
     ) -> rusqlite::Result<u64> {
@@ -372,11 +372,6 @@ impl WriterState {
         }
         drop(insert_sample);
         rollup::recompute(conn, &touched)?;
-        conn.execute(
-            "INSERT INTO status (key, value) VALUES ('heartbeat', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [now.to_string()],
-        )?;
         tx.commit()?;
         Ok(samples)
     }
