@@ -27,11 +27,11 @@ pub struct RunReport {
 /// Run the agent until `run_for` elapses or SIGINT/SIGTERM arrives. Must be called inside a
 /// tokio runtime (a current-thread one is enough and the smallest).
 pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunReport> {
+    // Open the sockets before anything is written, so a permission problem is the first and
+    // only thing the user sees (and no empty database is left behind).
+    let sockets = Arc::new(Sockets::open(&cfg.targets)?);
     let store = Store::open(&cfg.db, cfg.store.journal_size_limit_bytes)?;
     let targets: Vec<Target> = cfg.targets.iter().map(|t| t.target.clone()).collect();
-    // Open the sockets before anything is written, so a permission problem is the first and
-    // only thing the user sees.
-    let sockets = Arc::new(Sockets::open(&cfg.targets)?);
 
     let clock = Arc::new(std::sync::Mutex::new(Clock::new()));
     let now = {

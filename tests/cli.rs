@@ -5,6 +5,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod bed;
+
+use bed::can_ping;
+
 fn wanwatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wanwatch"))
         .args(args)
@@ -15,26 +19,6 @@ fn wanwatch(args: &[&str]) -> Output {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Pinging loopback needs root or unprivileged ICMP (net.ipv4.ping_group_range).
-fn can_ping(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let gid = unsafe { libc::getegid() } as u64;
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
-    let v: Vec<u64> = range
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let ok = v.len() == 2 && v[0] <= gid && gid <= v[1];
-    if !ok {
-        eprintln!(
-            "SKIP {test}: no permission to ping (not root, gid {gid} outside ping_group_range {range:?})"
-        );
-    }
-    ok
 }
 
 /// A database with a few seconds of loopback samples, written by the real agent.

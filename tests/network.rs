@@ -325,3 +325,60 @@ fn isp_blackhole_windows_are_wan_outages() {
         check_outages("isp_blackhole.toml", "wan", "27s");
     }
 }
+
+#[test]
+fn without_icmp_permission_the_error_says_how_to_grant_it() {
+    if !skip_unless_root("without_icmp_permission_the_error_says_how_to_grant_it") {
+        return;
+    }
+    // A fresh namespace has the kernel default ping_group_range "1 0": no unprivileged ICMP.
+    let bed = Bed::new("steady.toml");
+    let w = Workdir::new();
+    std::fs::set_permissions(
+        w.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let db = w.path("w.db");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.lan,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .arg(env!("CARGO_BIN_EXE_wanwatch"))
+        .args([
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--gateway",
+            "none",
+            "--target",
+            "198.19.0.1",
+            "--for",
+            "2s",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an unprivileged agent cannot ping here"
+    );
+    for hint in [
+        "cannot open an ICMP socket",
+        "ping_group_range",
+        "setcap cap_net_raw+ep",
+    ] {
+        assert!(err.contains(hint), "error should mention {hint:?}:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !db.exists(),
+        "no database is created when the agent cannot measure"
+    );
+}

@@ -22,6 +22,9 @@ const MAX_PENDING: usize = 200_000;
 /// How long a run keeps the keys of what it wrote, so a boot-time clock step can fix them.
 const REWRITE_WINDOW: Duration = Duration::from_secs(20 * 60);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// Outages and state changes are written this soon, whatever the flush interval: they are
+/// what the user will ask about after a power cut.
+const IMPORTANT_WITHIN: Duration = Duration::from_secs(1);
 
 pub type NowFn = Box<dyn Fn() -> WallMs + Send>;
 
@@ -193,7 +196,17 @@ impl WriterState {
         loop {
             let wait = next_flush.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(Msg::Record(r)) => self.push(r),
+                Ok(Msg::Record(r)) => {
+                    if matches!(
+                        r,
+                        Record::OutageStart { .. }
+                            | Record::OutageEnd { .. }
+                            | Record::State { .. }
+                    ) {
+                        next_flush = next_flush.min(Instant::now() + IMPORTANT_WITHIN);
+                    }
+                    self.push(r);
+                }
                 Ok(Msg::Flush(reply)) => {
                     let _ = reply.send(self.flush());
                 }

@@ -45,6 +45,27 @@ pub fn skip_unless_root(test: &str) -> bool {
     ok
 }
 
+/// Pinging loopback needs root or unprivileged ICMP (net.ipv4.ping_group_range covering our
+/// group). False, with the reason printed, when neither holds.
+pub fn can_ping(test: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let gid = unsafe { libc::getegid() } as u64;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
+    let v: Vec<u64> = range
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let ok = v.len() == 2 && v[0] <= gid && gid <= v[1];
+    if !ok {
+        eprintln!(
+            "SKIP {test}: no permission to ping (not root, gid {gid} outside ping_group_range {range:?})"
+        );
+    }
+    ok
+}
+
 pub fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0])
         .args(&args[1..])

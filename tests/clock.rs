@@ -1,0 +1,132 @@
+//! The Pi has no RTC: it boots with a wrong clock and NTP sets it later. Run the real agent
+//! under libfaketime with the clock 3 days behind, set it right mid-run, and check that the
+//! database shows one continuous run at the right time: no fake gap, no samples in the past,
+//! rollups where the samples are.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod bed;
+
+use bed::can_ping;
+
+/// Debian's libfaketime (package `faketime`), wherever the architecture puts it.
+fn libfaketime() -> Option<String> {
+    if let Ok(p) = std::env::var("WANWATCH_LIBFAKETIME") {
+        return Some(p);
+    }
+    ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| format!("/usr/lib/{arch}/faketime/libfaketime.so.1"))
+        .find(|p| Path::new(p).exists())
+}
+
+#[test]
+fn ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past() {
+    let Some(lib) = libfaketime() else {
+        eprintln!(
+            "SKIP ntp_setting_the_clock...: libfaketime not found (apt-get install faketime)"
+        );
+        return;
+    };
+    if !can_ping("ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let offset_file = dir.path().join("faketime");
+    std::fs::write(&offset_file, "-3d\n").unwrap();
+    let db = dir.path().join("w.db");
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args([
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--gateway",
+            "none",
+            "--target",
+            "127.0.0.1",
+        ])
+        .args([
+            "--interval",
+            "100ms",
+            "--flush-interval",
+            "500ms",
+            "--for",
+            "8s",
+        ])
+        .env("LD_PRELOAD", &lib)
+        .env("FAKETIME_TIMESTAMP_FILE", &offset_file)
+        .env("FAKETIME_NO_CACHE", "1")
+        // Only the wall clock is wrong at boot; the monotonic clock is fine.
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 3 s of samples stamped 3 days ago (and flushed), then NTP sets the clock.
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(&offset_file, "+0\n").unwrap();
+    let out = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("system clock set by"),
+        "the step should be logged:\n{log}"
+    );
+    let finished = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (n, first, last): (i64, i64, i64) = c
+        .query_row("SELECT count(*), min(ts), max(ts) FROM samples", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert!(n >= 70, "only {n} samples in 8 s at 100 ms");
+    assert!(
+        first >= started - 1000 && last <= finished + 1000,
+        "samples outside the run: {first}..{last} vs {started}..{finished}"
+    );
+    // No gap: consecutive samples are ~100 ms apart all the way through the step.
+    let mut stmt = c.prepare("SELECT ts FROM samples ORDER BY ts").unwrap();
+    let ts: Vec<i64> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let widest = ts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(widest < 500, "a {widest} ms gap in a 100 ms series");
+    // Rollups sit where the samples are and count each once.
+    let (rolled, oldest_minute): (i64, i64) = c
+        .query_row("SELECT sum(sent), min(ts) FROM minutes", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(rolled, n);
+    assert!(
+        oldest_minute >= started - 60_000,
+        "a rollup was left 3 days in the past"
+    );
+    let events_in_past: i64 = c
+        .query_row(
+            "SELECT count(*) FROM events WHERE ts < ?1",
+            [started - 1000],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(events_in_past, 0, "events were left 3 days in the past");
+    let steps: i64 = c
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'clock_step'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(steps, 1);
+}
