@@ -40,18 +40,8 @@ fn feed(w: &Writer, start_s: i64, seconds: i64) {
     for s in start_s..start_s + seconds {
         for t in 0..4 {
             let lost = (s * 7 + t as i64) % 100 == 0;
-            let rtt = if lost {
-                Err(Failure::Timeout)
-            } else {
-                Ok(15_000 + ((s * 37 + t as i64 * 11) % 9000) as u32)
-            };
-            w.send(Record::Sample(Sample {
-                target: t,
-                ts: T0 + s * 1000 + t as i64 * 250,
-                mono,
-                seq: s as u16,
-                rtt,
-            }));
+            let rtt = if lost { Err(Failure::Timeout) } else { Ok(15_000 + ((s * 37 + t as i64 * 11) % 9000) as u32) };
+            w.send(Record::Sample(Sample { target: t, ts: T0 + s * 1000 + t as i64 * 250, mono, seq: s as u16, rtt }));
         }
     }
 }
@@ -73,14 +63,8 @@ fn bytes_per_row() {
     w.shutdown();
     let store = Store::open(&db, 16 << 20).unwrap();
     let full = store.used_bytes().unwrap();
-    let samples: i64 = store
-        .conn
-        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-        .unwrap();
-    let minutes: i64 = store
-        .conn
-        .query_row("SELECT count(*) FROM minutes", [], |r| r.get(0))
-        .unwrap();
+    let samples: i64 = store.conn.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    let minutes: i64 = store.conn.query_row("SELECT count(*) FROM minutes", [], |r| r.get(0)).unwrap();
     store.conn.execute("DELETE FROM minutes", []).unwrap();
     let without_minutes = store.used_bytes().unwrap();
     let per_sample = (without_minutes - empty) as f64 / samples as f64;

@@ -36,31 +36,17 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     let clock = Arc::new(std::sync::Mutex::new(Clock::new()));
     let now = {
         let clock = clock.clone();
-        Box::new(move || {
-            clock
-                .lock()
-                .map(|c| c.now())
-                .unwrap_or_else(|_| clock::system_wall_ms())
-        })
+        Box::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms()))
     };
     let writer = Writer::spawn(store, &targets, cfg.store.clone(), now)
         .with_context(|| format!("preparing database {}", cfg.db.display()))?;
-    let wall = || {
-        clock
-            .lock()
-            .map(|c| c.now())
-            .unwrap_or_else(|_| clock::system_wall_ms())
-    };
+    let wall = || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms());
     let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
     tracing::info!(db = %cfg.db.display(), config = %cfg.source, targets = %names.join(", "), "wanwatch running");
     writer.send(Record::Event {
         ts: wall(),
         kind: "agent_start".into(),
-        detail: format!(
-            "wanwatch {} pinging {}",
-            env!("CARGO_PKG_VERSION"),
-            names.join(", ")
-        ),
+        detail: format!("wanwatch {} pinging {}", env!("CARGO_PKG_VERSION"), names.join(", ")),
     });
 
     let (tx, mut rx) = mpsc::channel(1024);
@@ -82,17 +68,16 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     let stop_signal = shutdown_signal();
     tokio::pin!(stop_signal);
 
-    let mut handle =
-        |s: crate::sample::Sample, writer: &Writer, sm: &mut StateMachine, clock: &Clock| {
-            let mut s = s;
-            s.ts = clock.wall_at(s.mono);
-            let records = sm.observe(&s);
-            writer.send(Record::Sample(s));
-            for r in records {
-                writer.send(r);
-            }
-            report.samples += 1;
-        };
+    let mut handle = |s: crate::sample::Sample, writer: &Writer, sm: &mut StateMachine, clock: &Clock| {
+        let mut s = s;
+        s.ts = clock.wall_at(s.mono);
+        let records = sm.observe(&s);
+        writer.send(Record::Sample(s));
+        for r in records {
+            writer.send(r);
+        }
+        report.samples += 1;
+    };
 
     loop {
         tokio::select! {
@@ -129,17 +114,9 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     for r in sm.finish(wall(), Instant::now()) {
         writer.send(r);
     }
-    writer.send(Record::Event {
-        ts: wall(),
-        kind: "agent_stop".into(),
-        detail: "clean shutdown".into(),
-    });
+    writer.send(Record::Event { ts: wall(), kind: "agent_stop".into(), detail: "clean shutdown".into() });
     report.writer = writer.shutdown();
-    tracing::info!(
-        samples = report.samples,
-        flushes = report.writer.flushes,
-        "wanwatch stopped"
-    );
+    tracing::info!(samples = report.samples, flushes = report.writer.flushes, "wanwatch stopped");
     Ok(report)
 }
 
@@ -148,27 +125,15 @@ fn on_clock_adjustment(adj: Adjustment, writer: &Writer, sm: &mut StateMachine, 
         Adjustment::Slewing { delta_ms } => {
             format!("system clock moved {delta_ms} ms; slewing toward it")
         }
-        Adjustment::Stepped {
-            delta_ms,
-            rewrite_run: true,
-        } => {
+        Adjustment::Stepped { delta_ms, rewrite_run: true } => {
             writer.send(Record::ShiftRun { delta_ms });
             sm.shift(delta_ms);
-            format!(
-                "system clock set by {delta_ms} ms early in the run; this run's times were moved with it"
-            )
+            format!("system clock set by {delta_ms} ms early in the run; this run's times were moved with it")
         }
-        Adjustment::Stepped {
-            delta_ms,
-            rewrite_run: false,
-        } => format!("system clock stepped {delta_ms} ms"),
+        Adjustment::Stepped { delta_ms, rewrite_run: false } => format!("system clock stepped {delta_ms} ms"),
     };
     tracing::warn!("{detail}");
-    writer.send(Record::Event {
-        ts: now,
-        kind: "clock_step".into(),
-        detail,
-    });
+    writer.send(Record::Event { ts: now, kind: "clock_step".into(), detail });
 }
 
 async fn shutdown_signal() -> &'static str {

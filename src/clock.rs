@@ -59,12 +59,7 @@ impl Clock {
     }
 
     pub fn anchored(mono: Instant, wall: WallMs) -> Clock {
-        Clock {
-            started: mono,
-            anchor_mono: mono,
-            anchor_wall: wall,
-            slew: None,
-        }
+        Clock { started: mono, anchor_mono: mono, anchor_wall: wall, slew: None }
     }
 
     /// The wall time at monotonic instant `mono` (before or after the anchor).
@@ -75,8 +70,7 @@ impl Clock {
         };
         let mut wall = self.anchor_wall + elapsed;
         if let Some((delta, since)) = self.slew {
-            let slewed =
-                (mono.saturating_duration_since(since).as_millis() as f64 * SLEW_RATE) as i64;
+            let slewed = (mono.saturating_duration_since(since).as_millis() as f64 * SLEW_RATE) as i64;
             wall += delta.signum() * slewed.min(delta.abs());
         }
         wall
@@ -90,8 +84,7 @@ impl Clock {
     pub fn check(&mut self, mono: Instant, system_wall: WallMs) -> Option<Adjustment> {
         // Finish a slew that has been fully applied.
         if let Some((delta, since)) = self.slew {
-            let applied =
-                (mono.saturating_duration_since(since).as_millis() as f64 * SLEW_RATE) as i64;
+            let applied = (mono.saturating_duration_since(since).as_millis() as f64 * SLEW_RATE) as i64;
             if applied >= delta.abs() {
                 self.reanchor(mono, self.wall_at(mono));
             }
@@ -99,8 +92,7 @@ impl Clock {
         let derived = self.wall_at(mono);
         // What is still to be absorbed of a slew in progress is not a new step.
         let pending = self.slew.map_or(0, |(delta, since)| {
-            let applied =
-                (mono.saturating_duration_since(since).as_millis() as f64 * SLEW_RATE) as i64;
+            let applied = (mono.saturating_duration_since(since).as_millis() as f64 * SLEW_RATE) as i64;
             delta - delta.signum() * applied.min(delta.abs())
         });
         let delta = system_wall - derived;
@@ -110,10 +102,7 @@ impl Clock {
         let young = mono.saturating_duration_since(self.started) < YOUNG_RUN;
         if young || delta.abs() >= HUGE_STEP_MS {
             self.reanchor(mono, system_wall);
-            return Some(Adjustment::Stepped {
-                delta_ms: delta,
-                rewrite_run: true,
-            });
+            return Some(Adjustment::Stepped { delta_ms: delta, rewrite_run: true });
         }
         if delta.abs() <= MAX_SLEW_MS {
             // Restart the slew from the current derived time toward the new target.
@@ -122,10 +111,7 @@ impl Clock {
             return Some(Adjustment::Slewing { delta_ms: delta });
         }
         self.reanchor(mono, system_wall);
-        Some(Adjustment::Stepped {
-            delta_ms: delta,
-            rewrite_run: false,
-        })
+        Some(Adjustment::Stepped { delta_ms: delta, rewrite_run: false })
     }
 
     fn reanchor(&mut self, mono: Instant, wall: WallMs) {
@@ -172,13 +158,7 @@ mod tests {
         let mut c = Clock::anchored(m0, T0);
         let three_days = 3 * 24 * 3600 * 1000;
         let adj = c.check(m0 + secs(20), T0 + 20_000 + three_days);
-        assert_eq!(
-            adj,
-            Some(Adjustment::Stepped {
-                delta_ms: three_days,
-                rewrite_run: true
-            })
-        );
+        assert_eq!(adj, Some(Adjustment::Stepped { delta_ms: three_days, rewrite_run: true }));
         assert_eq!(c.wall_at(m0 + secs(21)), T0 + 21_000 + three_days);
     }
 
@@ -210,13 +190,7 @@ mod tests {
         let mut c = Clock::anchored(m0, T0);
         let at = m0 + secs(7200);
         let adj = c.check(at, T0 + 7_200_000 + 3_600_000);
-        assert_eq!(
-            adj,
-            Some(Adjustment::Stepped {
-                delta_ms: 3_600_000,
-                rewrite_run: false
-            })
-        );
+        assert_eq!(adj, Some(Adjustment::Stepped { delta_ms: 3_600_000, rewrite_run: false }));
         assert_eq!(c.wall_at(at + secs(1)), T0 + 7_201_000 + 3_600_000);
     }
 
@@ -226,12 +200,6 @@ mod tests {
         let m0 = Instant::now();
         let mut c = Clock::anchored(m0, 0);
         let adj = c.check(m0 + secs(7200), T0);
-        assert_eq!(
-            adj,
-            Some(Adjustment::Stepped {
-                delta_ms: T0 - 7_200_000,
-                rewrite_run: true
-            })
-        );
+        assert_eq!(adj, Some(Adjustment::Stepped { delta_ms: T0 - 7_200_000, rewrite_run: true }));
     }
 }

@@ -109,10 +109,7 @@ impl Common {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WANWATCH_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WANWATCH_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(io::stderr)
         .init();
     match dispatch(cli.command) {
@@ -130,7 +127,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
             || c.downcast_ref::<ExportError>().is_some_and(|x| match x {
                 ExportError::Io(io) => io.kind() == io::ErrorKind::BrokenPipe,
-                ExportError::Csv(c) => matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::BrokenPipe),
+                ExportError::Csv(c) => {
+                    matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::BrokenPipe)
+                }
                 _ => false,
             })
     })
@@ -138,27 +137,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Run {
-            common,
-            targets,
-            gateway,
-            interval,
-            timeout,
-            flush_interval,
-            run_for,
-        } => {
-            let cfg = common.load(Overrides {
-                db: None,
-                targets,
-                gateway,
-                interval,
-                timeout,
-                flush_interval,
-            })?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+        Command::Run { common, targets, gateway, interval, timeout, flush_interval, run_for } => {
+            let cfg = common.load(Overrides { db: None, targets, gateway, interval, timeout, flush_interval })?;
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
             rt.block_on(agent::run(cfg, run_for))?;
             Ok(())
         }
@@ -168,38 +150,23 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Export {
-            common,
-            table,
-            format,
-            since,
-            until,
-            out,
-        } => {
+        Command::Export { common, table, format, since, until, out } => {
             let db = common.db()?;
             let store = Store::open_read_only(&db)?;
             if format == Format::Sqlite {
-                let Some(out) = out else {
-                    bail!("--format sqlite needs --out FILE")
-                };
+                let Some(out) = out else { bail!("--format sqlite needs --out FILE") };
                 if out.exists() {
-                    bail!(
-                        "{} already exists; choose a new file for the copy",
-                        out.display()
-                    );
+                    bail!("{} already exists; choose a new file for the copy", out.display());
                 }
                 export::backup(&store, &out)?;
                 eprintln!("copied {} to {}", db.display(), out.display());
                 return Ok(());
             }
-            let Some(table) = table else {
-                bail!("--table is required: samples, minutes, outages or events")
-            };
+            let Some(table) = table else { bail!("--table is required: samples, minutes, outages or events") };
             let now = clock::system_wall_ms();
             let parse = |flag: &str, v: &Option<String>, default| -> anyhow::Result<i64> {
-                v.as_deref().map_or(Ok(default), |s| {
-                    timefmt::parse_time(s, now).map_err(|m| anyhow::anyhow!("{flag}: {m}"))
-                })
+                v.as_deref()
+                    .map_or(Ok(default), |s| timefmt::parse_time(s, now).map_err(|m| anyhow::anyhow!("{flag}: {m}")))
             };
             let since = parse("--since", &since, i64::MIN)?;
             let until = parse("--until", &until, i64::MAX)?;

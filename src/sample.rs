@@ -137,15 +137,9 @@ impl LinkState {
     }
 
     pub fn parse(s: &str) -> Option<LinkState> {
-        [
-            LinkState::Unknown,
-            LinkState::Up,
-            LinkState::Degraded,
-            LinkState::LanDown,
-            LinkState::WanDown,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        [LinkState::Unknown, LinkState::Up, LinkState::Degraded, LinkState::LanDown, LinkState::WanDown]
+            .into_iter()
+            .find(|st| st.as_str() == s)
     }
 
     /// The outage this state is, if it is one.
@@ -202,4 +196,63 @@ pub enum Record {
     ShiftRun {
         delta_ms: i64,
     },
+    /// A measurement from a context probe (DNS, HTTP, bandwidth, gateway, weather, ...).
+    Metric(Metric),
+    /// A line from the router's log.
+    Syslog(SyslogLine),
+}
+
+/// One value of one series: `probe` measured `name` of `subject` (e.g. dns / "example.com@1.1.1.1"
+/// / latency_ms). A failed measurement is a metric too: `value` None and `note` saying why, so
+/// failures are data, not gaps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    pub ts: WallMs,
+    pub probe: &'static str,
+    pub subject: String,
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub value: Option<f64>,
+    pub note: Option<String>,
+}
+
+impl Metric {
+    pub fn new(
+        ts: WallMs,
+        probe: &'static str,
+        subject: &str,
+        name: &'static str,
+        unit: &'static str,
+        value: f64,
+    ) -> Metric {
+        Metric { ts, probe, subject: subject.to_string(), name, unit, value: Some(value), note: None }
+    }
+
+    /// A measurement that could not be made, and why.
+    pub fn failed(
+        ts: WallMs,
+        probe: &'static str,
+        subject: &str,
+        name: &'static str,
+        unit: &'static str,
+        why: String,
+    ) -> Metric {
+        Metric { ts, probe, subject: subject.to_string(), name, unit, value: None, note: Some(why) }
+    }
+}
+
+/// A parsed syslog message (RFC 3164 or RFC 5424) and what it means, if anything known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyslogLine {
+    /// When it was received (router clocks are often wrong; their own stamp stays in `message`).
+    pub ts: WallMs,
+    /// Sender address or file name.
+    pub source: String,
+    pub facility: Option<u8>,
+    pub severity: Option<u8>,
+    pub host: Option<String>,
+    pub app: Option<String>,
+    pub message: String,
+    /// A known event: wan_down, wan_up, dhcp, reboot, dns_failure, wifi_assoc, ...
+    pub class: Option<&'static str>,
 }

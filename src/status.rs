@@ -21,21 +21,15 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         LinkState::Unknown => "UNKNOWN",
     };
     let _ = writeln!(out, "wanwatch  {}", store.path.display());
-    let since = agent
-        .since
-        .map(|s| format!(" since {} UTC ({})", format_time(s), format_span(now - s)))
-        .unwrap_or_default();
+    let since =
+        agent.since.map(|s| format!(" since {} UTC ({})", format_time(s), format_span(now - s))).unwrap_or_default();
     let _ = writeln!(out, "Link:  {state}{since}");
     let agent_line = match agent.heartbeat {
         // The writer beats at every flush; allow a few missed flushes before calling it stopped.
         Some(hb) if now - hb < 5 * 60_000 => {
             format!("running (last write {} ago)", format_span(now - hb))
         }
-        Some(hb) => format!(
-            "NOT RUNNING: last write {} UTC ({} ago)",
-            format_time(hb),
-            format_span(now - hb)
-        ),
+        Some(hb) => format!("NOT RUNNING: last write {} UTC ({} ago)", format_time(hb), format_span(now - hb)),
         None => "never ran on this database".to_string(),
     };
     let _ = writeln!(out, "Agent: {agent_line}");
@@ -43,11 +37,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
 
     let hour = store.summaries(now - HOUR_MS, now + 1)?;
     let day = store.summaries(now - 24 * HOUR_MS, now + 1)?;
-    let _ = writeln!(
-        out,
-        "{:<27} {:<25} {:<25}",
-        "", "Last hour", "Last 24 hours"
-    );
+    let _ = writeln!(out, "{:<27} {:<25} {:<25}", "", "Last hour", "Last 24 hours");
     let _ = writeln!(
         out,
         "{:<27} {:>6} {:>8} {:>8}  {:>6} {:>8} {:>8}",
@@ -55,11 +45,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
     );
     for d in &day {
         let h = hour.iter().find(|h| h.addr == d.addr);
-        let mut name = if d.name == d.addr {
-            d.addr.clone()
-        } else {
-            format!("{} {}", d.name, d.addr)
-        };
+        let mut name = if d.name == d.addr { d.addr.clone() } else { format!("{} {}", d.name, d.addr) };
         if name.len() > 27 {
             name.truncate(26);
             name.push('~');
@@ -77,11 +63,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         let _ = writeln!(out, "  none recorded");
     }
     for o in outages {
-        let kind = if o.kind == "lan" {
-            "LAN/router"
-        } else {
-            "internet"
-        };
+        let kind = if o.kind == "lan" { "LAN/router" } else { "internet" };
         let span = match (o.end, o.duration_ms) {
             (Some(_), Some(d)) => format_span(d),
             _ => format!("ongoing, {} so far", format_span(now - o.start)),
@@ -101,8 +83,6 @@ fn cols(s: Option<&TargetSummary>) -> String {
             ms => format!("{ms:.1}ms"),
         })
     };
-    let loss = s
-        .loss()
-        .map_or("-".to_string(), |l| format!("{:.1}%", l * 100.0));
+    let loss = s.loss().map_or("-".to_string(), |l| format!("{:.1}%", l * 100.0));
     format!("{:>6} {:>8} {:>8}", loss, ms(s.median_us), ms(s.p95_us))
 }

@@ -29,9 +29,7 @@ pub fn parse_time(s: &str, now: WallMs) -> Result<WallMs, String> {
     if let Ok(d) = Date::parse(s, format_description!("[year]-[month]-[day]")) {
         return Ok(to_ms(d.midnight().assume_utc()));
     }
-    Err(format!(
-        "`{s}` is not a time: use e.g. \"2h\" (ago), \"2026-11-25\", \"2026-11-25 18:00\" (UTC) or RFC 3339"
-    ))
+    Err(format!("`{s}` is not a time: use e.g. \"2h\" (ago), \"2026-11-25\", \"2026-11-25 18:00\" (UTC) or RFC 3339"))
 }
 
 fn to_ms(t: OffsetDateTime) -> WallMs {
@@ -39,24 +37,19 @@ fn to_ms(t: OffsetDateTime) -> WallMs {
 }
 
 fn datetime(ms: WallMs) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// "2026-11-25 18:04:05" (UTC), for humans.
 pub fn format_time(ms: WallMs) -> String {
     datetime(ms)
-        .format(format_description!(
-            "[year]-[month]-[day] [hour]:[minute]:[second]"
-        ))
+        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
         .unwrap_or_else(|_| ms.to_string())
 }
 
 /// "18:04" (UTC), for tight columns.
 pub fn format_hm(ms: WallMs) -> String {
-    datetime(ms)
-        .format(format_description!("[hour]:[minute]"))
-        .unwrap_or_default()
+    datetime(ms).format(format_description!("[hour]:[minute]")).unwrap_or_default()
 }
 
 /// "3h 05m", "42s": a duration for humans, to the second.
@@ -85,11 +78,7 @@ mod tests {
         assert_eq!(parse_time("2025-11-25 17:00", NOW), Ok(NOW));
         assert_eq!(parse_time("2025-11-25 17:00:30", NOW), Ok(NOW + 30_000));
         assert_eq!(parse_time("2025-11-25", NOW), Ok(NOW - 17 * 3_600_000));
-        assert!(
-            parse_time("yesterday-ish", NOW)
-                .unwrap_err()
-                .contains("yesterday-ish")
-        );
+        assert!(parse_time("yesterday-ish", NOW).unwrap_err().contains("yesterday-ish"));
     }
 
     #[test]

@@ -10,11 +10,7 @@ mod bed;
 use bed::can_ping;
 
 fn wanwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_wanwatch")).args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -48,65 +44,27 @@ fn malformed_config_names_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[ping]\ninterval = \"1s\"\ntimeout = \"soon\"\n").unwrap();
-    let o = wanwatch(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--db",
-        dir.path().join("x.db").to_str().unwrap(),
-    ]);
+    let o = wanwatch(&["run", "--config", cfg.to_str().unwrap(), "--db", dir.path().join("x.db").to_str().unwrap()]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(
-        e.contains("bad.toml") && e.contains("line 3") && e.contains("soon"),
-        "unclear error:\n{e}"
-    );
+    assert!(e.contains("bad.toml") && e.contains("line 3") && e.contains("soon"), "unclear error:\n{e}");
     assert!(!e.contains("panicked"), "{e}");
-    assert!(
-        !dir.path().join("x.db").exists(),
-        "a broken config must not create a database"
-    );
+    assert!(!dir.path().join("x.db").exists(), "a broken config must not create a database");
 }
 
 #[test]
 fn missing_config_file_is_an_error() {
-    let o = wanwatch(&[
-        "run",
-        "--config",
-        "/nonexistent/wanwatch.toml",
-        "--for",
-        "1s",
-    ]);
+    let o = wanwatch(&["run", "--config", "/nonexistent/wanwatch.toml", "--for", "1s"]);
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("cannot read config file /nonexistent/wanwatch.toml"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("cannot read config file /nonexistent/wanwatch.toml"), "{}", stderr(&o));
 }
 
 #[test]
 fn bad_flag_values_are_errors() {
-    let o = wanwatch(&[
-        "run",
-        "--interval",
-        "1ms",
-        "--for",
-        "1s",
-        "--db",
-        "/tmp/never.db",
-    ]);
+    let o = wanwatch(&["run", "--interval", "1ms", "--for", "1s", "--db", "/tmp/never.db"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--interval"), "{}", stderr(&o));
-    let o = wanwatch(&[
-        "run",
-        "--gateway",
-        "my-router",
-        "--for",
-        "1s",
-        "--db",
-        "/tmp/never.db",
-    ]);
+    let o = wanwatch(&["run", "--gateway", "my-router", "--for", "1s", "--db", "/tmp/never.db"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("my-router"), "{}", stderr(&o));
 }
@@ -126,10 +84,7 @@ fn unwritable_database_path_is_a_clear_error() {
     ]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(
-        e.contains("cannot open database /nonexistent-dir/w.db"),
-        "{e}"
-    );
+    assert!(e.contains("cannot open database /nonexistent-dir/w.db"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
 }
 
@@ -140,34 +95,17 @@ fn corrupt_database_is_reported_and_left_untouched() {
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&db, &garbage).unwrap();
     for args in [
-        vec![
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            "none",
-            "--target",
-            "127.0.0.1",
-            "--for",
-            "1s",
-        ],
+        vec!["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--for", "1s"],
         vec!["status", "--db", db.to_str().unwrap()],
         vec!["export", "--db", db.to_str().unwrap(), "--table", "samples"],
     ] {
         let o = wanwatch(&args);
         assert!(!o.status.success(), "{args:?} should fail");
         let e = stderr(&o);
-        assert!(
-            e.contains("not a wanwatch SQLite database or is corrupt"),
-            "{args:?}: {e}"
-        );
+        assert!(e.contains("not a wanwatch SQLite database or is corrupt"), "{args:?}: {e}");
         assert!(!e.contains("panicked"), "{e}");
     }
-    assert_eq!(
-        std::fs::read(&db).unwrap(),
-        garbage,
-        "the corrupt file must not be modified"
-    );
+    assert_eq!(std::fs::read(&db).unwrap(), garbage, "the corrupt file must not be modified");
 }
 
 #[test]
@@ -186,84 +124,35 @@ fn export_csv_and_jsonl_and_time_filters() {
     let db = recorded_db(dir.path());
     let db = db.to_str().unwrap();
 
-    let o = wanwatch(&[
-        "export", "--db", db, "--table", "samples", "--format", "csv",
-    ]);
+    let o = wanwatch(&["export", "--db", db, "--table", "samples", "--format", "csv"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8(o.stdout).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("time,ts_ms,target,addr,seq,rtt_ms,lost"));
     let rows: Vec<&str> = lines.collect();
-    assert!(
-        rows.len() >= 50,
-        "only {} samples in 2 s at 20 ms",
-        rows.len()
-    );
+    assert!(rows.len() >= 50, "only {} samples in 2 s at 20 ms", rows.len());
     assert!(rows.iter().all(|r| r.contains(",127.0.0.1,")));
 
-    let o = wanwatch(&[
-        "export", "--db", db, "--table", "minutes", "--format", "jsonl",
-    ]);
+    let o = wanwatch(&["export", "--db", db, "--table", "minutes", "--format", "jsonl"]);
     let text = String::from_utf8(o.stdout).unwrap();
-    let total: u64 = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["sent"]
-                .as_u64()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(
-        total as usize,
-        rows.len(),
-        "rollups must count every sample"
-    );
+    let total: u64 =
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["sent"].as_u64().unwrap()).sum();
+    assert_eq!(total as usize, rows.len(), "rollups must count every sample");
 
-    let o = wanwatch(&[
-        "export",
-        "--db",
-        db,
-        "--table",
-        "samples",
-        "--until",
-        "2000-01-01",
-    ]);
-    assert_eq!(
-        String::from_utf8(o.stdout).unwrap().lines().count(),
-        1,
-        "only the header before 2000"
-    );
-    let o = wanwatch(&[
-        "export", "--db", db, "--table", "events", "--since", "1h", "--format", "jsonl",
-    ]);
+    let o = wanwatch(&["export", "--db", db, "--table", "samples", "--until", "2000-01-01"]);
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 1, "only the header before 2000");
+    let o = wanwatch(&["export", "--db", db, "--table", "events", "--since", "1h", "--format", "jsonl"]);
     let kinds: Vec<String> = String::from_utf8(o.stdout)
         .unwrap()
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(kinds.first().map(String::as_str), Some("agent_start"));
     assert_eq!(kinds.last().map(String::as_str), Some("agent_stop"));
 
-    let o = wanwatch(&[
-        "export",
-        "--db",
-        db,
-        "--table",
-        "samples",
-        "--since",
-        "last tuesday",
-    ]);
+    let o = wanwatch(&["export", "--db", db, "--table", "samples", "--since", "last tuesday"]);
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("--since") && stderr(&o).contains("last tuesday"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("--since") && stderr(&o).contains("last tuesday"), "{}", stderr(&o));
 }
 
 #[test]
@@ -283,15 +172,7 @@ fn export_into_a_closed_pipe_exits_quietly() {
     for format in ["csv", "jsonl"] {
         // `wanwatch export | head -n 3`
         let mut child = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-            .args([
-                "export",
-                "--db",
-                db.to_str().unwrap(),
-                "--table",
-                "samples",
-                "--format",
-                format,
-            ])
+            .args(["export", "--db", db.to_str().unwrap(), "--table", "samples", "--format", format])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -303,17 +184,9 @@ fn export_into_a_closed_pipe_exits_quietly() {
         }
         drop(out);
         let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         let status = child.wait().unwrap();
-        assert!(
-            status.success(),
-            "{format}: export into a closed pipe failed: {err}"
-        );
+        assert!(status.success(), "{format}: export into a closed pipe failed: {err}");
         assert!(!err.contains("panicked"), "{format}: {err}");
     }
 }
@@ -326,63 +199,27 @@ fn sqlite_export_is_a_consistent_copy_while_the_agent_writes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
     let mut agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args([
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            "none",
-            "--target",
-            "127.0.0.1",
-            "--target",
-            "::1",
-        ])
-        .args([
-            "--interval",
-            "10ms",
-            "--flush-interval",
-            "100ms",
-            "--for",
-            "6s",
-        ])
+        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--target", "::1"])
+        .args(["--interval", "10ms", "--flush-interval", "100ms", "--for", "6s"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     for i in 0..3 {
         let copy = dir.path().join(format!("copy{i}.db"));
-        let o = wanwatch(&[
-            "export",
-            "--db",
-            db.to_str().unwrap(),
-            "--format",
-            "sqlite",
-            "--out",
-            copy.to_str().unwrap(),
-        ]);
+        let o =
+            wanwatch(&["export", "--db", db.to_str().unwrap(), "--format", "sqlite", "--out", copy.to_str().unwrap()]);
         assert!(o.status.success(), "{}", stderr(&o));
         let c = rusqlite::Connection::open(&copy).unwrap();
-        let check: String = c
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
+        let check: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok");
-        let n: i64 = c
-            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-            .unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
         assert!(n > 0, "copy {i} has no samples");
         std::thread::sleep(std::time::Duration::from_millis(700));
     }
     // Refuses to overwrite.
     let copy0 = dir.path().join("copy0.db");
-    let o = wanwatch(&[
-        "export",
-        "--db",
-        db.to_str().unwrap(),
-        "--format",
-        "sqlite",
-        "--out",
-        copy0.to_str().unwrap(),
-    ]);
+    let o = wanwatch(&["export", "--db", db.to_str().unwrap(), "--format", "sqlite", "--out", copy0.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("already exists"));
     assert!(agent.wait().unwrap().success());
 }
@@ -391,17 +228,10 @@ fn sqlite_export_is_a_consistent_copy_while_the_agent_writes() {
 fn config_subcommand_prints_the_effective_targets() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("w.toml");
-    std::fs::write(
-        &cfg,
-        "[ping]\ngateway = \"192.0.2.1\"\nanchors = [\"198.51.100.7\"]\ninterval = \"5s\"\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "[ping]\ngateway = \"192.0.2.1\"\nanchors = [\"198.51.100.7\"]\ninterval = \"5s\"\n").unwrap();
     let o = wanwatch(&["config", "--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("target gateway (192.0.2.1) role=gateway interval=5s"),
-        "{out}"
-    );
+    assert!(out.contains("target gateway (192.0.2.1) role=gateway interval=5s"), "{out}");
     assert!(out.contains("target 198.51.100.7 role=anchor"), "{out}");
 }

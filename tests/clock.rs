@@ -25,9 +25,7 @@ fn libfaketime() -> Option<String> {
 #[test]
 fn ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past() {
     let Some(lib) = libfaketime() else {
-        eprintln!(
-            "SKIP ntp_setting_the_clock...: libfaketime not found (apt-get install faketime)"
-        );
+        eprintln!("SKIP ntp_setting_the_clock...: libfaketime not found (apt-get install faketime)");
         return;
     };
     if !can_ping("ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past") {
@@ -37,28 +35,10 @@ fn ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past() {
     let offset_file = dir.path().join("faketime");
     std::fs::write(&offset_file, "-3d\n").unwrap();
     let db = dir.path().join("w.db");
-    let started = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
     let agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args([
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            "none",
-            "--target",
-            "127.0.0.1",
-        ])
-        .args([
-            "--interval",
-            "100ms",
-            "--flush-interval",
-            "500ms",
-            "--for",
-            "8s",
-        ])
+        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1"])
+        .args(["--interval", "100ms", "--flush-interval", "500ms", "--for", "8s"])
         .env("LD_PRELOAD", &lib)
         .env("FAKETIME_TIMESTAMP_FILE", &offset_file)
         .env("FAKETIME_NO_CACHE", "1")
@@ -73,20 +53,12 @@ fn ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past() {
     let out = agent.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(
-        log.contains("system clock set by"),
-        "the step should be logged:\n{log}"
-    );
-    let finished = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    assert!(log.contains("system clock set by"), "the step should be logged:\n{log}");
+    let finished = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
 
     let c = rusqlite::Connection::open(&db).unwrap();
     let (n, first, last): (i64, i64, i64) = c
-        .query_row("SELECT count(*), min(ts), max(ts) FROM samples", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row("SELECT count(*), min(ts), max(ts) FROM samples", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap();
     assert!(n >= 70, "only {n} samples in 8 s at 100 ms");
     assert!(
@@ -95,38 +67,17 @@ fn ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past() {
     );
     // No gap: consecutive samples are ~100 ms apart all the way through the step.
     let mut stmt = c.prepare("SELECT ts FROM samples ORDER BY ts").unwrap();
-    let ts: Vec<i64> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let ts: Vec<i64> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     let widest = ts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
     assert!(widest < 500, "a {widest} ms gap in a 100 ms series");
     // Rollups sit where the samples are and count each once.
-    let (rolled, oldest_minute): (i64, i64) = c
-        .query_row("SELECT sum(sent), min(ts) FROM minutes", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (rolled, oldest_minute): (i64, i64) =
+        c.query_row("SELECT sum(sent), min(ts) FROM minutes", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(rolled, n);
-    assert!(
-        oldest_minute >= started - 60_000,
-        "a rollup was left 3 days in the past"
-    );
-    let events_in_past: i64 = c
-        .query_row(
-            "SELECT count(*) FROM events WHERE ts < ?1",
-            [started - 1000],
-            |r| r.get(0),
-        )
-        .unwrap();
+    assert!(oldest_minute >= started - 60_000, "a rollup was left 3 days in the past");
+    let events_in_past: i64 =
+        c.query_row("SELECT count(*) FROM events WHERE ts < ?1", [started - 1000], |r| r.get(0)).unwrap();
     assert_eq!(events_in_past, 0, "events were left 3 days in the past");
-    let steps: i64 = c
-        .query_row(
-            "SELECT count(*) FROM events WHERE kind = 'clock_step'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let steps: i64 = c.query_row("SELECT count(*) FROM events WHERE kind = 'clock_step'", [], |r| r.get(0)).unwrap();
     assert_eq!(steps, 1);
 }

@@ -12,10 +12,7 @@ mod bed;
 use bed::can_ping;
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 #[test]
@@ -30,16 +27,7 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
     for round in 0..20 {
         let mut agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
             .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none"])
-            .args([
-                "--target",
-                "127.0.0.1",
-                "--target",
-                "::1",
-                "--interval",
-                "10ms",
-                "--timeout",
-                "100ms",
-            ])
+            .args(["--target", "127.0.0.1", "--target", "::1", "--interval", "10ms", "--timeout", "100ms"])
             .args(["--flush-interval", &format!("{FLUSH_MS}ms")])
             .env("WANWATCH_LOG", "warn")
             .stderr(Stdio::piped())
@@ -59,15 +47,10 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
         agent.wait().unwrap();
 
         let conn = Connection::open(&db).unwrap();
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok", "round {round}: database corrupt after kill -9");
-        let (total, newest): (i64, Option<i64>) = conn
-            .query_row("SELECT count(*), max(ts) FROM samples", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap();
+        let (total, newest): (i64, Option<i64>) =
+            conn.query_row("SELECT count(*), max(ts) FROM samples", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
         let newest = newest.expect("samples written");
         // What may be lost: the batch since the last flush, plus the pings still waiting for
         // their answers (timeout 100 ms) and a little scheduling slack.
@@ -77,32 +60,15 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
             "round {round}: newest stored sample is {lost_ms} ms older than the kill (ran {:?})",
             started.elapsed()
         );
-        assert!(
-            total > total_before,
-            "round {round}: nothing new was stored"
-        );
+        assert!(total > total_before, "round {round}: nothing new was stored");
         // Rollups agree with the raw samples they were computed from (minus the unflushed tail).
-        let rolled: i64 = conn
-            .query_row("SELECT coalesce(sum(sent), 0) FROM minutes", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let rolled: i64 = conn.query_row("SELECT coalesce(sum(sent), 0) FROM minutes", [], |r| r.get(0)).unwrap();
         assert_eq!(rolled, total, "round {round}: rollups and samples disagree");
         total_before = total;
     }
     // The agent recovers the crashed file and keeps going.
     let o = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args([
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            "none",
-            "--target",
-            "127.0.0.1",
-            "--for",
-            "1s",
-        ])
+        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--for", "1s"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -30,11 +30,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|ns| ns.parse::<u64>().ok())
-        })
+        .filter_map(|s| s.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()))
         .sum::<u64>() as f64
         / 1e9
 }
@@ -45,38 +41,21 @@ fn agent_footprint_4_targets_at_1hz() {
     if !skip_unless_root("agent_footprint_4_targets_at_1hz") {
         return;
     }
-    let secs: u64 = std::env::var("WANWATCH_FOOTPRINT_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
+    let secs: u64 = std::env::var("WANWATCH_FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
     let mut bed = Bed::new("steady.toml");
     let w = Workdir::new();
     let anchors: Vec<String> = bed.anchors().iter().map(|a| format!("\"{a}\"")).collect();
     // Defaults everywhere (1 s interval, 5 s flush) but the targets: gateway + 3 anchors.
     let flush = std::env::var("WANWATCH_FOOTPRINT_FLUSH").unwrap_or_else(|_| "default".into());
-    let store = if flush == "default" {
-        String::new()
-    } else {
-        format!("[store]\nflush_interval = \"{flush}\"\n")
-    };
+    let store = if flush == "default" { String::new() } else { format!("[store]\nflush_interval = \"{flush}\"\n") };
     let cfg = w.write(
         "w.toml",
-        &format!(
-            "[ping]\ngateway = \"{}\"\nanchors = [{}]\n{store}",
-            bed::GATEWAY,
-            anchors.join(", ")
-        ),
+        &format!("[ping]\ngateway = \"{}\"\nanchors = [{}]\n{store}", bed::GATEWAY, anchors.join(", ")),
     );
     let db = w.path("w.db");
     bed.start_responder();
     let mut child = bed
-        .wanwatch(&[
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
+        .wanwatch(&["run", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
         .env("WANWATCH_LOG", "warn")
         .spawn()
         .unwrap();
@@ -94,27 +73,16 @@ fn agent_footprint_4_targets_at_1hz() {
         cpu = cpu_seconds(pid);
         hwm = proc_field(pid, "status", "VmHWM:");
         // Bytes sent to storage, less those of files truncated before they were written back.
-        written = proc_field(pid, "io", "write_bytes:").saturating_sub(proc_field(
-            pid,
-            "io",
-            "cancelled_write_bytes:",
-        ));
+        written = proc_field(pid, "io", "write_bytes:").saturating_sub(proc_field(pid, "io", "cancelled_write_bytes:"));
     }
     let elapsed = start.elapsed().as_secs_f64();
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = conn.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
     let file = std::fs::metadata(&db).unwrap().len();
-    println!(
-        "footprint over {elapsed:.0} s, 4 targets at 1 Hz, flush interval {flush} ({n} samples):"
-    );
-    println!(
-        "  CPU      {cpu:.2} s = {:.3}% of one core",
-        cpu / elapsed * 100.0
-    );
+    println!("footprint over {elapsed:.0} s, 4 targets at 1 Hz, flush interval {flush} ({n} samples):");
+    println!("  CPU      {cpu:.2} s = {:.3}% of one core", cpu / elapsed * 100.0);
     println!("  peak RSS {:.1} MB", hwm as f64 / 1024.0);
     println!(
         "  written  {:.2} MB to storage in all (database file now {:.2} MB)",

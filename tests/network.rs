@@ -12,13 +12,7 @@ use rusqlite::Connection;
 /// millisecond level should not measure the other tests.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn config(
-    w: &Workdir,
-    interval: &str,
-    timeout: &str,
-    anchors: &[std::net::IpAddr],
-    extra: &str,
-) -> std::path::PathBuf {
+fn config(w: &Workdir, interval: &str, timeout: &str, anchors: &[std::net::IpAddr], extra: &str) -> std::path::PathBuf {
     let list: Vec<String> = anchors.iter().map(|a| format!("\"{a}\"")).collect();
     w.write(
         "wanwatch.toml",
@@ -33,42 +27,22 @@ fn config(
 
 /// (sent, lost, rtts in ms sorted) for one target address.
 fn samples(db: &Connection, addr: &str) -> (u64, u64, Vec<f64>) {
-    let mut stmt = db
-        .prepare(
-            "SELECT s.rtt_us FROM samples s JOIN targets t ON t.id = s.target WHERE t.addr = ?1",
-        )
-        .unwrap();
-    let rtts: Vec<Option<i64>> = stmt
-        .query_map([addr], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut ok: Vec<f64> = rtts
-        .iter()
-        .flatten()
-        .map(|&us| us as f64 / 1000.0)
-        .collect();
+    let mut stmt =
+        db.prepare("SELECT s.rtt_us FROM samples s JOIN targets t ON t.id = s.target WHERE t.addr = ?1").unwrap();
+    let rtts: Vec<Option<i64>> = stmt.query_map([addr], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let mut ok: Vec<f64> = rtts.iter().flatten().map(|&us| us as f64 / 1000.0).collect();
     ok.sort_by(f64::total_cmp);
     (rtts.len() as u64, (rtts.len() - ok.len()) as u64, ok)
 }
 
 fn median(sorted: &[f64]) -> f64 {
     let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
+    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
 }
 
 fn outages(db: &Connection) -> Vec<(String, i64, Option<i64>, Option<i64>)> {
-    let mut stmt = db
-        .prepare("SELECT kind, start_ts, end_ts, duration_ms FROM outages ORDER BY start_ts")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let mut stmt = db.prepare("SELECT kind, start_ts, end_ts, duration_ms FROM outages ORDER BY start_ts").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
 }
 
 #[test]
@@ -79,10 +53,7 @@ fn median_rtt_matches_scripted_delay_ipv4_and_ipv6() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut bed = Bed::new("steady.toml");
     let w = Workdir::new();
-    let gw6 = format!(
-        "[[ping.target]]\naddr = \"{}\"\nname = \"gateway6\"\nrole = \"gateway\"\n",
-        bed::GATEWAY6
-    );
+    let gw6 = format!("[[ping.target]]\naddr = \"{}\"\nname = \"gateway6\"\nrole = \"gateway\"\n", bed::GATEWAY6);
     // 25 ms apart for 10 s: ~400 pings per anchor, so the sample median of the jittered delay
     // sits within ~0.2 ms (one standard error) of the scripted one.
     let cfg = config(&w, "25ms", "1s", &bed.anchors(), &gw6);
@@ -96,27 +67,11 @@ fn median_rtt_matches_scripted_delay_ipv4_and_ipv6() {
     let db = Connection::open(&db_path).unwrap();
     for a in &bed.scenario.anchor {
         let (sent, lost, rtts) = samples(&db, &a.addr.to_string());
-        assert!(
-            sent >= 320,
-            "{}: only {sent} samples in 10 s at 25 ms",
-            a.addr
-        );
-        assert_eq!(
-            lost, 0,
-            "{}: lost {lost} of {sent} on a lossless link",
-            a.addr
-        );
+        assert!(sent >= 320, "{}: only {sent} samples in 10 s at 25 ms", a.addr);
+        assert_eq!(lost, 0, "{}: lost {lost} of {sent} on a lossless link", a.addr);
         let m = median(&rtts);
-        println!(
-            "{}: scripted {} ms, measured median {m:.3} ms over {sent} pings",
-            a.addr, a.delay_ms
-        );
-        assert!(
-            (m - a.delay_ms).abs() <= 1.0,
-            "{}: median {m:.3} ms, scripted {} ms",
-            a.addr,
-            a.delay_ms
-        );
+        println!("{}: scripted {} ms, measured median {m:.3} ms over {sent} pings", a.addr, a.delay_ms);
+        assert!((m - a.delay_ms).abs() <= 1.0, "{}: median {m:.3} ms, scripted {} ms", a.addr, a.delay_ms);
     }
     // The gateways (v4 and v6) answer from the kernel, well under a millisecond.
     for gw in [bed::GATEWAY, bed::GATEWAY6] {
@@ -124,30 +79,18 @@ fn median_rtt_matches_scripted_delay_ipv4_and_ipv6() {
         assert!(sent >= 320 && lost == 0, "{gw}: {sent} sent, {lost} lost");
         assert!(median(&rtts) < 1.0, "{gw}: median {} ms", median(&rtts));
     }
-    assert!(
-        outages(&db).is_empty(),
-        "no outage on a steady link: {:?}",
-        outages(&db)
-    );
+    assert!(outages(&db).is_empty(), "no outage on a steady link: {:?}", outages(&db));
 }
 
 #[test]
 fn measured_loss_is_inside_the_binomial_interval_and_late_replies_count_once() {
-    if !skip_unless_root(
-        "measured_loss_is_inside_the_binomial_interval_and_late_replies_count_once",
-    ) {
+    if !skip_unless_root("measured_loss_is_inside_the_binomial_interval_and_late_replies_count_once") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut bed = Bed::new("lossy.toml");
     let w = Workdir::new();
-    let cfg = config(
-        &w,
-        "50ms",
-        "150ms",
-        &bed.anchors(),
-        "[state]\ndegraded_loss = 0.5\n",
-    );
+    let cfg = config(&w, "50ms", "150ms", &bed.anchors(), "[state]\ndegraded_loss = 0.5\n");
     let db_path = w.path("w.db");
     bed.start_responder();
     bed.run_agent(&db_path, &cfg, &["--for", "15s"]);
@@ -164,12 +107,7 @@ fn measured_loss_is_inside_the_binomial_interval_and_late_replies_count_once() {
             a.addr, a.loss
         );
         assert!(sent >= 250, "{}: only {sent} pings", a.addr);
-        assert!(
-            (measured - a.loss).abs() <= half,
-            "{}: loss {measured:.3} outside {:.3}±{half:.3}",
-            a.addr,
-            a.loss
-        );
+        assert!((measured - a.loss).abs() <= half, "{}: loss {measured:.3} outside {:.3}±{half:.3}", a.addr, a.loss);
         sents.push(sent);
     }
 
@@ -186,25 +124,12 @@ fn measured_loss_is_inside_the_binomial_interval_and_late_replies_count_once() {
         )
         .unwrap();
     assert_eq!(dupes, 0, "a sequence number was stored twice");
-    assert!(
-        sent.abs_diff(sents[0]) <= 3,
-        "late target has {sent} samples vs {} for a normal one",
-        sents[0]
-    );
-    assert!(
-        rtts.iter().all(|&r| r <= 150.0 + 5.0),
-        "an RTT beyond the timeout was stored: {:?}",
-        rtts.last()
-    );
+    assert!(sent.abs_diff(sents[0]) <= 3, "late target has {sent} samples vs {} for a normal one", sents[0]);
+    assert!(rtts.iter().all(|&r| r <= 150.0 + 5.0), "an RTT beyond the timeout was stored: {:?}", rtts.last());
     let measured = lost as f64 / sent as f64;
     let half = 2.576 * (0.25 / sent as f64).sqrt();
-    println!(
-        "{late}: late replies counted lost: {measured:.3} over {sent} (expected 0.5±{half:.3})"
-    );
-    assert!(
-        (measured - 0.5).abs() <= half + 0.03,
-        "late-reply loss {measured:.3}"
-    );
+    println!("{late}: late replies counted lost: {measured:.3} over {sent} (expected 0.5±{half:.3})");
+    assert!((measured - 0.5).abs() <= half + 0.03, "late-reply loss {measured:.3}");
 }
 
 /// Run a scenario with outages and check the agent's outages against when they really were.
@@ -218,91 +143,37 @@ fn check_outages(scenario: &str, expect_kind: &str, run_for: &str) {
     let t0 = wall_ms();
     let cuts = bed.run_cuts();
     bed.run_agent(&db_path, &cfg, &["--for", run_for]);
-    let mut truth: Vec<(i64, i64)> = cuts
-        .join()
-        .unwrap()
-        .into_iter()
-        .map(|(_, down, up)| (down, up))
-        .collect();
+    let mut truth: Vec<(i64, i64)> = cuts.join().unwrap().into_iter().map(|(_, down, up)| (down, up)).collect();
     for o in &bed.scenario.outage {
-        truth.push((
-            t0 + (o.start_s * 1000.0) as i64,
-            t0 + (o.end_s * 1000.0) as i64,
-        ));
+        truth.push((t0 + (o.start_s * 1000.0) as i64, t0 + (o.end_s * 1000.0) as i64));
     }
     truth.sort();
 
     if let Some(dir) = std::env::var_os("WANWATCH_TEST_KEEP") {
-        std::fs::copy(
-            &db_path,
-            std::path::Path::new(&dir).join(format!("{scenario}.db")),
-        )
-        .unwrap();
+        std::fs::copy(&db_path, std::path::Path::new(&dir).join(format!("{scenario}.db"))).unwrap();
     }
     let db = Connection::open(&db_path).unwrap();
     let got = outages(&db);
     println!("{scenario}: scripted {truth:?}\n  recorded {got:?}");
-    assert_eq!(
-        got.len(),
-        truth.len(),
-        "{scenario}: expected {} outages, got {got:?}",
-        truth.len()
-    );
+    assert_eq!(got.len(), truth.len(), "{scenario}: expected {} outages, got {got:?}", truth.len());
     for ((kind, start, end, dur), (down, up)) in got.iter().zip(&truth) {
         assert_eq!(kind, expect_kind, "{scenario}: wrong outage kind");
         let end = end.expect("outage closed");
-        assert!(
-            (start - down).abs() <= 2000,
-            "{scenario}: start off by {} ms",
-            start - down
-        );
-        assert!(
-            (end - up).abs() <= 2000,
-            "{scenario}: end off by {} ms",
-            end - up
-        );
+        assert!((start - down).abs() <= 2000, "{scenario}: start off by {} ms", start - down);
+        assert!((end - up).abs() <= 2000, "{scenario}: end off by {} ms", end - up);
         let dur = dur.expect("duration recorded");
-        assert!(
-            dur > 0 && (dur - (end - start)).abs() <= 1000,
-            "{scenario}: duration {dur} vs {}",
-            end - start
-        );
+        assert!(dur > 0 && (dur - (end - start)).abs() <= 1000, "{scenario}: duration {dur} vs {}", end - start);
     }
-    let state: String = db
-        .query_row("SELECT value FROM status WHERE key = 'state'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(
-        state, "up",
-        "{scenario}: the link came back, the state should say so"
-    );
+    let state: String = db.query_row("SELECT value FROM status WHERE key = 'state'", [], |r| r.get(0)).unwrap();
+    assert_eq!(state, "up", "{scenario}: the link came back, the state should say so");
 
     // `wanwatch status` shows them.
-    let out = bed
-        .wanwatch(&["status", "--db", db_path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = bed.wanwatch(&["status", "--db", db_path.to_str().unwrap()]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let label = if expect_kind == "lan" {
-        "LAN/router"
-    } else {
-        "internet"
-    };
-    assert_eq!(
-        text.matches(label).count(),
-        truth.len(),
-        "status should list the outages:\n{text}"
-    );
-    assert!(
-        text.lines().all(|l| l.chars().count() <= 80),
-        "status wider than 80 columns:\n{text}"
-    );
+    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+    let label = if expect_kind == "lan" { "LAN/router" } else { "internet" };
+    assert_eq!(text.matches(label).count(), truth.len(), "status should list the outages:\n{text}");
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "status wider than 80 columns:\n{text}");
 }
 
 #[test]
@@ -334,51 +205,19 @@ fn without_icmp_permission_the_error_says_how_to_grant_it() {
     // A fresh namespace has the kernel default ping_group_range "1 0": no unprivileged ICMP.
     let bed = Bed::new("steady.toml");
     let w = Workdir::new();
-    std::fs::set_permissions(
-        w.dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    std::fs::set_permissions(w.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let db = w.path("w.db");
     let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &bed.lan,
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ])
+        .args(["netns", "exec", &bed.lan, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(env!("CARGO_BIN_EXE_wanwatch"))
-        .args([
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            "none",
-            "--target",
-            "198.19.0.1",
-            "--for",
-            "2s",
-        ])
+        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "198.19.0.1", "--for", "2s"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "an unprivileged agent cannot ping here"
-    );
-    for hint in [
-        "cannot open an ICMP socket",
-        "ping_group_range",
-        "setcap cap_net_raw+ep",
-    ] {
+    assert!(!out.status.success(), "an unprivileged agent cannot ping here");
+    for hint in ["cannot open an ICMP socket", "ping_group_range", "setcap cap_net_raw+ep"] {
         assert!(err.contains(hint), "error should mention {hint:?}:\n{err}");
     }
     assert!(!err.contains("panicked"), "{err}");
-    assert!(
-        !db.exists(),
-        "no database is created when the agent cannot measure"
-    );
+    assert!(!db.exists(), "no database is created when the agent cannot measure");
 }

@@ -36,13 +36,7 @@ fn targets() -> Vec<Target> {
 }
 
 fn sample(target: usize, ts: i64, seq: u16, rtt_us: Option<u32>) -> Record {
-    Record::Sample(Sample {
-        target,
-        ts,
-        mono: Instant::now(),
-        seq,
-        rtt: rtt_us.ok_or(Failure::Timeout),
-    })
+    Record::Sample(Sample { target, ts, mono: Instant::now(), seq, rtt: rtt_us.ok_or(Failure::Timeout) })
 }
 
 fn writer(path: &Path, cfg: StoreConfig, now: i64) -> Writer {
@@ -55,21 +49,13 @@ type MinuteRow = (i64, i64, i64, i64, Option<i64>, Option<i64>, Option<i64>);
 
 fn minutes(path: &Path) -> Vec<MinuteRow> {
     let c = Connection::open(path).unwrap();
-    let mut s = c.prepare("SELECT ts, target, sent, lost, median_us, p95_us, jitter_us FROM minutes ORDER BY ts, target").unwrap();
-    s.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    let mut s = c
+        .prepare("SELECT ts, target, sent, lost, median_us, p95_us, jitter_us FROM minutes ORDER BY ts, target")
+        .unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -79,20 +65,11 @@ fn rollups_match_hand_computed_minutes() {
     let w = writer(&db, cfg(), T0 + 3 * MIN);
     // Target 0: minute 0 gets 1..=20 ms every 3 s with the 7th lost; minute 1 gets 4 pings.
     for i in 0..20u16 {
-        let rtt = if i == 6 {
-            None
-        } else {
-            Some((i as u32 + 1) * 1000)
-        };
+        let rtt = if i == 6 { None } else { Some((i as u32 + 1) * 1000) };
         w.send(sample(0, T0 + i as i64 * 3000, i, rtt));
     }
     for (i, rtt) in [10_000, 30_000, 10_000, 30_000].iter().enumerate() {
-        w.send(sample(
-            0,
-            T0 + MIN + i as i64 * 1000,
-            100 + i as u16,
-            Some(*rtt),
-        ));
+        w.send(sample(0, T0 + MIN + i as i64 * 1000, 100 + i as u16, Some(*rtt)));
     }
     // Target 1: all lost in minute 0.
     for i in 0..5u16 {
@@ -102,15 +79,9 @@ fn rollups_match_hand_computed_minutes() {
     let m = minutes(&db);
     // Answered in minute 0: 1..=20 ms without 7 -> 19 values, median 11 ms (10th of 19),
     // p95 = 19 + 0.1*(20-19) = 19.1 ms (numpy), jitter: 17 steps of 1 ms and one of 2 ms -> 19/18 ms.
-    assert_eq!(
-        m[0],
-        (T0, 1, 20, 1, Some(11_000), Some(19_100), Some(1_056))
-    );
+    assert_eq!(m[0], (T0, 1, 20, 1, Some(11_000), Some(19_100), Some(1_056)));
     assert_eq!(m[1], (T0, 2, 5, 5, None, None, None));
-    assert_eq!(
-        m[2],
-        (T0 + MIN, 1, 4, 0, Some(20_000), Some(30_000), Some(20_000))
-    );
+    assert_eq!(m[2], (T0 + MIN, 1, 4, 0, Some(20_000), Some(30_000), Some(20_000)));
     assert_eq!(m.len(), 3);
     drop(w);
 }
@@ -149,19 +120,9 @@ fn boot_time_clock_step_moves_the_run_and_its_rollups() {
     let step = 3 * 24 * 3600 * 1000;
     let boot = T0 + 30_000;
     let w = writer(&db, cfg(), boot + step);
-    w.send(Record::Event {
-        ts: boot,
-        kind: "agent_start".into(),
-        detail: String::new(),
-    });
-    w.send(Record::OutageStart {
-        kind: OutageKind::Wan,
-        start: boot + 10_000,
-    });
-    w.send(Record::OutageEnd {
-        end: boot + 20_000,
-        duration_ms: 10_000,
-    });
+    w.send(Record::Event { ts: boot, kind: "agent_start".into(), detail: String::new() });
+    w.send(Record::OutageStart { kind: OutageKind::Wan, start: boot + 10_000 });
+    w.send(Record::OutageEnd { end: boot + 20_000, duration_ms: 10_000 });
     for i in 0..90u16 {
         w.send(sample(1, boot + i as i64 * 1000, 1000 + i, Some(40_000)));
     }
@@ -175,36 +136,16 @@ fn boot_time_clock_step_moves_the_run_and_its_rollups() {
     // The previous run's minutes are exactly as before: 60 pings of 20 ms each.
     let m = minutes(&db);
     assert_eq!(m[0], (T0, 2, 60, 0, Some(20_000), Some(20_000), Some(0)));
-    assert_eq!(
-        m[1],
-        (T0 + MIN, 2, 60, 0, Some(20_000), Some(20_000), Some(0))
-    );
+    assert_eq!(m[1], (T0 + MIN, 2, 60, 0, Some(20_000), Some(20_000), Some(0)));
     // This run's 91 samples now sit 3 days later, rolled up there, in order.
-    let moved: i64 = c
-        .query_row(
-            "SELECT sum(sent) FROM minutes WHERE ts >= ?1",
-            [T0 + step],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let moved: i64 = c.query_row("SELECT sum(sent) FROM minutes WHERE ts >= ?1", [T0 + step], |r| r.get(0)).unwrap();
     assert_eq!(moved, 91);
-    let all: i64 = c
-        .query_row("SELECT sum(sent) FROM minutes", [], |r| r.get(0))
-        .unwrap();
+    let all: i64 = c.query_row("SELECT sum(sent) FROM minutes", [], |r| r.get(0)).unwrap();
     assert_eq!(all, 120 + 91, "no minute counted twice or lost");
-    let (s, e): (i64, i64) = c
-        .query_row("SELECT start_ts, end_ts FROM outages", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (s, e): (i64, i64) =
+        c.query_row("SELECT start_ts, end_ts FROM outages", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((s, e), (boot + step + 10_000, boot + step + 20_000));
-    let ev: i64 = c
-        .query_row(
-            "SELECT ts FROM events WHERE kind = 'agent_start'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let ev: i64 = c.query_row("SELECT ts FROM events WHERE kind = 'agent_start'", [], |r| r.get(0)).unwrap();
     assert_eq!(ev, boot + step);
 }
 
@@ -222,15 +163,9 @@ fn retention_expires_raw_samples_before_rollups() {
     drop(w);
     let store = Store::open(&db, 1 << 20).unwrap();
     let r = retention::apply(&store, now, &cfg()).unwrap();
-    assert_eq!(
-        r.expired_samples, 1,
-        "only the 100-day-old sample is past 90 days"
-    );
+    assert_eq!(r.expired_samples, 1, "only the 100-day-old sample is past 90 days");
     assert_eq!(r.expired_minutes, 0, "rollups are kept 3 years");
-    let n: i64 = store
-        .conn
-        .query_row("SELECT count(*) FROM minutes", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = store.conn.query_row("SELECT count(*) FROM minutes", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 3);
 }
 
@@ -250,36 +185,16 @@ fn size_cap_deletes_oldest_raw_samples_and_shrinks_the_file() {
     let before = store.used_bytes().unwrap();
     let cap = 4u64 << 20;
     assert!(before > 2 * cap, "fixture too small: {before} bytes");
-    let r = retention::apply(
-        &store,
-        1_790_000_000_000 + 400_000_000,
-        &StoreConfig {
-            max_db_bytes: cap,
-            ..cfg()
-        },
-    )
-    .unwrap();
+    let r =
+        retention::apply(&store, 1_790_000_000_000 + 400_000_000, &StoreConfig { max_db_bytes: cap, ..cfg() }).unwrap();
     let after = store.used_bytes().unwrap();
     let file = std::fs::metadata(&db).unwrap().len();
-    println!(
-        "cap {cap}: used {before} -> {after} bytes, file {file} bytes, deleted {} samples",
-        r.capped_samples
-    );
+    println!("cap {cap}: used {before} -> {after} bytes, file {file} bytes, deleted {} samples", r.capped_samples);
     assert!(after <= cap, "still {after} bytes over a {cap} cap");
     assert!(file <= cap + (64 << 10), "file not shrunk: {file} bytes");
-    let oldest: i64 = store
-        .conn
-        .query_row("SELECT min(ts) FROM samples", [], |r| r.get(0))
-        .unwrap();
-    let newest: i64 = store
-        .conn
-        .query_row("SELECT max(ts) FROM samples", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(
-        newest,
-        1_790_000_000_000 + 400_000 * 1000,
-        "the newest data is kept"
-    );
+    let oldest: i64 = store.conn.query_row("SELECT min(ts) FROM samples", [], |r| r.get(0)).unwrap();
+    let newest: i64 = store.conn.query_row("SELECT max(ts) FROM samples", [], |r| r.get(0)).unwrap();
+    assert_eq!(newest, 1_790_000_000_000 + 400_000 * 1000, "the newest data is kept");
     assert!(oldest > 1_790_000_000_000, "the oldest data goes first");
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
@@ -289,39 +204,28 @@ fn an_outage_open_at_a_crash_is_closed_at_the_last_sample() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
     let w = writer(&db, cfg(), T0 + 30_000);
-    w.send(Record::OutageStart {
-        kind: OutageKind::Wan,
-        start: T0 + 10_000,
-    });
+    w.send(Record::OutageStart { kind: OutageKind::Wan, start: T0 + 10_000 });
     w.send(sample(1, T0 + 30_000, 1, None));
     w.flush().unwrap();
     // Crash: the writer is leaked, as if killed, and a new agent opens the file.
     std::mem::forget(w);
     let _w = writer(&db, cfg(), T0 + 90_000);
     let c = Connection::open(&db).unwrap();
-    let (end, dur): (i64, i64) = c
-        .query_row("SELECT end_ts, duration_ms FROM outages", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (end, dur): (i64, i64) =
+        c.query_row("SELECT end_ts, duration_ms FROM outages", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((end, dur), (T0 + 30_000, 20_000));
 }
 
 #[test]
 fn a_full_disk_keeps_samples_in_memory_and_loses_none() {
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "SKIP a_full_disk_keeps_samples_in_memory_and_loses_none: needs root to mount a small tmpfs"
-        );
+        eprintln!("SKIP a_full_disk_keeps_samples_in_memory_and_loses_none: needs root to mount a small tmpfs");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
-        .arg(mnt)
-        .status()
-        .unwrap();
+    let ok =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(mnt).status().unwrap();
     assert!(ok.success(), "mount tmpfs");
     struct Unmount<'a>(&'a Path);
     impl Drop for Unmount<'_> {
@@ -345,12 +249,7 @@ fn a_full_disk_keeps_samples_in_memory_and_loses_none() {
     for batch in 0..50 {
         for i in 0..2000 {
             let n = batch * 2000 + i + 1;
-            w.send(sample(
-                1,
-                T0 + n as i64 * 10,
-                n as u16,
-                Some(1000 + n as u32 % 5000),
-            ));
+            w.send(sample(1, T0 + n as i64 * 10, n as u16, Some(1000 + n as u32 % 5000)));
             sent += 1;
         }
         if let Err(e) = w.flush() {
@@ -370,13 +269,9 @@ fn a_full_disk_keeps_samples_in_memory_and_loses_none() {
     w.flush().expect("writes work again once there is space");
     let report = w.shutdown();
     let c = Connection::open(&db).unwrap();
-    let n: i64 = c
-        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
     assert_eq!(n, sent, "every sample survived the full disk");
     assert!(report.failed_flushes >= 2);
-    let check: String = c
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let check: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
 }

@@ -24,33 +24,19 @@ pub const SYSTEM_DB: &str = "/var/lib/wanwatch/wanwatch.db";
 
 /// Public anchors: three independent anycast resolvers, so one provider's trouble is not
 /// mistaken for the household's internet going down.
-pub const DEFAULT_ANCHORS_V4: [(&str, &str); 3] = [
-    ("cloudflare", "1.1.1.1"),
-    ("google", "8.8.8.8"),
-    ("quad9", "9.9.9.9"),
-];
-pub const DEFAULT_ANCHORS_V6: [(&str, &str); 3] = [
-    ("cloudflare6", "2606:4700:4700::1111"),
-    ("google6", "2001:4860:4860::8888"),
-    ("quad96", "2620:fe::fe"),
-];
+pub const DEFAULT_ANCHORS_V4: [(&str, &str); 3] =
+    [("cloudflare", "1.1.1.1"), ("google", "8.8.8.8"), ("quad9", "9.9.9.9")];
+pub const DEFAULT_ANCHORS_V6: [(&str, &str); 3] =
+    [("cloudflare6", "2606:4700:4700::1111"), ("google6", "2001:4860:4860::8888"), ("quad96", "2620:fe::fe")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}, line {line}: field `{field}`: {message}")]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        field: String,
-        message: String,
-    },
+    Invalid { path: PathBuf, line: usize, field: String, message: String },
     #[error("{flag}: {message}")]
     Flag { flag: &'static str, message: String },
 }
@@ -115,12 +101,7 @@ pub struct Overrides {
 pub fn default_db() -> PathBuf {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
         // systemd may pass several directories separated by ':'; ours is the first.
-        let first = dir
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_string();
         return Path::new(&first).join("wanwatch.db");
     }
     if Path::new(SYSTEM_DB).exists() {
@@ -134,33 +115,20 @@ pub fn default_db() -> PathBuf {
 pub fn load(path: Option<&Path>, over: &Overrides) -> Result<Config, ConfigError> {
     let (text, source) = match path {
         Some(p) => (read(p)?, p.to_path_buf()),
-        None if Path::new(SYSTEM_CONFIG).exists() => (
-            read(Path::new(SYSTEM_CONFIG))?,
-            PathBuf::from(SYSTEM_CONFIG),
-        ),
+        None if Path::new(SYSTEM_CONFIG).exists() => (read(Path::new(SYSTEM_CONFIG))?, PathBuf::from(SYSTEM_CONFIG)),
         None => (String::new(), PathBuf::from("(built-in defaults)")),
     };
     from_str(&text, &source, over, &route::system_gateways())
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
 }
 
 /// Parse and validate `text`; `gateways` are the system's default gateways (for "auto").
-pub fn from_str(
-    text: &str,
-    path: &Path,
-    over: &Overrides,
-    gateways: &[route::Gateway],
-) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
-    })?;
+pub fn from_str(text: &str, path: &Path, over: &Overrides, gateways: &[route::Gateway]) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text)
+        .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
     Builder { text, path }.build(raw, over, gateways)
 }
 
@@ -170,16 +138,8 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn invalid<T>(
-        &self,
-        value: &Spanned<T>,
-        field: &str,
-        message: impl fmt::Display,
-    ) -> ConfigError {
-        let line = self.text[..value.span().start.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1;
+    fn invalid<T>(&self, value: &Spanned<T>, field: &str, message: impl fmt::Display) -> ConfigError {
+        let line = self.text[..value.span().start.min(self.text.len())].matches('\n').count() + 1;
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
             line,
@@ -199,10 +159,7 @@ impl Builder<'_> {
         let Some(v) = v else { return Ok(default) };
         let d = *v.get_ref();
         if d < min || d > max {
-            let (lo, hi) = (
-                humantime::format_duration(min),
-                humantime::format_duration(max),
-            );
+            let (lo, hi) = (humantime::format_duration(min), humantime::format_duration(max));
             return Err(self.invalid(v, field, format!("must be between {lo} and {hi}")));
         }
         Ok(d)
@@ -220,38 +177,18 @@ impl Builder<'_> {
         let x = *v.get_ref();
         // Written so that NaN fails too.
         if !(x >= min && x <= max) {
-            return Err(self.invalid(
-                v,
-                field,
-                format!("must be between {min} and {max}, not {x}"),
-            ));
+            return Err(self.invalid(v, field, format!("must be between {min} and {max}, not {x}")));
         }
         Ok(x)
     }
 
-    fn build(
-        &self,
-        raw: RawConfig,
-        over: &Overrides,
-        gateways: &[route::Gateway],
-    ) -> Result<Config, ConfigError> {
+    fn build(&self, raw: RawConfig, over: &Overrides, gateways: &[route::Gateway]) -> Result<Config, ConfigError> {
         const MS: Duration = Duration::from_millis(1);
         const HOUR: Duration = Duration::from_secs(3600);
         let p = &raw.ping;
-        let mut interval = self.duration_in(
-            &p.interval,
-            "ping.interval",
-            Duration::from_secs(1),
-            10 * MS,
-            HOUR,
-        )?;
-        let mut timeout = self.duration_in(
-            &p.timeout,
-            "ping.timeout",
-            Duration::from_secs(2),
-            10 * MS,
-            60 * 1000 * MS,
-        )?;
+        let mut interval = self.duration_in(&p.interval, "ping.interval", Duration::from_secs(1), 10 * MS, HOUR)?;
+        let mut timeout =
+            self.duration_in(&p.timeout, "ping.timeout", Duration::from_secs(2), 10 * MS, 60 * 1000 * MS)?;
         if let Some(i) = over.interval {
             check_flag("--interval", i, 10 * MS, HOUR)?;
             interval = i;
@@ -263,78 +200,38 @@ impl Builder<'_> {
 
         let mut targets = Vec::new();
         let mut add = |t: PingTarget| {
-            if !targets
-                .iter()
-                .any(|o: &PingTarget| o.target.addr == t.target.addr)
-            {
+            if !targets.iter().any(|o: &PingTarget| o.target.addr == t.target.addr) {
                 targets.push(t);
             }
         };
 
         // Gateway: "auto" (default), "none" or an address.
         let gateway_choice = match (&over.gateway, &p.gateway) {
-            (Some(g), _) => GatewayChoice::parse(g).map_err(|m| ConfigError::Flag {
-                flag: "--gateway",
-                message: m,
-            })?,
-            (None, Some(g)) => {
-                GatewayChoice::parse(g.get_ref()).map_err(|m| self.invalid(g, "ping.gateway", m))?
-            }
+            (Some(g), _) => GatewayChoice::parse(g).map_err(|m| ConfigError::Flag { flag: "--gateway", message: m })?,
+            (None, Some(g)) => GatewayChoice::parse(g.get_ref()).map_err(|m| self.invalid(g, "ping.gateway", m))?,
             (None, None) => GatewayChoice::Auto,
         };
         match gateway_choice {
             GatewayChoice::None => {}
-            GatewayChoice::Addr(addr) => add(simple(
-                addr,
-                Role::Gateway,
-                "gateway",
-                interval,
-                timeout,
-                None,
-            )),
+            GatewayChoice::Addr(addr) => add(simple(addr, Role::Gateway, "gateway", interval, timeout, None)),
             GatewayChoice::Auto => {
                 for gw in gateways {
-                    let name = if gw.addr.is_ipv4() {
-                        "gateway"
-                    } else {
-                        "gateway6"
-                    };
+                    let name = if gw.addr.is_ipv4() { "gateway" } else { "gateway6" };
                     let iface = gw.addr.is_ipv6().then(|| gw.iface.clone());
-                    add(simple(
-                        gw.addr,
-                        Role::Gateway,
-                        name,
-                        interval,
-                        timeout,
-                        iface,
-                    ));
+                    add(simple(gw.addr, Role::Gateway, name, interval, timeout, iface));
                 }
             }
         }
 
         if !over.targets.is_empty() {
             for addr in &over.targets {
-                add(simple(
-                    *addr,
-                    Role::Anchor,
-                    &addr.to_string(),
-                    interval,
-                    timeout,
-                    None,
-                ));
+                add(simple(*addr, Role::Anchor, &addr.to_string(), interval, timeout, None));
             }
         } else {
             match &p.anchors {
                 Some(list) => {
                     for addr in list {
-                        add(simple(
-                            *addr,
-                            Role::Anchor,
-                            &addr.to_string(),
-                            interval,
-                            timeout,
-                            None,
-                        ));
+                        add(simple(*addr, Role::Anchor, &addr.to_string(), interval, timeout, None));
                     }
                 }
                 None => {
@@ -355,19 +252,12 @@ impl Builder<'_> {
             for t in &p.target {
                 let role = match &t.role {
                     None => Role::Anchor,
-                    Some(r) => Role::parse(r.get_ref()).ok_or_else(|| {
-                        self.invalid(r, "ping.target.role", "must be \"gateway\" or \"anchor\"")
-                    })?,
+                    Some(r) => Role::parse(r.get_ref())
+                        .ok_or_else(|| self.invalid(r, "ping.target.role", "must be \"gateway\" or \"anchor\""))?,
                 };
-                let t_interval =
-                    self.duration_in(&t.interval, "ping.target.interval", interval, 10 * MS, HOUR)?;
-                let t_timeout = self.duration_in(
-                    &t.timeout,
-                    "ping.target.timeout",
-                    timeout,
-                    10 * MS,
-                    60 * 1000 * MS,
-                )?;
+                let t_interval = self.duration_in(&t.interval, "ping.target.interval", interval, 10 * MS, HOUR)?;
+                let t_timeout =
+                    self.duration_in(&t.timeout, "ping.target.timeout", timeout, 10 * MS, 60 * 1000 * MS)?;
                 let name = t.name.clone().unwrap_or_else(|| t.addr.to_string());
                 add(simple(t.addr, role, &name, t_interval, t_timeout, None));
             }
@@ -375,9 +265,7 @@ impl Builder<'_> {
         if !targets.iter().any(|t| t.target.role == Role::Anchor) {
             return Err(ConfigError::Parse {
                 path: self.path.to_path_buf(),
-                message:
-                    "no internet anchor to ping: list at least one in ping.anchors or ping.target"
-                        .into(),
+                message: "no internet anchor to ping: list at least one in ping.anchors or ping.target".into(),
             });
         }
 
@@ -391,53 +279,21 @@ impl Builder<'_> {
                 Duration::from_secs(5),
                 HOUR,
             )?,
-            degraded_loss: self.number_in(
-                &s.degraded_loss,
-                "state.degraded_loss",
-                0.05,
-                0.0,
-                1.0,
-            )?,
-            degraded_rtt_ms: self.number_in(
-                &s.degraded_rtt_ms,
-                "state.degraded_rtt_ms",
-                150.0,
-                1.0,
-                60_000.0,
-            )?,
+            degraded_loss: self.number_in(&s.degraded_loss, "state.degraded_loss", 0.05, 0.0, 1.0)?,
+            degraded_rtt_ms: self.number_in(&s.degraded_rtt_ms, "state.degraded_rtt_ms", 150.0, 1.0, 60_000.0)?,
         };
 
         let st = &raw.store;
-        let mut flush_interval = self.duration_in(
-            &st.flush_interval,
-            "store.flush_interval",
-            Duration::from_secs(5),
-            100 * MS,
-            HOUR,
-        )?;
+        let mut flush_interval =
+            self.duration_in(&st.flush_interval, "store.flush_interval", Duration::from_secs(5), 100 * MS, HOUR)?;
         if let Some(f) = over.flush_interval {
             check_flag("--flush-interval", f, 100 * MS, HOUR)?;
             flush_interval = f;
         }
-        let raw_days = self.number_in(
-            &st.raw_retention_days,
-            "store.raw_retention_days",
-            90,
-            1,
-            3650,
-        )?;
-        let rollup_days = self.number_in(
-            &st.rollup_retention_days,
-            "store.rollup_retention_days",
-            1095,
-            1,
-            36500,
-        )?;
+        let raw_days = self.number_in(&st.raw_retention_days, "store.raw_retention_days", 90, 1, 3650)?;
+        let rollup_days = self.number_in(&st.rollup_retention_days, "store.rollup_retention_days", 1095, 1, 36500)?;
         if rollup_days < raw_days {
-            let at = st
-                .rollup_retention_days
-                .as_ref()
-                .expect("set, since it differs from the default");
+            let at = st.rollup_retention_days.as_ref().expect("set, since it differs from the default");
             return Err(self.invalid(at, "store.rollup_retention_days", format!(
                 "must be at least store.raw_retention_days ({raw_days}): rollups are what remains after raw samples expire"
             )));
@@ -446,8 +302,7 @@ impl Builder<'_> {
             flush_interval,
             raw_retention_days: raw_days,
             rollup_retention_days: rollup_days,
-            max_db_bytes: self.number_in(&st.max_db_mb, "store.max_db_mb", 4096, 16, 1 << 20)?
-                << 20,
+            max_db_bytes: self.number_in(&st.max_db_mb, "store.max_db_mb", 4096, 16, 1 << 20)? << 20,
             journal_size_limit_bytes: self.number_in(
                 &st.journal_size_limit_mb,
                 "store.journal_size_limit_mb",
@@ -457,36 +312,15 @@ impl Builder<'_> {
             )? << 20,
         };
 
-        let db = over
-            .db
-            .clone()
-            .or_else(|| raw.db.as_ref().map(PathBuf::from))
-            .unwrap_or_else(default_db);
-        Ok(Config {
-            db,
-            targets,
-            state,
-            store,
-            source: self.path.display().to_string(),
-        })
+        let db = over.db.clone().or_else(|| raw.db.as_ref().map(PathBuf::from)).unwrap_or_else(default_db);
+        Ok(Config { db, targets, state, store, source: self.path.display().to_string() })
     }
 }
 
-fn check_flag(
-    flag: &'static str,
-    d: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<(), ConfigError> {
+fn check_flag(flag: &'static str, d: Duration, min: Duration, max: Duration) -> Result<(), ConfigError> {
     if d < min || d > max {
-        let (lo, hi) = (
-            humantime::format_duration(min),
-            humantime::format_duration(max),
-        );
-        return Err(ConfigError::Flag {
-            flag,
-            message: format!("must be between {lo} and {hi}"),
-        });
+        let (lo, hi) = (humantime::format_duration(min), humantime::format_duration(max));
+        return Err(ConfigError::Flag { flag, message: format!("must be between {lo} and {hi}") });
     }
     Ok(())
 }
@@ -518,16 +352,7 @@ fn simple(
     timeout: Duration,
     iface: Option<String>,
 ) -> PingTarget {
-    PingTarget {
-        target: Target {
-            addr,
-            role,
-            name: name.to_string(),
-        },
-        interval,
-        timeout,
-        iface,
-    }
+    PingTarget { target: Target { addr, role, name: name.to_string() }, interval, timeout, iface }
 }
 
 #[cfg(test)]
@@ -535,19 +360,11 @@ mod tests {
     use super::*;
 
     fn gw4() -> Vec<route::Gateway> {
-        vec![route::Gateway {
-            addr: "192.168.12.1".parse().unwrap(),
-            iface: "eth0".into(),
-        }]
+        vec![route::Gateway { addr: "192.168.12.1".parse().unwrap(), iface: "eth0".into() }]
     }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        from_str(
-            text,
-            Path::new("/etc/wanwatch/wanwatch.toml"),
-            &Overrides::default(),
-            &gw4(),
-        )
+        from_str(text, Path::new("/etc/wanwatch/wanwatch.toml"), &Overrides::default(), &gw4())
     }
 
     fn err(text: &str) -> String {
@@ -557,35 +374,20 @@ mod tests {
     #[test]
     fn defaults_ping_gateway_and_three_anchors() {
         let c = parse("").unwrap();
-        let addrs: Vec<String> = c
-            .targets
-            .iter()
-            .map(|t| t.target.addr.to_string())
-            .collect();
+        let addrs: Vec<String> = c.targets.iter().map(|t| t.target.addr.to_string()).collect();
         assert_eq!(addrs, ["192.168.12.1", "1.1.1.1", "8.8.8.8", "9.9.9.9"]);
         assert_eq!(c.targets[0].target.role, Role::Gateway);
-        assert!(
-            c.targets
-                .iter()
-                .all(|t| t.interval == Duration::from_secs(1))
-        );
+        assert!(c.targets.iter().all(|t| t.interval == Duration::from_secs(1)));
         assert_eq!(c.store.flush_interval, Duration::from_secs(5));
     }
 
     #[test]
     fn ipv6_anchors_only_with_an_ipv6_route() {
         let mut gws = gw4();
-        gws.push(route::Gateway {
-            addr: "fe80::1".parse().unwrap(),
-            iface: "eth0".into(),
-        });
+        gws.push(route::Gateway { addr: "fe80::1".parse().unwrap(), iface: "eth0".into() });
         let c = from_str("", Path::new("x"), &Overrides::default(), &gws).unwrap();
         assert_eq!(c.targets.len(), 8);
-        let gw6 = c
-            .targets
-            .iter()
-            .find(|t| t.target.name == "gateway6")
-            .unwrap();
+        let gw6 = c.targets.iter().find(|t| t.target.name == "gateway6").unwrap();
         assert_eq!(gw6.iface.as_deref(), Some("eth0"));
     }
 
@@ -619,42 +421,18 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_field() {
         let cases: &[(&str, &[&str])] = &[
-            (
-                "[ping]\nintervl = \"1s\"\n",
-                &["wanwatch.toml", "line 2", "intervl", "interval"],
-            ),
-            (
-                "[ping]\ninterval = \"fast\"\n",
-                &["line 2", "fast", "not a duration"],
-            ),
-            (
-                "[ping]\n\ninterval = \"1ms\"\n",
-                &["line 3", "ping.interval", "between 10ms"],
-            ),
-            (
-                "[ping]\nanchors = [\"1.1.1.1\", \"one.one\"]\n",
-                &["line 2", "invalid IP address"],
-            ),
-            (
-                "[ping]\ngateway = \"router\"\n",
-                &["line 2", "ping.gateway", "router"],
-            ),
-            (
-                "[state]\ndegraded_loss = 5\n",
-                &["line 2", "state.degraded_loss", "between 0 and 1"],
-            ),
-            (
-                "[state]\ndegraded_loss = nan\n",
-                &["line 2", "state.degraded_loss"],
-            ),
+            ("[ping]\nintervl = \"1s\"\n", &["wanwatch.toml", "line 2", "intervl", "interval"]),
+            ("[ping]\ninterval = \"fast\"\n", &["line 2", "fast", "not a duration"]),
+            ("[ping]\n\ninterval = \"1ms\"\n", &["line 3", "ping.interval", "between 10ms"]),
+            ("[ping]\nanchors = [\"1.1.1.1\", \"one.one\"]\n", &["line 2", "invalid IP address"]),
+            ("[ping]\ngateway = \"router\"\n", &["line 2", "ping.gateway", "router"]),
+            ("[state]\ndegraded_loss = 5\n", &["line 2", "state.degraded_loss", "between 0 and 1"]),
+            ("[state]\ndegraded_loss = nan\n", &["line 2", "state.degraded_loss"]),
             (
                 "[store]\nraw_retention_days = 90\nrollup_retention_days = 30\n",
                 &["line 3", "store.rollup_retention_days"],
             ),
-            (
-                "[[ping.target]]\naddr = \"10.0.0.1\"\nrole = \"router\"\n",
-                &["line 3", "ping.target.role"],
-            ),
+            ("[[ping.target]]\naddr = \"10.0.0.1\"\nrole = \"router\"\n", &["line 3", "ping.target.role"]),
             ("[ping]\nanchors = []\n", &["no internet anchor"]),
             ("[ping\n", &["line 1"]),
             ("db = 5\n", &["line 1", "db"]),
@@ -662,10 +440,7 @@ mod tests {
         for (text, needles) in cases {
             let e = err(text);
             for n in *needles {
-                assert!(
-                    e.contains(n),
-                    "error for {text:?} should mention {n:?}, got:\n{e}"
-                );
+                assert!(e.contains(n), "error for {text:?} should mention {n:?}, got:\n{e}");
             }
         }
     }
@@ -677,11 +452,7 @@ mod tests {
         // Uncommenting every setting must still parse, and every field must appear.
         let uncommented: String = text
             .lines()
-            .map(|l| {
-                l.strip_prefix("# ")
-                    .filter(|r| r.contains(" = ") || r.starts_with("["))
-                    .unwrap_or(l)
-            })
+            .map(|l| l.strip_prefix("# ").filter(|r| r.contains(" = ") || r.starts_with("[")).unwrap_or(l))
             .map(|l| format!("{l}\n"))
             .collect();
         parse(&uncommented).expect("example config with every setting uncommented parses");
@@ -705,10 +476,7 @@ mod tests {
             "max_db_mb",
             "journal_size_limit_mb",
         ] {
-            assert!(
-                text.contains(field),
-                "example config does not document `{field}`"
-            );
+            assert!(text.contains(field), "example config does not document `{field}`");
         }
     }
 }

@@ -32,10 +32,7 @@ pub fn ipv4_default(route_table: &str) -> Option<Gateway> {
             Some((metric, Ipv4Addr::from(gw.swap_bytes()), f[0].to_string()))
         })
         .min_by_key(|(metric, _, _)| *metric)
-        .map(|(_, addr, iface)| Gateway {
-            addr: IpAddr::V4(addr),
-            iface,
-        })
+        .map(|(_, addr, iface)| Gateway { addr: IpAddr::V4(addr), iface })
 }
 
 /// IPv6 default gateway from the text of `/proc/net/ipv6_route` (lowest metric wins).
@@ -55,20 +52,13 @@ pub fn ipv6_default(route_table: &str) -> Option<Gateway> {
             Some((metric, Ipv6Addr::from(hop), f[9].to_string()))
         })
         .min_by_key(|(metric, _, _)| *metric)
-        .map(|(_, addr, iface)| Gateway {
-            addr: IpAddr::V6(addr),
-            iface,
-        })
+        .map(|(_, addr, iface)| Gateway { addr: IpAddr::V6(addr), iface })
 }
 
 /// The gateways of this machine, as the kernel sees them now.
 pub fn system_gateways() -> Vec<Gateway> {
-    let v4 = std::fs::read_to_string("/proc/net/route")
-        .ok()
-        .and_then(|t| ipv4_default(&t));
-    let v6 = std::fs::read_to_string("/proc/net/ipv6_route")
-        .ok()
-        .and_then(|t| ipv6_default(&t));
+    let v4 = std::fs::read_to_string("/proc/net/route").ok().and_then(|t| ipv4_default(&t));
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").ok().and_then(|t| ipv6_default(&t));
     v4.into_iter().chain(v6).collect()
 }
 
@@ -100,10 +90,7 @@ fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
     #[test]
     fn reads_ipv6_default_gateway() {
         let gw = ipv6_default(ROUTE6).unwrap();
-        assert_eq!(
-            gw.addr,
-            "fe80::20c:29ff:fe12:3456".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(gw.addr, "fe80::20c:29ff:fe12:3456".parse::<IpAddr>().unwrap());
         assert_eq!(gw.iface, "eth0");
     }
 

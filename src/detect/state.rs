@@ -70,10 +70,7 @@ impl StateMachine {
 
     /// Take one ping result; return what should be recorded because of it.
     pub fn observe(&mut self, s: &Sample) -> Vec<Record> {
-        let at = Mark {
-            wall: s.ts,
-            mono: s.mono,
-        };
+        let at = Mark { wall: s.ts, mono: s.mono };
         let down_after = self.cfg.down_after;
         let t = &mut self.tracks[s.target];
         // A loss reported after a later ping was answered says nothing about now.
@@ -103,35 +100,18 @@ impl StateMachine {
         if self.roles[s.target] == Role::Anchor && !in_outage && !stale {
             self.window.push_back((s.mono, s.rtt.ok()));
         }
-        while self
-            .window
-            .front()
-            .is_some_and(|(m, _)| s.mono.saturating_duration_since(*m) > self.cfg.window)
-        {
+        while self.window.front().is_some_and(|(m, _)| s.mono.saturating_duration_since(*m) > self.cfg.window) {
             self.window.pop_front();
         }
 
-        let group = |role: Role| {
-            self.roles
-                .iter()
-                .zip(&self.tracks)
-                .filter(move |(r, _)| **r == role)
-        };
+        let group = |role: Role| self.roles.iter().zip(&self.tracks).filter(move |(r, _)| **r == role);
         let anchors_down = group(Role::Anchor).all(|(_, t)| target_down(t));
         let has_gateway = group(Role::Gateway).next().is_some();
         let gateways_down = has_gateway && group(Role::Gateway).all(|(_, t)| target_down(t));
         // The moment the last of a group went down.
-        let went_down = |role: Role| {
-            group(role)
-                .filter_map(|(_, t)| t.first_fail)
-                .max_by_key(|m| m.mono)
-        };
+        let went_down = |role: Role| group(role).filter_map(|(_, t)| t.first_fail).max_by_key(|m| m.mono);
 
-        if self.state == LinkState::LanDown
-            && !gateways_down
-            && anchors_down
-            && self.gateway_back.is_none()
-        {
+        if self.state == LinkState::LanDown && !gateways_down && anchors_down && self.gateway_back.is_none() {
             self.gateway_back = Some((at, self.tracks.iter().map(|t| t.fails).collect()));
         }
         // Every anchor has lost `down_after` more pings since the gateway came back.
@@ -164,11 +144,7 @@ impl StateMachine {
         let change = match next {
             LinkState::LanDown => {
                 let (a, g) = (went_down(Role::Anchor), went_down(Role::Gateway));
-                [a, g]
-                    .into_iter()
-                    .flatten()
-                    .max_by_key(|m| m.mono)
-                    .unwrap_or(at)
+                [a, g].into_iter().flatten().max_by_key(|m| m.mono).unwrap_or(at)
             }
             LinkState::WanDown => match &self.gateway_back {
                 Some((back, _)) if self.state == LinkState::LanDown => *back,
@@ -204,36 +180,23 @@ impl StateMachine {
             if let Some((_, start)) = self.outage.take() {
                 out.push(Record::OutageEnd {
                     end: change.wall,
-                    duration_ms: change
-                        .mono
-                        .saturating_duration_since(start.mono)
-                        .as_millis() as i64,
+                    duration_ms: change.mono.saturating_duration_since(start.mono).as_millis() as i64,
                 });
             }
             if let Some(kind) = next.outage() {
                 self.outage = Some((kind, change));
-                out.push(Record::OutageStart {
-                    kind,
-                    start: change.wall,
-                });
+                out.push(Record::OutageStart { kind, start: change.wall });
                 // Loss during an outage is the outage, not "degradation" afterwards.
                 self.window.clear();
             }
         }
-        out.push(Record::State {
-            state: next,
-            since: change.wall,
-        });
+        out.push(Record::State { state: next, since: change.wall });
         out.push(Record::Event {
             ts: change.wall,
             kind: "state".into(),
             detail: format!("{} -> {}", prev.as_str(), next.as_str()),
         });
-        tracing::info!(
-            from = prev.as_str(),
-            to = next.as_str(),
-            "link state changed"
-        );
+        tracing::info!(from = prev.as_str(), to = next.as_str(), "link state changed");
         self.state = next;
         out
     }
@@ -295,12 +258,7 @@ mod tests {
             if with_gateway {
                 roles.insert(0, Role::Gateway);
             }
-            Sim {
-                sm: StateMachine::new(cfg, roles),
-                t0: Instant::now(),
-                seq: 0,
-                log: Vec::new(),
-            }
+            Sim { sm: StateMachine::new(cfg, roles), t0: Instant::now(), seq: 0, log: Vec::new() }
         }
 
         /// All targets pinged at second `sec`; `answer(target)` says who answers and how fast.
@@ -323,16 +281,12 @@ mod tests {
             self.log
                 .iter()
                 .filter_map(|r| match r {
-                    Record::OutageStart { kind, start } => Some(format!(
-                        "{} start {}",
-                        kind.as_str(),
-                        (start - 1_000_000) / 1000
-                    )),
-                    Record::OutageEnd { end, duration_ms } => Some(format!(
-                        "end {} ({}s)",
-                        (end - 1_000_000) / 1000,
-                        duration_ms / 1000
-                    )),
+                    Record::OutageStart { kind, start } => {
+                        Some(format!("{} start {}", kind.as_str(), (start - 1_000_000) / 1000))
+                    }
+                    Record::OutageEnd { end, duration_ms } => {
+                        Some(format!("end {} ({}s)", (end - 1_000_000) / 1000, duration_ms / 1000))
+                    }
                     _ => None,
                 })
                 .collect()
@@ -385,15 +339,7 @@ mod tests {
                 _ => Some(20_000),
             });
         }
-        assert_eq!(
-            sim.outages(),
-            [
-                "lan start 10",
-                "end 20 (10s)",
-                "wan start 20",
-                "end 30 (10s)"
-            ]
-        );
+        assert_eq!(sim.outages(), ["lan start 10", "end 20 (10s)", "wan start 20", "end 30 (10s)"]);
     }
 
     #[test]
@@ -410,13 +356,7 @@ mod tests {
     fn one_anchor_down_is_not_an_outage() {
         let mut sim = Sim::new(true);
         for s in 0..40 {
-            sim.second(s, |t| {
-                if t == A2 && s > 10 {
-                    None
-                } else {
-                    Some(20_000)
-                }
-            });
+            sim.second(s, |t| if t == A2 && s > 10 { None } else { Some(20_000) });
         }
         assert!(sim.outages().is_empty());
         // Half the anchor pings are lost: that is degraded.

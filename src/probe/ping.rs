@@ -32,15 +32,9 @@ pub enum PingError {
          - give the binary the capability: sudo setcap cap_net_raw+ep \"$(command -v wanwatch)\"; or\n  \
          - run it as root / under the packaged systemd unit (AmbientCapabilities=CAP_NET_RAW)."
     )]
-    Permission {
-        family: &'static str,
-        source: io::Error,
-    },
+    Permission { family: &'static str, source: io::Error },
     #[error("cannot open an ICMP socket for {family}: {source}")]
-    Socket {
-        family: &'static str,
-        source: io::Error,
-    },
+    Socket { family: &'static str, source: io::Error },
 }
 
 /// The sockets: one per address family in use.
@@ -59,16 +53,8 @@ impl Sockets {
                 _ => PingError::Socket { family, source },
             })
         };
-        let v4 = targets
-            .iter()
-            .any(|t| t.target.addr.is_ipv4())
-            .then(|| open(ICMP::V4, "IPv4"))
-            .transpose()?;
-        let v6 = targets
-            .iter()
-            .any(|t| t.target.addr.is_ipv6())
-            .then(|| open(ICMP::V6, "IPv6"))
-            .transpose()?;
+        let v4 = targets.iter().any(|t| t.target.addr.is_ipv4()).then(|| open(ICMP::V4, "IPv4")).transpose()?;
+        let v6 = targets.iter().any(|t| t.target.addr.is_ipv6()).then(|| open(ICMP::V6, "IPv6")).transpose()?;
         Ok(Sockets { v4, v6 })
     }
 
@@ -106,9 +92,7 @@ pub async fn run_target(
         seq = seq.wrapping_add(1);
         let (client, out, t) = (client.clone(), out.clone(), t.clone());
         in_flight.spawn(async move {
-            let mut p = client
-                .pinger(t.target.addr, PingIdentifier(std::process::id() as u16))
-                .await;
+            let mut p = client.pinger(t.target.addr, PingIdentifier(std::process::id() as u16)).await;
             p.timeout(t.timeout);
             if let Some(iface) = &t.iface {
                 p.scope_id(scope_id(iface));
@@ -122,15 +106,7 @@ pub async fn run_target(
                     Err(Failure::SendError)
                 }
             };
-            let _ = out
-                .send(Sample {
-                    target: index,
-                    ts: 0,
-                    mono,
-                    seq,
-                    rtt,
-                })
-                .await;
+            let _ = out.send(Sample { target: index, ts: 0, mono, seq, rtt }).await;
         });
         // Reap finished pings so the set stays small.
         while in_flight.try_join_next().is_some() {}

@@ -86,14 +86,9 @@ pub fn write_table(
     until: WallMs,
     out: impl Write,
 ) -> Result<u64, ExportError> {
-    let mut stmt = store
-        .conn
-        .prepare(&query(table))
-        .map_err(|e| store.sql("export query", e))?;
+    let mut stmt = store.conn.prepare(&query(table)).map_err(|e| store.sql("export query", e))?;
     let names: Vec<String> = stmt.column_names().map(String::from).collect();
-    let mut rows = stmt
-        .query([since, until])
-        .map_err(|e| store.sql("export query", e))?;
+    let mut rows = stmt.query([since, until]).map_err(|e| store.sql("export query", e))?;
     let mut n = 0;
     match format {
         Format::Csv => {
@@ -102,16 +97,12 @@ pub fn write_table(
             while let Some(row) = rows.next().map_err(|e| store.sql("export read", e))? {
                 let mut rec = csv::StringRecord::new();
                 for i in 0..names.len() {
-                    rec.push_field(
-                        &match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
-                            ValueRef::Null => String::new(),
-                            ValueRef::Integer(v) => v.to_string(),
-                            ValueRef::Real(v) => v.to_string(),
-                            ValueRef::Text(t) | ValueRef::Blob(t) => {
-                                String::from_utf8_lossy(t).into_owned()
-                            }
-                        },
-                    );
+                    rec.push_field(&match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
+                        ValueRef::Null => String::new(),
+                        ValueRef::Integer(v) => v.to_string(),
+                        ValueRef::Real(v) => v.to_string(),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                    });
                 }
                 w.write_record(&rec)?;
                 n += 1;
@@ -127,9 +118,7 @@ pub fn write_table(
                         ValueRef::Null => serde_json::Value::Null,
                         ValueRef::Integer(v) => v.into(),
                         ValueRef::Real(v) => v.into(),
-                        ValueRef::Text(t) | ValueRef::Blob(t) => {
-                            String::from_utf8_lossy(t).into_owned().into()
-                        }
+                        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned().into(),
                     };
                     obj.insert(name.clone(), v);
                 }
@@ -147,10 +136,6 @@ pub fn write_table(
 pub fn backup(store: &Store, dest: &Path) -> Result<(), ExportError> {
     store
         .conn
-        .backup(
-            rusqlite::MAIN_DB,
-            dest,
-            None::<fn(rusqlite::backup::Progress)>,
-        )
+        .backup(rusqlite::MAIN_DB, dest, None::<fn(rusqlite::backup::Progress)>)
         .map_err(|e| store.sql("online backup", e).into())
 }

@@ -20,32 +20,16 @@ pub use schema::SCHEMA_VERSION;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
     #[error(
         "database {path} is not a wanwatch SQLite database or is corrupt ({source}); \
          move it aside and wanwatch will start a new one"
     )]
-    Corrupt {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "database {path} has schema version {found}, newer than this wanwatch knows ({known}); upgrade wanwatch"
-    )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
+    Corrupt { path: PathBuf, source: rusqlite::Error },
+    #[error("database {path} has schema version {found}, newer than this wanwatch knows ({known}); upgrade wanwatch")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("database {path}: {op}: {source}")]
-    Sql {
-        path: PathBuf,
-        op: &'static str,
-        source: rusqlite::Error,
-    },
+    Sql { path: PathBuf, op: &'static str, source: rusqlite::Error },
     #[error("database {path} does not exist (has `wanwatch run` written it yet? pass --db)")]
     Missing { path: PathBuf },
 }
@@ -61,18 +45,10 @@ impl Store {
     pub fn open(path: &Path, journal_size_limit: u64) -> Result<Store, StoreError> {
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let store = Store {
-            conn,
-            path: path.to_path_buf(),
-        };
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let store = Store { conn, path: path.to_path_buf() };
         store.configure(journal_size_limit)?;
         schema::migrate(&store)?;
         Ok(store)
@@ -81,45 +57,22 @@ impl Store {
     /// Open an existing database read-only, for `status` and `export`.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Missing {
-                path: path.to_path_buf(),
-            });
+            return Err(StoreError::Missing { path: path.to_path_buf() });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let store = Store {
-            conn,
-            path: path.to_path_buf(),
-        };
-        store
-            .conn
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| store.sql("busy_timeout", e))?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let store = Store { conn, path: path.to_path_buf() };
+        store.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| store.sql("busy_timeout", e))?;
         let version: i64 = store
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|source| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source })?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                known: SCHEMA_VERSION,
-            });
+            return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known: SCHEMA_VERSION });
         }
         if version == 0 {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::InvalidQuery,
-            });
+            return Err(StoreError::Corrupt { path: path.to_path_buf(), source: rusqlite::Error::InvalidQuery });
         }
         Ok(store)
     }
@@ -129,10 +82,7 @@ impl Store {
         let pages: i64 = self
             .conn
             .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .map_err(|source| StoreError::Corrupt {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })?;
         if pages == 0 {
             // A new file. Must come before WAL mode and the first table: lets the size cap hand
             // pages back to the filesystem.
@@ -145,10 +95,7 @@ impl Store {
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|source| StoreError::Corrupt {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(db = %self.path.display(), mode, "WAL mode not available, using {mode}");
         }
@@ -162,18 +109,12 @@ impl Store {
                  PRAGMA temp_store = MEMORY;"
             ))
             .map_err(|e| self.sql("configure", e))?;
-        self.conn
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| self.sql("busy_timeout", e))?;
+        self.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| self.sql("busy_timeout", e))?;
         Ok(())
     }
 
     pub(crate) fn sql(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
-        StoreError::Sql {
-            path: self.path.clone(),
-            op,
-            source,
-        }
+        StoreError::Sql { path: self.path.clone(), op, source }
     }
 
     /// Bytes the database occupies (not counting free pages, which SQLite reuses).
@@ -191,8 +132,6 @@ impl Store {
 
     /// `PRAGMA integrity_check`, "ok" when healthy.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
-        self.conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(|e| self.sql("integrity_check", e))
+        self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.sql("integrity_check", e))
     }
 }

@@ -43,36 +43,21 @@ pub struct AgentStatus {
 impl Store {
     fn status_value(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT value FROM status WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT value FROM status WHERE key = ?1", [key], |r| r.get(0))
             .optional()
             .map_err(|e| self.sql("read status", e))
     }
 
     pub fn agent_status(&self) -> Result<AgentStatus, StoreError> {
-        let state = self
-            .status_value("state")?
-            .and_then(|s| LinkState::parse(&s))
-            .unwrap_or(LinkState::Unknown);
-        let since = self
-            .status_value("state_since")?
-            .and_then(|s| s.parse().ok());
+        let state = self.status_value("state")?.and_then(|s| LinkState::parse(&s)).unwrap_or(LinkState::Unknown);
+        let since = self.status_value("state_since")?.and_then(|s| s.parse().ok());
         // The newest sample is the heartbeat (no separate row rewritten at every flush).
         let heartbeat = self.last_sample_ts()?;
-        Ok(AgentStatus {
-            state,
-            since,
-            heartbeat,
-        })
+        Ok(AgentStatus { state, since, heartbeat })
     }
 
     /// Per-target counts and RTT quantiles over `[since, until)` from the raw samples.
-    pub fn summaries(
-        &self,
-        since: WallMs,
-        until: WallMs,
-    ) -> Result<Vec<TargetSummary>, StoreError> {
+    pub fn summaries(&self, since: WallMs, until: WallMs) -> Result<Vec<TargetSummary>, StoreError> {
         let mut targets = self
             .conn
             .prepare("SELECT id, name, addr, role FROM targets ORDER BY role = 'anchor', id")
@@ -116,13 +101,7 @@ impl Store {
             .prepare("SELECT id, kind, start_ts, end_ts, duration_ms FROM outages ORDER BY start_ts DESC LIMIT ?1")
             .map_err(|e| self.sql("read outages", e))?;
         stmt.query_map([limit as i64], |r| {
-            Ok(Outage {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                start: r.get(2)?,
-                end: r.get(3)?,
-                duration_ms: r.get(4)?,
-            })
+            Ok(Outage { id: r.get(0)?, kind: r.get(1)?, start: r.get(2)?, end: r.get(3)?, duration_ms: r.get(4)? })
         })
         .and_then(|rows| rows.collect())
         .map_err(|e| self.sql("read outages", e))
@@ -130,8 +109,6 @@ impl Store {
 
     /// The newest sample time, if any.
     pub fn last_sample_ts(&self) -> Result<Option<WallMs>, StoreError> {
-        self.conn
-            .query_row("SELECT max(ts) FROM samples", [], |r| r.get(0))
-            .map_err(|e| self.sql("read samples", e))
+        self.conn.query_row("SELECT max(ts) FROM samples", [], |r| r.get(0)).map_err(|e| self.sql("read samples", e))
     }
 }

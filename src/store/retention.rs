@@ -25,9 +25,8 @@ pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionR
     let mut report = RetentionReport::default();
     let raw_cutoff = now - cfg.raw_retention_days as i64 * DAY_MS;
     let rollup_cutoff = now - cfg.rollup_retention_days as i64 * DAY_MS;
-    report.expired_samples = conn
-        .execute("DELETE FROM samples WHERE ts < ?1", [raw_cutoff])
-        .map_err(|e| store.sql("expire samples", e))?;
+    report.expired_samples =
+        conn.execute("DELETE FROM samples WHERE ts < ?1", [raw_cutoff]).map_err(|e| store.sql("expire samples", e))?;
     report.expired_minutes = conn
         .execute("DELETE FROM minutes WHERE ts < ?1", [rollup_cutoff])
         .map_err(|e| store.sql("expire rollups", e))?;

@@ -48,9 +48,8 @@ pub fn stats(results: &[Option<u32>]) -> Stats {
     });
     let mut sorted = rtts.clone();
     sorted.sort_unstable();
-    let mean = (!rtts.is_empty()).then(|| {
-        (rtts.iter().map(|&r| r as u64).sum::<u64>() as f64 / rtts.len() as f64).round() as u32
-    });
+    let mean = (!rtts.is_empty())
+        .then(|| (rtts.iter().map(|&r| r as u64).sum::<u64>() as f64 / rtts.len() as f64).round() as u32);
     Stats {
         sent: results.len() as u32,
         lost: (results.len() - rtts.len()) as u32,
@@ -67,9 +66,8 @@ pub fn stats(results: &[Option<u32>]) -> Stats {
 /// there, deleting rows of minutes that no longer have samples). Run inside the writer's
 /// transaction.
 pub fn recompute(conn: &Connection, minutes: &BTreeSet<WallMs>) -> rusqlite::Result<()> {
-    let mut select = conn.prepare_cached(
-        "SELECT target, rtt_us FROM samples WHERE ts >= ?1 AND ts < ?2 ORDER BY target, ts, seq",
-    )?;
+    let mut select =
+        conn.prepare_cached("SELECT target, rtt_us FROM samples WHERE ts >= ?1 AND ts < ?2 ORDER BY target, ts, seq")?;
     let mut delete = conn.prepare_cached("DELETE FROM minutes WHERE ts = ?1")?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO minutes (ts, target, sent, lost, min_us, mean_us, median_us, p95_us, max_us, jitter_us)

@@ -58,6 +58,37 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     ",
+    // 2: the context probes (DNS, HTTP, bandwidth, gateway signal, weather, devices, the Pi)
+    // and the router's log.
+    "
+    CREATE TABLE series (
+        id      INTEGER PRIMARY KEY,
+        probe   TEXT NOT NULL,     -- dns, http, bandwidth, gateway, weather, devices, system
+        subject TEXT NOT NULL,     -- what was measured: a name@server, a URL, a radio, ...
+        name    TEXT NOT NULL,     -- latency_ms, ttfb_ms, down_mbps, rsrp_dbm, temp_c, ...
+        unit    TEXT NOT NULL,
+        UNIQUE (probe, subject, name)
+    );
+    CREATE TABLE metrics (
+        ts     INTEGER NOT NULL,
+        series INTEGER NOT NULL REFERENCES series(id),
+        value  REAL,               -- NULL when the measurement failed
+        note   TEXT,               -- why it failed, or a textual value (a band list)
+        PRIMARY KEY (ts, series)
+    ) WITHOUT ROWID;
+    CREATE TABLE syslog (
+        id       INTEGER PRIMARY KEY,
+        ts       INTEGER NOT NULL,  -- when it was received
+        source   TEXT NOT NULL,     -- sender address or file
+        facility INTEGER,
+        severity INTEGER,
+        host     TEXT,
+        app      TEXT,
+        message  TEXT NOT NULL,
+        class    TEXT               -- wan_down, wan_up, dhcp, reboot, dns_failure, wifi_assoc, ...
+    );
+    CREATE INDEX syslog_ts ON syslog(ts);
+    ",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -66,28 +97,17 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
     let conn = &store.conn;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|source| StoreError::Corrupt {
-            path: store.path.clone(),
-            source,
-        })?;
+        .map_err(|source| StoreError::Corrupt { path: store.path.clone(), source })?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: store.path.clone(),
-            found: version,
-            known: SCHEMA_VERSION,
-        });
+        return Err(StoreError::TooNew { path: store.path.clone(), found: version, known: SCHEMA_VERSION });
     }
     if version == 0 {
         // Must precede the first table: lets the size cap hand pages back to the filesystem.
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
-            .map_err(|e| store.sql("auto_vacuum", e))?;
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL").map_err(|e| store.sql("auto_vacuum", e))?;
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let next = i as i64 + 1;
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {next}; COMMIT;"
-        ))
-        .map_err(|e| {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {next}; COMMIT;")).map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             store.sql("migration", e)
         })?;

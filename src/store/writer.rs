@@ -5,7 +5,7 @@
 //! A failed flush (disk full, I/O error) rolls back, keeps the batch and tries again at the next
 //! interval, so a full disk costs no data until the buffer limit and never corrupts the file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use rusqlite::{Connection, params};
 use super::rollup::{self, minute_of};
 use super::{Store, StoreError, retention};
 use crate::config::StoreConfig;
-use crate::sample::{Record, Target, WallMs};
+use crate::sample::{Metric, Record, Target, WallMs};
 
 /// Most records held while the disk refuses writes (about 14 h of 4 targets at 1 Hz).
 const MAX_PENDING: usize = 200_000;
@@ -51,12 +51,7 @@ pub struct Writer {
 impl Writer {
     /// Register `targets` (their index becomes their id in [`crate::sample::Sample::target`])
     /// and start the writer thread.
-    pub fn spawn(
-        store: Store,
-        targets: &[Target],
-        cfg: StoreConfig,
-        now: NowFn,
-    ) -> Result<Writer, StoreError> {
+    pub fn spawn(store: Store, targets: &[Target], cfg: StoreConfig, now: NowFn) -> Result<Writer, StoreError> {
         let ids = register_targets(&store, targets)?;
         close_dangling_outages(&store)?;
         let (tx, rx) = mpsc::channel();
@@ -73,18 +68,18 @@ impl Writer {
                 ts_range: None,
                 first_outage: None,
                 first_event: None,
+                first_syslog: None,
+                metric_keys: Some(Vec::new()),
             },
             report: WriterReport::default(),
             last_error: None,
+            series: HashMap::new(),
         };
         let handle = std::thread::Builder::new()
             .name("wanwatch-writer".into())
             .spawn(move || state.run(rx))
             .expect("spawn writer thread");
-        Ok(Writer {
-            tx,
-            handle: Some(handle),
-        })
+        Ok(Writer { tx, handle: Some(handle) })
     }
 
     pub fn send(&self, record: Record) {
@@ -95,19 +90,14 @@ impl Writer {
     /// Write everything sent so far, now.
     pub fn flush(&self) -> Result<(), String> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.tx
-            .send(Msg::Flush(tx))
-            .map_err(|_| "writer thread is gone".to_string())?;
+        self.tx.send(Msg::Flush(tx)).map_err(|_| "writer thread is gone".to_string())?;
         rx.recv().map_err(|_| "writer thread is gone".to_string())?
     }
 
     /// Flush everything and stop.
     pub fn shutdown(mut self) -> WriterReport {
         let _ = self.tx.send(Msg::Shutdown);
-        self.handle
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+        self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default()
     }
 }
 
@@ -133,11 +123,7 @@ fn register_targets(store: &Store, targets: &[Target]) -> Result<Vec<i64>, Store
             .map_err(|e| store.sql("register target", e))?;
         let id: i64 = store
             .conn
-            .query_row(
-                "SELECT id FROM targets WHERE addr = ?1",
-                [t.addr.to_string()],
-                |r| r.get(0),
-            )
+            .query_row("SELECT id FROM targets WHERE addr = ?1", [t.addr.to_string()], |r| r.get(0))
             .map_err(|e| store.sql("register target", e))?;
         ids.push(id);
     }
@@ -159,15 +145,13 @@ fn close_dangling_outages(store: &Store) -> Result<(), StoreError> {
         .map_err(|e| store.sql("close dangling outages", e))?;
     store
         .conn
-        .execute(
-            "UPDATE outages SET duration_ms = end_ts - start_ts WHERE duration_ms IS NULL",
-            [],
-        )
+        .execute("UPDATE outages SET duration_ms = end_ts - start_ts WHERE duration_ms IS NULL", [])
         .map_err(|e| store.sql("close dangling outages", e))?;
     Ok(())
 }
 
 /// What this run has written, so that a clock step at boot can move it.
+#[derive(Clone)]
 struct RunLog {
     /// (ts, target id, seq) of every sample, while the run is young.
     keys: Option<Vec<(WallMs, i64, u16)>>,
@@ -175,6 +159,9 @@ struct RunLog {
     ts_range: Option<(WallMs, WallMs)>,
     first_outage: Option<i64>,
     first_event: Option<i64>,
+    first_syslog: Option<i64>,
+    /// (ts, series id) of every metric, while the run is young.
+    metric_keys: Option<Vec<(WallMs, i64)>>,
 }
 
 struct WriterState {
@@ -187,6 +174,31 @@ struct WriterState {
     run: RunLog,
     report: WriterReport,
     last_error: Option<String>,
+    /// (probe, subject, name) -> series id.
+    series: HashMap<(&'static str, String, &'static str), i64>,
+}
+
+/// The id of a metric's series, created on first use.
+fn series_id(
+    conn: &Connection,
+    cache: &mut HashMap<(&'static str, String, &'static str), i64>,
+    m: &Metric,
+) -> rusqlite::Result<i64> {
+    let key = (m.probe, m.subject.clone(), m.name);
+    if let Some(id) = cache.get(&key) {
+        return Ok(*id);
+    }
+    conn.execute(
+        "INSERT INTO series (probe, subject, name, unit) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        params![m.probe, m.subject, m.name, m.unit],
+    )?;
+    let id = conn.query_row(
+        "SELECT id FROM series WHERE probe = ?1 AND subject = ?2 AND name = ?3",
+        params![m.probe, m.subject, m.name],
+        |r| r.get(0),
+    )?;
+    cache.insert(key, id);
+    Ok(id)
 }
 
 impl WriterState {
@@ -197,12 +209,7 @@ impl WriterState {
             let wait = next_flush.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(Msg::Record(r)) => {
-                    if matches!(
-                        r,
-                        Record::OutageStart { .. }
-                            | Record::OutageEnd { .. }
-                            | Record::State { .. }
-                    ) {
+                    if matches!(r, Record::OutageStart { .. } | Record::OutageEnd { .. } | Record::State { .. }) {
                         next_flush = next_flush.min(Instant::now() + IMPORTANT_WITHIN);
                     }
                     self.push(r);
@@ -217,10 +224,7 @@ impl WriterState {
                     if let Err(e) = self.flush() {
                         tracing::error!(error = %e, "final flush failed; {} records lost", self.pending.len());
                     }
-                    let _ = self
-                        .store
-                        .conn
-                        .execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                    let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
                     return std::mem::take(&mut self.report);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -239,11 +243,7 @@ impl WriterState {
     fn push(&mut self, r: Record) {
         if self.pending.len() >= MAX_PENDING {
             // Disk has refused writes for hours: shed the oldest sample, keep outages and events.
-            if let Some(i) = self
-                .pending
-                .iter()
-                .position(|r| matches!(r, Record::Sample(_)))
-            {
+            if let Some(i) = self.pending.iter().position(|r| matches!(r, Record::Sample(_))) {
                 self.pending.remove(i);
                 self.report.dropped += 1;
             }
@@ -262,16 +262,13 @@ impl WriterState {
                 }
                 if self.run.started.elapsed() > REWRITE_WINDOW {
                     self.run.keys = None;
+                    self.run.metric_keys = None;
                 }
                 Ok(())
             }
             Err(e) => {
                 self.report.failed_flushes += 1;
-                let msg = format!(
-                    "writing {} records to {}: {e}",
-                    self.pending.len(),
-                    self.store.path.display()
-                );
+                let msg = format!("writing {} records to {}: {e}", self.pending.len(), self.store.path.display());
                 // Say it once, not every few seconds for as long as the disk stays full.
                 if self.last_error.as_deref() != Some(&e.to_string()) {
                     tracing::error!("{msg}; keeping them in memory and retrying");
@@ -287,37 +284,16 @@ impl WriterState {
     /// is written to the SD card twice (WAL, then checkpoint).
     fn write_batch(&mut self) -> rusqlite::Result<u64> {
         // The run log is updated as the batch goes and put back as it was if the batch fails.
-        let mut keys = self.run.keys.take();
-        let keys_len = keys.as_ref().map_or(0, Vec::len);
-        let saved = (
-            self.run.ts_range,
-            self.run.first_outage,
-            self.run.first_event,
-            self.open_outage,
-        );
-        let mut shifted = 0;
-        let result = self.write_batch_inner(&mut keys, &mut shifted);
+        // (Cheap: it holds keys only while the run is young.)
+        let saved = (self.run.clone(), self.open_outage);
+        let result = self.write_batch_inner();
         if result.is_err() {
-            if let Some(k) = keys.as_mut() {
-                k.truncate(keys_len);
-                k.iter_mut().for_each(|(ts, _, _)| *ts -= shifted);
-            }
-            (
-                self.run.ts_range,
-                self.run.first_outage,
-                self.run.first_event,
-                self.open_outage,
-            ) = saved;
+            (self.run, self.open_outage) = saved;
         }
-        self.run.keys = keys;
         result
     }
 
-    fn write_batch_inner(
-        &mut self,
-        keys: &mut Option<Vec<(WallMs, i64, u16)>>,
-        shifted: &mut i64,
-    ) -> rusqlite::Result<u64> {
+    fn write_batch_inner(&mut self) -> rusqlite::Result<u64> {
         let conn = &self.store.conn;
         let tx = conn.unchecked_transaction()?;
         let mut touched = BTreeSet::new();
@@ -333,13 +309,10 @@ impl WriterState {
                     let fail = s.rtt.err().map(|f| f.code());
                     insert_sample.execute(params![s.ts, id, s.seq, s.rtt.ok(), fail])?;
                     touched.insert(minute_of(s.ts));
-                    if let Some(k) = keys.as_mut() {
+                    if let Some(k) = run.keys.as_mut() {
                         k.push((s.ts, id, s.seq));
                     }
-                    run.ts_range = Some(
-                        run.ts_range
-                            .map_or((s.ts, s.ts), |(a, b)| (a.min(s.ts), b.max(s.ts))),
-                    );
+                    run.ts_range = Some(run.ts_range.map_or((s.ts, s.ts), |(a, b)| (a.min(s.ts), b.max(s.ts))));
                     samples += 1;
                 }
                 Record::OutageStart { kind, start } => {
@@ -373,13 +346,33 @@ impl WriterState {
                     )?;
                     run.first_event.get_or_insert(conn.last_insert_rowid());
                 }
+                Record::Metric(m) => {
+                    let id = series_id(conn, &mut self.series, m)?;
+                    conn.prepare_cached(
+                        "INSERT OR REPLACE INTO metrics (ts, series, value, note) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![m.ts, id, m.value, m.note])?;
+                    if let Some(k) = run.metric_keys.as_mut() {
+                        k.push((m.ts, id));
+                    }
+                }
+                Record::Syslog(l) => {
+                    conn.prepare_cached(
+                        "INSERT INTO syslog (ts, source, facility, severity, host, app, message, class)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![l.ts, l.source, l.facility, l.severity, l.host, l.app, l.message, l.class])?;
+                    run.first_syslog.get_or_insert(conn.last_insert_rowid());
+                }
                 Record::ShiftRun { delta_ms } => {
-                    shift_run(conn, *delta_ms, keys.as_deref(), run, &mut touched)?;
-                    if let Some(k) = keys.as_mut() {
+                    shift_run(conn, *delta_ms, run, &mut touched)?;
+                    if let Some(k) = run.keys.as_mut() {
                         k.iter_mut().for_each(|(ts, _, _)| *ts += delta_ms);
                     }
+                    if let Some(k) = run.metric_keys.as_mut() {
+                        k.iter_mut().for_each(|(ts, _)| *ts += delta_ms);
+                    }
                     run.ts_range = run.ts_range.map(|(a, b)| (a + delta_ms, b + delta_ms));
-                    *shifted += delta_ms;
                 }
             }
         }
@@ -400,11 +393,7 @@ impl WriterState {
                     r.capped_minutes
                 );
                 tracing::warn!("{detail}");
-                self.push(Record::Event {
-                    ts: now,
-                    kind: "size_cap".into(),
-                    detail,
-                });
+                self.push(Record::Event { ts: now, kind: "size_cap".into(), detail });
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "retention failed; will retry in an hour"),
@@ -413,18 +402,12 @@ impl WriterState {
 }
 
 /// Move everything this run wrote by `delta` ms (the stamps were made before the clock was set).
-fn shift_run(
-    conn: &Connection,
-    delta: i64,
-    keys: Option<&[(WallMs, i64, u16)]>,
-    run: &RunLog,
-    touched: &mut BTreeSet<WallMs>,
-) -> rusqlite::Result<()> {
+fn shift_run(conn: &Connection, delta: i64, run: &RunLog, touched: &mut BTreeSet<WallMs>) -> rusqlite::Result<()> {
     let mut touch = |ts: WallMs| {
         touched.insert(minute_of(ts));
         touched.insert(minute_of(ts + delta));
     };
-    match (keys, run.ts_range) {
+    match (run.keys.as_deref(), run.ts_range) {
         (Some(keys), _) => {
             let mut update = conn.prepare_cached(
                 "UPDATE OR IGNORE samples SET ts = ts + ?1 WHERE ts = ?2 AND target = ?3 AND seq = ?4",
@@ -456,10 +439,7 @@ fn shift_run(
         )?;
     }
     if let Some(id) = run.first_event {
-        conn.execute(
-            "UPDATE events SET ts = ts + ?1 WHERE id >= ?2",
-            params![delta, id],
-        )?;
+        conn.execute("UPDATE events SET ts = ts + ?1 WHERE id >= ?2", params![delta, id])?;
     }
     Ok(())
 }

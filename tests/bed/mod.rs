@@ -35,10 +35,7 @@ pub fn skip_unless_root(test: &str) -> bool {
         eprintln!("SKIP {test}: needs root for network namespaces (CI runs it as root)");
         return false;
     }
-    let ok = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ok = Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("SKIP {test}: `ip netns` is not available (install iproute2)");
     }
@@ -53,37 +50,22 @@ pub fn can_ping(test: &str) -> bool {
     }
     let gid = unsafe { libc::getegid() } as u64;
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
-    let v: Vec<u64> = range
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v: Vec<u64> = range.split_whitespace().filter_map(|x| x.parse().ok()).collect();
     let ok = v.len() == 2 && v[0] <= gid && gid <= v[1];
     if !ok {
-        eprintln!(
-            "SKIP {test}: no permission to ping (not root, gid {gid} outside ping_group_range {range:?})"
-        );
+        eprintln!("SKIP {test}: no permission to ping (not root, gid {gid} outside ping_group_range {range:?})");
     }
     ok
 }
 
 pub fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
 pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -99,15 +81,9 @@ pub struct Bed {
 
 impl Bed {
     pub fn new(scenario_file: &str) -> Bed {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/scenarios")
-            .join(scenario_file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios").join(scenario_file);
         let scenario = Scenario::load(&path);
-        let id = format!(
-            "ww{}x{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        let id = format!("ww{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::SeqCst));
         let bed = Bed {
             lan: format!("{id}-lan"),
             gw: format!("{id}-gw"),
@@ -140,19 +116,10 @@ impl Bed {
                 "net.ipv6.conf.default.keep_addr_on_down=1",
             ]);
         }
-        sh(&[
-            "ip", "link", "add", "lan0", "netns", lan, "type", "veth", "peer", "name", "gwl",
-            "netns", gw,
-        ]);
-        sh(&[
-            "ip", "link", "add", "gww", "netns", gw, "type", "veth", "peer", "name", "wan0",
-            "netns", wan,
-        ]);
-        let addr = |ns: &str, dev: &str, a: &str| {
-            sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev, "nodad"])
-        };
-        let addr4 =
-            |ns: &str, dev: &str, a: &str| sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
+        sh(&["ip", "link", "add", "lan0", "netns", lan, "type", "veth", "peer", "name", "gwl", "netns", gw]);
+        sh(&["ip", "link", "add", "gww", "netns", gw, "type", "veth", "peer", "name", "wan0", "netns", wan]);
+        let addr = |ns: &str, dev: &str, a: &str| sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev, "nodad"]);
+        let addr4 = |ns: &str, dev: &str, a: &str| sh(&["ip", "-n", ns, "addr", "add", a, "dev", dev]);
         addr4(lan, "lan0", "198.18.1.2/24");
         addr(lan, "lan0", "fd00:18:1::2/64");
         addr4(gw, "gwl", "198.18.1.1/24");
@@ -165,37 +132,9 @@ impl Bed {
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         lan_routes(lan);
-        sh(&[
-            "ip",
-            "-n",
-            wan,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.18.2.1",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            wan,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "fd00:18:2::1",
-        ]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            gw,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-            "net.ipv6.conf.all.forwarding=1",
-        ]);
+        sh(&["ip", "-n", wan, "route", "add", "default", "via", "198.18.2.1"]);
+        sh(&["ip", "-n", wan, "-6", "route", "add", "default", "via", "fd00:18:2::1"]);
+        sh(&["ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
         gateway_routes(gw);
         // The fake WAN's kernel must not answer ping: the scripted responder does.
         sh(&[
@@ -210,16 +149,7 @@ impl Bed {
         ]);
         for a in &self.scenario.anchor {
             let prefix = if a.addr.is_ipv4() { "32" } else { "128" };
-            sh(&[
-                "ip",
-                "-n",
-                wan,
-                "addr",
-                "add",
-                &format!("{}/{prefix}", a.addr),
-                "dev",
-                "lo",
-            ]);
+            sh(&["ip", "-n", wan, "addr", "add", &format!("{}/{prefix}", a.addr), "dev", "lo"]);
         }
     }
 
@@ -227,11 +157,7 @@ impl Bed {
     pub fn start_responder(&mut self) {
         self.warm_up();
         self.started = Instant::now();
-        self.responder = Some(responder::Responder::start(
-            &self.wan,
-            &self.scenario,
-            self.started,
-        ));
+        self.responder = Some(responder::Responder::start(&self.wan, &self.scenario, self.started));
     }
 
     /// Resolve IPv6 neighbours on both links before measuring: the first IPv6 pings through a
@@ -240,30 +166,14 @@ impl Bed {
     fn warm_up(&self) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("warm.db");
-        let mut args = vec![
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            GATEWAY6,
-            "--interval",
-            "100ms",
-        ];
+        let mut args = vec!["run", "--db", db.to_str().unwrap(), "--gateway", GATEWAY6, "--interval", "100ms"];
         let anchors: Vec<String> = self.anchors().iter().map(|a| a.to_string()).collect();
         for a in &anchors {
             args.extend(["--target", a.as_str()]);
         }
         args.extend(["--timeout", "300ms", "--for", "1500ms"]);
-        let out = self
-            .wanwatch(&args)
-            .env("WANWATCH_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "warm-up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.wanwatch(&args).env("WANWATCH_LOG", "warn").output().unwrap();
+        assert!(out.status.success(), "warm-up failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     pub fn responder_stats(&self) -> responder::Stats {
@@ -299,28 +209,17 @@ impl Bed {
     /// `wanwatch ARGS` inside the LAN namespace, as a child process.
     pub fn wanwatch(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.lan, env!("CARGO_BIN_EXE_wanwatch")])
-            .args(args);
+        c.args(["netns", "exec", &self.lan, env!("CARGO_BIN_EXE_wanwatch")]).args(args);
         c.stdin(Stdio::null());
         c
     }
 
     /// Run the agent in the LAN namespace until it exits; panics with its stderr on failure.
     pub fn run_agent(&self, db: &Path, config: &Path, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "run",
-            "--db",
-            db.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ];
+        let mut args = vec!["run", "--db", db.to_str().unwrap(), "--config", config.to_str().unwrap()];
         args.extend_from_slice(extra);
         let out = self.wanwatch(&args).output().expect("start wanwatch");
-        assert!(
-            out.status.success(),
-            "wanwatch run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "wanwatch run failed: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
 
@@ -364,53 +263,15 @@ fn set_link(lan: &str, gw: &str, side: &str, up: bool) {
 }
 
 fn lan_routes(lan: &str) {
-    sh(&[
-        "ip",
-        "-n",
-        lan,
-        "route",
-        "replace",
-        "default",
-        "via",
-        "198.18.1.1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        lan,
-        "-6",
-        "route",
-        "replace",
-        "default",
-        "via",
-        "fd00:18:1::1",
-    ]);
+    sh(&["ip", "-n", lan, "route", "replace", "default", "via", "198.18.1.1"]);
+    sh(&["ip", "-n", lan, "-6", "route", "replace", "default", "via", "fd00:18:1::1"]);
 }
 
 /// The gateway's routes to the anchors. Taking a link down deletes the routes through it, so
 /// they are (re)placed after every link comes back, as a router's routing daemon would.
 fn gateway_routes(gw: &str) {
-    sh(&[
-        "ip",
-        "-n",
-        gw,
-        "route",
-        "replace",
-        "198.19.0.0/16",
-        "via",
-        "198.18.2.2",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        gw,
-        "-6",
-        "route",
-        "replace",
-        "fd00:19::/32",
-        "via",
-        "fd00:18:2::2",
-    ]);
+    sh(&["ip", "-n", gw, "route", "replace", "198.19.0.0/16", "via", "198.18.2.2"]);
+    sh(&["ip", "-n", gw, "-6", "route", "replace", "fd00:19::/32", "via", "fd00:18:2::2"]);
 }
 
 pub fn sleep_until(t: Instant) {
@@ -426,9 +287,7 @@ pub struct Workdir {
 
 impl Workdir {
     pub fn new() -> Workdir {
-        Workdir {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Workdir { dir: tempfile::tempdir().unwrap() }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -43,31 +43,16 @@ impl Responder {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ns, sc, st, ct) = (
-            netns.to_string(),
-            scenario.clone(),
-            stop.clone(),
-            counters.clone(),
-        );
+        let (ns, sc, st, ct) = (netns.to_string(), scenario.clone(), stop.clone(), counters.clone());
         let thread = std::thread::spawn(move || {
             enter_netns(&ns);
-            let socks: Vec<(Socket, usize)> = sc
-                .anchor
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (bind_raw(a.addr), i))
-                .collect();
+            let socks: Vec<(Socket, usize)> =
+                sc.anchor.iter().enumerate().map(|(i, a)| (bind_raw(a.addr), i)).collect();
             ready_tx.send(()).unwrap();
             serve(&socks, &sc, started, &st, &ct);
         });
-        ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("responder ready");
-        Responder {
-            stop,
-            counters,
-            thread: Some(thread),
-        }
+        ready_rx.recv_timeout(Duration::from_secs(5)).expect("responder ready");
+        Responder { stop, counters, thread: Some(thread) }
     }
 
     pub fn stats(&self) -> Stats {
@@ -108,8 +93,7 @@ fn bind_raw(addr: IpAddr) -> Socket {
     };
     let s = Socket::new(domain, Type::RAW, Some(proto)).expect("raw socket (root needed)");
     // Bound to one anchor address, the socket sees only pings to it and replies from it.
-    s.bind(&SocketAddr::new(addr, 0).into())
-        .expect("bind anchor address");
+    s.bind(&SocketAddr::new(addr, 0).into()).expect("bind anchor address");
     s.set_nonblocking(true).unwrap();
     s
 }
@@ -138,13 +122,7 @@ impl Ord for Pending {
     }
 }
 
-fn serve(
-    socks: &[(Socket, usize)],
-    sc: &Scenario,
-    started: Instant,
-    stop: &AtomicBool,
-    c: &Counters,
-) {
+fn serve(socks: &[(Socket, usize)], sc: &Scenario, started: Instant, stop: &AtomicBool, c: &Counters) {
     let mut queue: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
     let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
     while !stop.load(Ordering::SeqCst) {
@@ -154,26 +132,16 @@ fn serve(
             .map(|Reverse(p)| p.due.saturating_duration_since(now))
             .unwrap_or(Duration::from_millis(20))
             .min(Duration::from_millis(20));
-        let mut fds: Vec<libc::pollfd> = socks
-            .iter()
-            .map(|(s, _)| libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let ts = libc::timespec {
-            tv_sec: wait.as_secs() as _,
-            tv_nsec: wait.subsec_nanos() as _,
-        };
+        let mut fds: Vec<libc::pollfd> =
+            socks.iter().map(|(s, _)| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        let ts = libc::timespec { tv_sec: wait.as_secs() as _, tv_nsec: wait.subsec_nanos() as _ };
         unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as _, &ts, std::ptr::null()) };
 
         for (i, (sock, anchor)) in socks.iter().enumerate() {
             while let Ok((n, from)) = sock.recv_from(&mut buf) {
                 let arrived = Instant::now();
                 // SAFETY: recv_from initialised the first n bytes.
-                let data: &[u8] =
-                    unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) };
+                let data: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) };
                 let a = &sc.anchor[*anchor];
                 let Some(reply) = echo_reply(data, a.addr.is_ipv4()) else {
                     continue;
@@ -190,12 +158,7 @@ fn serve(
                 }
                 let jitter = (rand::random::<f64>() * 2.0 - 1.0) * a.jitter_ms;
                 let delay = Duration::from_secs_f64(((a.delay_ms + jitter).max(0.0)) / 1000.0);
-                queue.push(Reverse(Pending {
-                    due: arrived + delay,
-                    sock: i,
-                    to: from,
-                    packet: reply,
-                }));
+                queue.push(Reverse(Pending { due: arrived + delay, sock: i, to: from, packet: reply }));
             }
         }
 
@@ -238,10 +201,7 @@ fn echo_reply(data: &[u8], v4: bool) -> Option<Vec<u8>> {
 }
 
 fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-        .sum();
+    let mut sum: u32 = b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }

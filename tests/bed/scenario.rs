@@ -50,15 +50,11 @@ pub struct Cut {
 
 impl Scenario {
     pub fn load(path: &Path) -> Scenario {
-        let text =
-            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     pub fn anchor(&self, addr: IpAddr) -> &Anchor {
-        self.anchor
-            .iter()
-            .find(|a| a.addr == addr)
-            .expect("anchor in scenario")
+        self.anchor.iter().find(|a| a.addr == addr).expect("anchor in scenario")
     }
 }
