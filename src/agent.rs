@@ -51,6 +51,11 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
 
     let (tx, mut rx) = mpsc::channel(1024);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Context probes send finished records; they go to the store as they are.
+    let (ctx_tx, mut ctx_rx) = mpsc::channel(1024);
+    let ctx = crate::probe::Ctx::new(clock.clone(), ctx_tx, stop_rx.clone(), cfg.db.clone());
+    let mut context = crate::probe::spawn_context(&cfg, &ctx);
+    drop(ctx);
     let mut probes = tokio::task::JoinSet::new();
     let n = cfg.targets.len() as u32;
     for (i, t) in cfg.targets.iter().enumerate() {
@@ -85,6 +90,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
                 let c = clock.lock().expect("clock lock").clone();
                 handle(s, &writer, &mut sm, &c);
             }
+            Some(r) = ctx_rx.recv() => writer.send(r),
             _ = clock_check.tick() => {
                 let adj = clock.lock().expect("clock lock").check(Instant::now(), clock::system_wall_ms());
                 if let Some(adj) = adj {
@@ -111,6 +117,13 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
         }
     }
     while probes.join_next().await.is_some() {}
+    // Context probes stop at their next await; one in the middle of a blocking call (a speed
+    // test) is abandoned after a grace period rather than holding up the shutdown.
+    let _ = tokio::time::timeout(Duration::from_secs(3), async { while context.join_next().await.is_some() {} }).await;
+    context.abort_all();
+    while let Ok(r) = ctx_rx.try_recv() {
+        writer.send(r);
+    }
     for r in sm.finish(wall(), Instant::now()) {
         writer.send(r);
     }

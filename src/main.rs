@@ -46,6 +46,10 @@ enum Command {
         /// How often buffered samples are written to the database.
         #[arg(long, value_parser = parse_duration, value_name = "DUR")]
         flush_interval: Option<Duration>,
+        /// Context probes to run, comma-separated (dns,http,bandwidth,gateway,weather,syslog,devices,system),
+        /// or "none" for ICMP only. Default: every probe the configuration enables.
+        #[arg(long, value_delimiter = ',', value_name = "LIST")]
+        probes: Option<Vec<String>>,
         /// Run this long, then flush and exit (default: until SIGINT/SIGTERM).
         #[arg(long = "for", value_parser = parse_duration, value_name = "DUR")]
         run_for: Option<Duration>,
@@ -137,11 +141,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Run { common, targets, gateway, interval, timeout, flush_interval, run_for } => {
-            let cfg = common.load(Overrides { db: None, targets, gateway, interval, timeout, flush_interval })?;
+        Command::Run { common, targets, gateway, interval, timeout, flush_interval, probes, run_for } => {
+            let cfg =
+                common.load(Overrides { db: None, targets, gateway, interval, timeout, flush_interval, probes })?;
             let rt =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-            rt.block_on(agent::run(cfg, run_for))?;
+            let result = rt.block_on(agent::run(cfg, run_for));
+            // Do not wait for a blocking probe call (a speed test) that was abandoned at stop.
+            rt.shutdown_timeout(Duration::from_secs(1));
+            result?;
             Ok(())
         }
         Command::Status { common } => {

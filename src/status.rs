@@ -70,7 +70,68 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         };
         let _ = writeln!(out, "  {}  {:<10}  {}", format_time(o.start), kind, span);
     }
+    context(store, now, &mut out)?;
     Ok(out)
+}
+
+/// The context probes' newest values, one line per probe and subject.
+fn context(store: &Store, now: WallMs, out: &mut String) -> Result<(), StoreError> {
+    let latest = store.latest_metrics(now - 24 * HOUR_MS)?;
+    if !latest.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Context (newest values):");
+    }
+    for group in latest.chunk_by(|a, b| a.probe == b.probe && a.subject == b.subject) {
+        let first = &group[0];
+        let mut line = format!("  {:<9} {}:", first.probe, first.subject);
+        for m in group {
+            let v = match (m.value, &m.note) {
+                (Some(_), Some(n)) if m.name == "bands" => n.clone(),
+                (Some(v), _) => format!(
+                    "{}{}",
+                    trim_num(v),
+                    if m.unit.is_empty() || m.unit == "code" || m.unit == "id" {
+                        String::new()
+                    } else {
+                        format!(" {}", m.unit)
+                    }
+                ),
+                (None, Some(n)) => format!("FAILED ({n})"),
+                (None, None) => "-".into(),
+            };
+            line.push_str(&format!(" {}={v}", m.name));
+        }
+        let ago = now - group.iter().map(|m| m.ts).max().unwrap_or(now);
+        let suffix = format!(" ({} ago)", format_span(ago));
+        // Keep to 80 columns over ssh.
+        if line.chars().count() + suffix.len() > 80 {
+            let keep = 80usize.saturating_sub(suffix.len() + 1);
+            line = line.chars().take(keep).collect::<String>() + "~";
+        }
+        let _ = writeln!(out, "{line}{suffix}");
+    }
+    let router = store.recent_router_events(5)?;
+    if !router.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Router log (UTC):");
+        for (ts, class, msg) in router {
+            let mut line = format!("  {}  {:<11} {}", format_time(ts), class, msg);
+            if line.chars().count() > 80 {
+                line = line.chars().take(79).collect::<String>() + "~";
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    Ok(())
+}
+
+fn trim_num(v: f64) -> String {
+    // Whole numbers and big ones need no decimals.
+    if (v.fract() == 0.0 && v.abs() < 1e12) || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 fn cols(s: Option<&TargetSummary>) -> String {

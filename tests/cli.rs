@@ -9,8 +9,13 @@ mod bed;
 
 use bed::can_ping;
 
+/// Run wanwatch; `run` gets `--probes none` so no test ever talks to a real DNS or web server.
 fn wanwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wanwatch")).args(args).stdin(Stdio::null()).output().unwrap()
+    let mut args: Vec<&str> = args.to_vec();
+    if args.first() == Some(&"run") && !args.contains(&"--probes") {
+        args.splice(1..1, ["--probes", "none"]);
+    }
+    Command::new(env!("CARGO_BIN_EXE_wanwatch")).args(&args).stdin(Stdio::null()).output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -95,7 +100,19 @@ fn corrupt_database_is_reported_and_left_untouched() {
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&db, &garbage).unwrap();
     for args in [
-        vec!["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--for", "1s"],
+        vec![
+            "run",
+            "--probes",
+            "none",
+            "--db",
+            db.to_str().unwrap(),
+            "--gateway",
+            "none",
+            "--target",
+            "127.0.0.1",
+            "--for",
+            "1s",
+        ],
         vec!["status", "--db", db.to_str().unwrap()],
         vec!["export", "--db", db.to_str().unwrap(), "--table", "samples"],
     ] {
@@ -199,7 +216,19 @@ fn sqlite_export_is_a_consistent_copy_while_the_agent_writes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
     let mut agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--target", "::1"])
+        .args([
+            "run",
+            "--probes",
+            "none",
+            "--db",
+            db.to_str().unwrap(),
+            "--gateway",
+            "none",
+            "--target",
+            "127.0.0.1",
+            "--target",
+            "::1",
+        ])
         .args(["--interval", "10ms", "--flush-interval", "100ms", "--for", "6s"])
         .stderr(Stdio::null())
         .spawn()

@@ -37,7 +37,7 @@ fn ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past() {
     let db = dir.path().join("w.db");
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
     let agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1"])
+        .args(["run", "--probes", "none", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1"])
         .args(["--interval", "100ms", "--flush-interval", "500ms", "--for", "8s"])
         .env("LD_PRELOAD", &lib)
         .env("FAKETIME_TIMESTAMP_FILE", &offset_file)

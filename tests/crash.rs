@@ -26,7 +26,7 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
     let mut total_before = 0i64;
     for round in 0..20 {
         let mut agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-            .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none"])
+            .args(["run", "--probes", "none", "--db", db.to_str().unwrap(), "--gateway", "none"])
             .args(["--target", "127.0.0.1", "--target", "::1", "--interval", "10ms", "--timeout", "100ms"])
             .args(["--flush-interval", &format!("{FLUSH_MS}ms")])
             .env("WANWATCH_LOG", "warn")
@@ -68,7 +68,19 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
     }
     // The agent recovers the crashed file and keeps going.
     let o = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--for", "1s"])
+        .args([
+            "run",
+            "--probes",
+            "none",
+            "--db",
+            db.to_str().unwrap(),
+            "--gateway",
+            "none",
+            "--target",
+            "127.0.0.1",
+            "--for",
+            "1s",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

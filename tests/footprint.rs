@@ -55,7 +55,7 @@ fn agent_footprint_4_targets_at_1hz() {
     let db = w.path("w.db");
     bed.start_responder();
     let mut child = bed
-        .wanwatch(&["run", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
+        .wanwatch(&["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
         .env("WANWATCH_LOG", "warn")
         .spawn()
         .unwrap();

@@ -5,8 +5,11 @@ mod bed;
 
 use std::sync::Mutex;
 
-use bed::{Bed, Workdir, skip_unless_root, wall_ms};
+use bed::http::{Server, speed_handler};
+use bed::{Bed, Workdir, sh, skip_unless_root, wall_ms};
 use rusqlite::Connection;
+use wanwatch::config::probes::{BandwidthConfig, SpeedServer};
+use wanwatch::probe::bandwidth::{SpeedResult, measure};
 
 /// One bed at a time: the agent and the responder share two cores, and RTT assertions at the
 /// millisecond level should not measure the other tests.
@@ -210,7 +213,19 @@ fn without_icmp_permission_the_error_says_how_to_grant_it() {
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", &bed.lan, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(env!("CARGO_BIN_EXE_wanwatch"))
-        .args(["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "198.19.0.1", "--for", "2s"])
+        .args([
+            "run",
+            "--probes",
+            "none",
+            "--db",
+            db.to_str().unwrap(),
+            "--gateway",
+            "none",
+            "--target",
+            "198.19.0.1",
+            "--for",
+            "2s",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -220,4 +235,78 @@ fn without_icmp_permission_the_error_says_how_to_grant_it() {
     }
     assert!(!err.contains("panicked"), "{err}");
     assert!(!db.exists(), "no database is created when the agent cannot measure");
+}
+
+/// Run a speed test from inside the bed's LAN namespace.
+fn speed_test(bed: &Bed, cfg: BandwidthConfig, budget: u64) -> SpeedResult {
+    let lan = bed.lan.clone();
+    std::thread::spawn(move || {
+        bed::enter_netns(&lan);
+        measure(&cfg, budget)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn bandwidth_test_measures_a_tbf_shaped_link_within_10_percent() {
+    if !skip_unless_root("bandwidth_test_measures_a_tbf_shaped_link_within_10_percent") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::new("steady.toml");
+    // Download (gateway -> Pi) at 40 Mbit/s, upload (gateway -> internet) at 20 Mbit/s, each
+    // with a 50 ms queue: the bufferbloat a loaded home link shows.
+    const DOWN: f64 = 40.0;
+    const UP: f64 = 20.0;
+    sh(&[
+        "tc", "-n", &bed.gw, "qdisc", "add", "dev", "gwl", "root", "tbf", "rate", "40mbit", "burst", "64kb", "latency",
+        "50ms",
+    ]);
+    sh(&[
+        "tc", "-n", &bed.gw, "qdisc", "add", "dev", "gww", "root", "tbf", "rate", "20mbit", "burst", "64kb", "latency",
+        "50ms",
+    ]);
+    let server = Server::start("198.18.2.2:8080", Some(&bed.wan), speed_handler);
+    for kind in [SpeedServer::Cloudflare, SpeedServer::Librespeed] {
+        let cfg = BandwidthConfig { server: kind, url: server.url(), ..BandwidthConfig::default() };
+        let r = speed_test(&bed, cfg, 10_000_000_000);
+        println!(
+            "{kind:?}: down {:.1} Mbit/s (tbf {DOWN}), up {:.1} Mbit/s (tbf {UP}), idle {:.2} ms, loaded {:.1}/{:.1} ms, {} bytes, notes {:?}",
+            r.down_mbps.unwrap_or(0.0),
+            r.up_mbps.unwrap_or(0.0),
+            r.idle_ms.unwrap_or(0.0),
+            r.loaded_down_ms.unwrap_or(0.0),
+            r.loaded_up_ms.unwrap_or(0.0),
+            r.bytes,
+            r.notes
+        );
+        let down = r.down_mbps.expect("download measured");
+        let up = r.up_mbps.expect("upload measured");
+        assert!((down - DOWN).abs() <= DOWN * 0.10, "{kind:?}: download {down:.1} Mbit/s, shaped to {DOWN}");
+        assert!((up - UP).abs() <= UP * 0.10, "{kind:?}: upload {up:.1} Mbit/s, shaped to {UP}");
+        let (idle, loaded) = (r.idle_ms.unwrap(), r.loaded_ms().unwrap());
+        assert!(
+            loaded > idle + 5.0,
+            "{kind:?}: the tbf queue should show as bufferbloat: idle {idle:.2} ms, loaded {loaded:.2} ms"
+        );
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
+}
+
+#[test]
+fn bandwidth_test_never_exceeds_its_budget() {
+    if !skip_unless_root("bandwidth_test_never_exceeds_its_budget") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::new("steady.toml");
+    let server = Server::start("198.18.2.2:8080", Some(&bed.wan), speed_handler);
+    let cfg = BandwidthConfig { url: server.url(), ..BandwidthConfig::default() };
+    for budget in [0u64, 300_000, 3_000_000] {
+        let r = speed_test(&bed, cfg.clone(), budget);
+        println!("budget {budget}: used {} bytes, notes {:?}", r.bytes, r.notes);
+        assert!(r.bytes <= budget, "used {} bytes of a {budget} byte budget", r.bytes);
+        assert!(r.notes.iter().any(|n| n.contains("budget")), "{:?}", r.notes);
+    }
 }

@@ -17,6 +17,22 @@ pub struct RawConfig {
     pub state: RawState,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub dns: super::probes::DnsConfig,
+    #[serde(default)]
+    pub http: super::probes::HttpConfig,
+    #[serde(default)]
+    pub bandwidth: super::probes::BandwidthConfig,
+    #[serde(default)]
+    pub gateway_api: super::probes::GatewayApiConfig,
+    #[serde(default)]
+    pub weather: super::probes::WeatherConfig,
+    #[serde(default)]
+    pub syslog: super::probes::SyslogConfig,
+    #[serde(default)]
+    pub devices: super::probes::DevicesConfig,
+    #[serde(default)]
+    pub system: super::probes::SystemConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 //! file, the line and the field.
 
 pub mod file;
+pub mod probes;
 pub mod route;
 
 use std::fmt;
@@ -78,9 +79,14 @@ pub struct Config {
     pub targets: Vec<PingTarget>,
     pub state: StateConfig,
     pub store: StoreConfig,
+    /// The context probes, with those not to run switched off.
+    pub probes: probes::ProbesConfig,
     /// Where the configuration came from, for `wanwatch config` and logs.
     pub source: String,
 }
+
+/// The context probes by name, as `--probes` takes them.
+pub const PROBE_NAMES: [&str; 8] = ["dns", "http", "bandwidth", "gateway", "weather", "syslog", "devices", "system"];
 
 /// What the command line can override.
 #[derive(Debug, Default, Clone)]
@@ -93,6 +99,8 @@ pub struct Overrides {
     pub interval: Option<Duration>,
     pub timeout: Option<Duration>,
     pub flush_interval: Option<Duration>,
+    /// Which context probes to run (`--probes dns,http` or `--probes none`); None: as configured.
+    pub probes: Option<Vec<String>>,
 }
 
 /// The database path when neither the file nor the command line names one: the systemd state
@@ -312,8 +320,101 @@ impl Builder<'_> {
             )? << 20,
         };
 
+        let probes = self.probes(&raw, over)?;
         let db = over.db.clone().or_else(|| raw.db.as_ref().map(PathBuf::from)).unwrap_or_else(default_db);
-        Ok(Config { db, targets, state, store, source: self.path.display().to_string() })
+        Ok(Config { db, targets, state, store, probes, source: self.path.display().to_string() })
+    }
+
+    /// The line of `key` in `[section]`, for errors found after parsing.
+    fn line_of(&self, section: &str, key: &str) -> usize {
+        let header = format!("[{section}]");
+        let mut in_section = false;
+        for (i, line) in self.text.lines().enumerate() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                in_section = t == header;
+            } else if in_section && t.split('=').next().is_some_and(|k| k.trim() == key) {
+                return i + 1;
+            }
+        }
+        1
+    }
+
+    fn bad(&self, section: &str, key: &str, message: impl fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.line_of(section, key),
+            field: format!("{section}.{key}"),
+            message: message.to_string(),
+        }
+    }
+
+    fn probes(&self, raw: &RawConfig, over: &Overrides) -> Result<probes::ProbesConfig, ConfigError> {
+        let mut p = probes::ProbesConfig {
+            dns: raw.dns.clone(),
+            http: raw.http.clone(),
+            bandwidth: raw.bandwidth.clone(),
+            gateway_api: raw.gateway_api.clone(),
+            weather: raw.weather.clone(),
+            syslog: raw.syslog.clone(),
+            devices: raw.devices.clone(),
+            system: raw.system.clone(),
+        };
+        for server in &p.dns.servers {
+            if server != "system" && probes::parse_server(server).is_none() {
+                return Err(self.bad("dns", "servers", format!("`{server}` is not \"system\" or ADDR[:PORT]")));
+            }
+        }
+        for url in &p.http.urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(self.bad("http", "urls", format!("`{url}` is not an http:// or https:// URL")));
+            }
+        }
+        if !(1..=8).contains(&p.bandwidth.streams) {
+            return Err(self.bad("bandwidth", "streams", "must be between 1 and 8"));
+        }
+        if p.bandwidth.every < Duration::from_secs(60) {
+            return Err(self.bad("bandwidth", "every", "must be at least 1m (a speed test is heavy)"));
+        }
+        let w = &p.weather;
+        if w.latitude.is_some() != w.longitude.is_some() {
+            return Err(self.bad("weather", "latitude", "give both latitude and longitude"));
+        }
+        if w.latitude.is_some_and(|l| !(-90.0..=90.0).contains(&l)) {
+            return Err(self.bad("weather", "latitude", "must be between -90 and 90"));
+        }
+        if w.longitude.is_some_and(|l| !(-180.0..=180.0).contains(&l)) {
+            return Err(self.bad("weather", "longitude", "must be between -180 and 180"));
+        }
+        if w.provider == Some(probes::WeatherProvider::Openweather) && w.api_key_file.is_none() {
+            return Err(self.bad("weather", "provider", "openweather needs api_key_file"));
+        }
+        if p.syslog.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(self.bad("syslog", "listen", format!("`{}` is not ADDR:PORT", p.syslog.listen)));
+        }
+        if let Some(list) = &over.probes {
+            let on = |name: &str| list.iter().any(|p| p == name);
+            for name in list {
+                if name != "none" && !PROBE_NAMES.contains(&name.as_str()) {
+                    return Err(ConfigError::Flag {
+                        flag: "--probes",
+                        message: format!("unknown probe `{name}`; known: none, {}", PROBE_NAMES.join(", ")),
+                    });
+                }
+            }
+            p.dns.enabled &= on("dns");
+            p.http.enabled &= on("http");
+            p.bandwidth.enabled &= on("bandwidth");
+            p.gateway_api.enabled &= on("gateway");
+            p.syslog.enabled &= on("syslog");
+            p.devices.enabled &= on("devices");
+            p.system.enabled &= on("system");
+            if !on("weather") {
+                p.weather.latitude = None;
+                p.weather.longitude = None;
+            }
+        }
+        Ok(p)
     }
 }
 
@@ -436,6 +537,15 @@ mod tests {
             ("[ping]\nanchors = []\n", &["no internet anchor"]),
             ("[ping\n", &["line 1"]),
             ("db = 5\n", &["line 1", "db"]),
+            ("[dns]\nservers = [\"system\", \"not-an-ip\"]\n", &["line 2", "dns.servers", "not-an-ip"]),
+            ("[http]\n\nurls = [\"ftp://x\"]\n", &["line 3", "http.urls"]),
+            ("[bandwidth]\nstreams = 40\n", &["line 2", "bandwidth.streams"]),
+            ("[bandwidth]\nserver = \"ookla\"\n", &["line 2", "ookla"]),
+            ("[weather]\nlatitude = 41.0\n", &["weather.latitude", "both"]),
+            ("[weather]\nlatitude = 141.0\nlongitude = 0.0\n", &["line 2", "weather.latitude"]),
+            ("[weather]\nprovider = \"openweather\"\n", &["line 2", "api_key_file"]),
+            ("[syslog]\nlisten = \"514\"\n", &["line 2", "syslog.listen"]),
+            ("[system]\nintervall = \"1s\"\n", &["line 2", "intervall"]),
         ];
         for (text, needles) in cases {
             let e = err(text);
@@ -475,6 +585,35 @@ mod tests {
             "rollup_retention_days",
             "max_db_mb",
             "journal_size_limit_mb",
+            "[dns]",
+            "names",
+            "servers",
+            "[http]",
+            "urls",
+            "[bandwidth]",
+            "every",
+            "server",
+            "url",
+            "streams",
+            "monthly_budget_mb",
+            "step_target",
+            "[gateway_api]",
+            "kind",
+            "[weather]",
+            "latitude",
+            "longitude",
+            "provider",
+            "api_key_file",
+            "[syslog]",
+            "listen",
+            "fallback_port",
+            "tcp",
+            "files",
+            "wifi_storm_per_min",
+            "[devices]",
+            "[system]",
+            "sysfs",
+            "enabled",
         ] {
             assert!(text.contains(field), "example config does not document `{field}`");
         }

@@ -1,4 +1,154 @@
-//! Probes: futures that measure on their own schedule and send [`crate::sample::Sample`]s on a
-//! channel until told to stop. They know nothing of the store or the display.
+//! Probes: futures that measure on their own schedule and send records on a channel until told
+//! to stop. They know nothing of the store or the display.
+//!
+//! `ping` feeds the state machine; the context probes (everything else) send
+//! [`crate::sample::Record::Metric`]s and events that go straight to the store. Each context
+//! probe is its own task, and anything that blocks (HTTP with ureq, getaddrinfo, /proc) runs on
+//! the blocking pool, so a probe that hangs never delays another.
 
+pub mod bandwidth;
+pub mod devices;
+pub mod dns;
+pub mod gateway;
+pub mod http;
 pub mod ping;
+pub mod syslog;
+pub mod system;
+pub mod weather;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::{self, Clock};
+use crate::config::Config;
+use crate::sample::{Metric, Record, WallMs};
+
+/// What a context probe gets: the clock, the way out, and the stop signal.
+#[derive(Clone)]
+pub struct Ctx {
+    clock: Arc<Mutex<Clock>>,
+    out: mpsc::Sender<Record>,
+    stop: watch::Receiver<bool>,
+    /// The agent's database (read-only use: the bandwidth budget).
+    pub db: std::path::PathBuf,
+}
+
+impl Ctx {
+    pub fn new(
+        clock: Arc<Mutex<Clock>>,
+        out: mpsc::Sender<Record>,
+        stop: watch::Receiver<bool>,
+        db: std::path::PathBuf,
+    ) -> Ctx {
+        Ctx { clock, out, stop, db }
+    }
+
+    pub fn now(&self) -> WallMs {
+        self.clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms())
+    }
+
+    pub async fn emit(&self, r: Record) {
+        let _ = self.out.send(r).await;
+    }
+
+    pub async fn metric(&self, m: Metric) {
+        self.emit(Record::Metric(m)).await;
+    }
+
+    pub async fn event(&self, kind: &str, detail: String) {
+        tracing::info!(kind, "{detail}");
+        self.emit(Record::Event { ts: self.now(), kind: kind.into(), detail }).await;
+    }
+
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleep, or return false at once when the agent is stopping.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        let mut stop = self.stop.clone();
+        if *stop.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !*stop.borrow(),
+            _ = stop.changed() => false,
+        }
+    }
+
+    /// Run `f` every `interval` (first run after `first`) until the agent stops.
+    pub async fn every<F, Fut>(&self, first: Duration, interval: Duration, mut f: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        if !self.sleep(first).await {
+            return;
+        }
+        loop {
+            let started = tokio::time::Instant::now();
+            f().await;
+            if !self.sleep(interval.saturating_sub(started.elapsed())).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Run blocking work on the blocking pool with a deadline. A call that overruns is abandoned
+/// (its thread finishes on its own) and reported as a timeout.
+pub async fn blocking<T: Send + 'static>(
+    deadline: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("probe task failed: {e}")),
+        Err(_) => Err("timeout".into()),
+    }
+}
+
+/// Start every enabled context probe. Returns the tasks; they end when `stop` turns true.
+pub fn spawn_context(cfg: &Config, ctx: &Ctx) -> tokio::task::JoinSet<()> {
+    let p = &cfg.probes;
+    let mut set = tokio::task::JoinSet::new();
+    // Stagger the first runs so start-up is not a burst.
+    if p.dns.enabled {
+        let (c, ctx) = (p.dns.clone(), ctx.clone());
+        set.spawn(async move { dns::run(c, ctx).await });
+    }
+    if p.http.enabled {
+        let (c, ctx) = (p.http.clone(), ctx.clone());
+        set.spawn(async move { http::run(c, ctx).await });
+    }
+    if p.bandwidth.enabled {
+        let (c, ctx) = (p.bandwidth.clone(), ctx.clone());
+        set.spawn(async move { bandwidth::run(c, ctx).await });
+    }
+    if p.gateway_api.enabled {
+        let gw = cfg.targets.iter().find(|t| t.target.role == crate::sample::Role::Gateway && t.target.addr.is_ipv4());
+        let gw = gw.map(|t| t.target.addr);
+        let (c, ctx) = (p.gateway_api.clone(), ctx.clone());
+        set.spawn(async move { gateway::run(c, gw, ctx).await });
+    }
+    if p.weather.enabled() {
+        let (c, ctx) = (p.weather.clone(), ctx.clone());
+        set.spawn(async move { weather::run(c, ctx).await });
+    }
+    if p.syslog.enabled {
+        let (c, ctx) = (p.syslog.clone(), ctx.clone());
+        set.spawn(async move { syslog::run(c, ctx).await });
+    }
+    if p.devices.enabled {
+        let (c, ctx) = (p.devices.clone(), ctx.clone());
+        set.spawn(async move { devices::run(c, ctx).await });
+    }
+    if p.system.enabled {
+        let (c, ctx, db) = (p.system.clone(), ctx.clone(), cfg.db.clone());
+        set.spawn(async move { system::run(c, db, ctx).await });
+    }
+    set
+}

@@ -15,6 +15,10 @@ pub enum Table {
     Minutes,
     Outages,
     Events,
+    /// The context probes' measurements (DNS, HTTP, bandwidth, gateway, weather, devices, system).
+    Metrics,
+    /// The router's log.
+    Syslog,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +72,17 @@ fn query(table: Table) -> String {
              FROM outages WHERE start_ts < ?2 AND coalesce(end_ts, start_ts) >= ?1 ORDER BY start_ts",
             s = iso("start_ts"),
             e = iso("end_ts")
+        ),
+        Table::Metrics => format!(
+            "SELECT {t} AS time, m.ts AS ts_ms, s.probe, s.subject, s.name, m.value, s.unit, m.note
+             FROM metrics m JOIN series s ON s.id = m.series
+             WHERE m.ts >= ?1 AND m.ts < ?2 ORDER BY m.ts, s.id",
+            t = iso("m.ts")
+        ),
+        Table::Syslog => format!(
+            "SELECT {t} AS time, ts AS ts_ms, source, facility, severity, host, app, class, message FROM syslog
+             WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, id",
+            t = iso("ts")
         ),
         Table::Events => format!(
             "SELECT {t} AS time, ts AS ts_ms, kind, detail FROM events

@@ -112,3 +112,54 @@ impl Store {
         self.conn.query_row("SELECT max(ts) FROM samples", [], |r| r.get(0)).map_err(|e| self.sql("read samples", e))
     }
 }
+
+/// The newest value of one context series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    pub probe: String,
+    pub subject: String,
+    pub name: String,
+    pub unit: String,
+    pub ts: WallMs,
+    pub value: Option<f64>,
+    pub note: Option<String>,
+}
+
+impl Store {
+    /// The newest value of every context series measured since `since`.
+    pub fn latest_metrics(&self, since: WallMs) -> Result<Vec<Latest>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.probe, s.subject, s.name, s.unit, m.ts, m.value, m.note
+                 FROM series s JOIN metrics m ON m.series = s.id
+                 WHERE m.ts = (SELECT max(ts) FROM metrics WHERE series = s.id) AND m.ts >= ?1
+                 ORDER BY s.probe, s.subject, s.id",
+            )
+            .map_err(|e| self.sql("read metrics", e))?;
+        stmt.query_map([since], |r| {
+            Ok(Latest {
+                probe: r.get(0)?,
+                subject: r.get(1)?,
+                name: r.get(2)?,
+                unit: r.get(3)?,
+                ts: r.get(4)?,
+                value: r.get(5)?,
+                note: r.get(6)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql("read metrics", e))
+    }
+
+    /// Router log lines with a class (events worth showing), newest first.
+    pub fn recent_router_events(&self, limit: usize) -> Result<Vec<(WallMs, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ts, class, message FROM syslog WHERE class IS NOT NULL ORDER BY ts DESC LIMIT ?1")
+            .map_err(|e| self.sql("read syslog", e))?;
+        stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql("read syslog", e))
+    }
+}

@@ -13,6 +13,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
+pub mod http;
 pub mod responder;
 pub mod scenario;
 
@@ -166,7 +168,8 @@ impl Bed {
     fn warm_up(&self) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("warm.db");
-        let mut args = vec!["run", "--db", db.to_str().unwrap(), "--gateway", GATEWAY6, "--interval", "100ms"];
+        let mut args =
+            vec!["run", "--probes", "none", "--db", db.to_str().unwrap(), "--gateway", GATEWAY6, "--interval", "100ms"];
         let anchors: Vec<String> = self.anchors().iter().map(|a| a.to_string()).collect();
         for a in &anchors {
             args.extend(["--target", a.as_str()]);
@@ -217,6 +220,9 @@ impl Bed {
     /// Run the agent in the LAN namespace until it exits; panics with its stderr on failure.
     pub fn run_agent(&self, db: &Path, config: &Path, extra: &[&str]) -> Output {
         let mut args = vec!["run", "--db", db.to_str().unwrap(), "--config", config.to_str().unwrap()];
+        if !extra.contains(&"--probes") {
+            args.extend(["--probes", "none"]);
+        }
         args.extend_from_slice(extra);
         let out = self.wanwatch(&args).output().expect("start wanwatch");
         assert!(out.status.success(), "wanwatch run failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -272,6 +278,13 @@ fn lan_routes(lan: &str) {
 fn gateway_routes(gw: &str) {
     sh(&["ip", "-n", gw, "route", "replace", "198.19.0.0/16", "via", "198.18.2.2"]);
     sh(&["ip", "-n", gw, "-6", "route", "replace", "fd00:19::/32", "via", "fd00:18:2::2"]);
+}
+
+/// Move this thread into a network namespace; sockets it opens from now on live there.
+pub fn enter_netns(name: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+    let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {name}: {}", std::io::Error::last_os_error());
 }
 
 pub fn sleep_until(t: Instant) {

@@ -45,7 +45,7 @@ impl Responder {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (ns, sc, st, ct) = (netns.to_string(), scenario.clone(), stop.clone(), counters.clone());
         let thread = std::thread::spawn(move || {
-            enter_netns(&ns);
+            super::enter_netns(&ns);
             let socks: Vec<(Socket, usize)> =
                 sc.anchor.iter().enumerate().map(|(i, a)| (bind_raw(a.addr), i)).collect();
             ready_tx.send(()).unwrap();
@@ -77,13 +77,6 @@ impl Drop for Responder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
-}
-
-/// Move this thread into the named network namespace; sockets it opens live there.
-fn enter_netns(name: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {name}: {}", std::io::Error::last_os_error());
 }
 
 fn bind_raw(addr: IpAddr) -> Socket {

@@ -1,0 +1,275 @@
+//! Settings of the context probes (`[dns]`, `[http]`, `[bandwidth]`, `[gateway_api]`,
+//! `[weather]`, `[syslog]`, `[devices]`, `[system]`). Each probe can be switched off; every
+//! default works on a home network without configuration, except weather (it needs a place).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    let v = super::file::parse_duration(&s).map_err(serde::de::Error::custom)?;
+    if v < Duration::from_millis(10) {
+        return Err(serde::de::Error::custom(format!("`{s}` is too short (at least 10ms)")));
+    }
+    Ok(v)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Names to resolve (A records).
+    pub names: Vec<String>,
+    /// "system" (the Pi's resolver, via getaddrinfo) or "ADDR[:PORT]" (queried directly over UDP).
+    pub servers: Vec<String>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: true,
+            interval: secs(60),
+            timeout: secs(3),
+            names: vec!["example.com".into(), "wikipedia.org".into()],
+            servers: vec!["system".into(), "1.1.1.1".into(), "8.8.8.8".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    pub urls: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            interval: secs(60),
+            timeout: secs(10),
+            urls: vec!["https://www.google.com/generate_204".into(), "https://www.cloudflare.com/cdn-cgi/trace".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeedServer {
+    /// Cloudflare's speed endpoints: `/__down?bytes=N`, `/__up`.
+    Cloudflare,
+    /// A (self-hostable) LibreSpeed server: `garbage.php?ckSize=MB`, `empty.php`.
+    Librespeed,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BandwidthConfig {
+    pub enabled: bool,
+    /// A test runs at a random time in every period of this length.
+    #[serde(deserialize_with = "duration")]
+    pub every: Duration,
+    pub server: SpeedServer,
+    /// Base URL of the server.
+    pub url: String,
+    /// Parallel streams (2-4 is what saturates a home link without hurting it for long).
+    pub streams: usize,
+    /// The tests never use more than this much data per calendar month (UTC).
+    pub monthly_budget_mb: u64,
+    /// The ramp stops once one step takes about this long.
+    #[serde(deserialize_with = "duration")]
+    pub step_target: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for BandwidthConfig {
+    fn default() -> Self {
+        BandwidthConfig {
+            enabled: true,
+            every: secs(4 * 3600),
+            server: SpeedServer::Cloudflare,
+            url: "https://speed.cloudflare.com".into(),
+            streams: 4,
+            monthly_budget_mb: 10_000,
+            step_target: secs(1),
+            timeout: secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayKind {
+    Auto,
+    /// Arcadyan KVD21/G4AR/G5AR, Sagemcom 5688W, Sercomm G4SE: `/TMI/v1/gateway?get=all`.
+    Tmobile,
+    /// Nokia 5G21: `/fastmile_radio_status_web_app.cgi`.
+    Nokia,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayApiConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    pub kind: GatewayKind,
+    /// Base URL of the gateway's web interface; "auto" is http://<default gateway>.
+    pub url: String,
+}
+
+impl Default for GatewayApiConfig {
+    fn default() -> Self {
+        GatewayApiConfig {
+            enabled: true,
+            interval: secs(30),
+            timeout: secs(3),
+            kind: GatewayKind::Auto,
+            url: "auto".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeatherProvider {
+    OpenMeteo,
+    Openweather,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeatherConfig {
+    /// Off until a place is given.
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// "open-meteo" (no key) unless an OpenWeather key is configured.
+    pub provider: Option<WeatherProvider>,
+    /// A file holding the OpenWeather API key (keep it mode 0600). Never logged.
+    pub api_key_file: Option<PathBuf>,
+    /// Override the provider's base URL (a proxy, or a test server).
+    pub url: Option<String>,
+}
+
+impl Default for WeatherConfig {
+    fn default() -> Self {
+        WeatherConfig {
+            latitude: None,
+            longitude: None,
+            interval: secs(15 * 60),
+            timeout: secs(10),
+            provider: None,
+            api_key_file: None,
+            url: None,
+        }
+    }
+}
+
+impl WeatherConfig {
+    pub fn enabled(&self) -> bool {
+        self.latitude.is_some() && self.longitude.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    pub enabled: bool,
+    /// UDP address to receive the router's syslog on.
+    pub listen: String,
+    /// Used when `listen`'s port is privileged and the agent may not bind it.
+    pub fallback_port: u16,
+    /// Also accept syslog over TCP on the same address.
+    pub tcp: bool,
+    /// Log files to follow (a router that writes to a share, a local dnsmasq log).
+    pub files: Vec<PathBuf>,
+    /// Wi-Fi (dis)associations per minute above which a storm is recorded.
+    pub wifi_storm_per_min: u32,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            enabled: true,
+            listen: "0.0.0.0:514".into(),
+            fallback_port: 5514,
+            tcp: false,
+            files: Vec::new(),
+            wifi_storm_per_min: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig { enabled: true, interval: secs(300) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    pub enabled: bool,
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Where /sys is (tests point it at a fixture).
+    pub sysfs: PathBuf,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig { enabled: true, interval: secs(60), sysfs: PathBuf::from("/sys") }
+    }
+}
+
+/// All the context probes' settings.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbesConfig {
+    pub dns: DnsConfig,
+    pub http: HttpConfig,
+    pub bandwidth: BandwidthConfig,
+    pub gateway_api: GatewayApiConfig,
+    pub weather: WeatherConfig,
+    pub syslog: SyslogConfig,
+    pub devices: DevicesConfig,
+    pub system: SystemConfig,
+}
+
+/// "1.1.1.1", "1.1.1.1:53", "[2606:4700::1111]:53", "2606:4700::1111" -> a socket address.
+pub fn parse_server(s: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(sa) = s.parse() {
+        return Some(sa);
+    }
+    s.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, 53))
+}

@@ -1,0 +1,84 @@
+//! HTTP(S) timing with ureq: time to the response headers (TTFB, which includes DNS, connect and
+//! TLS: ureq does not expose those phases separately) and total time, status and size. The
+//! fetch helper here is also what the gateway and weather probes use.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use super::{Ctx, blocking};
+use crate::config::probes::HttpConfig;
+use crate::sample::Metric;
+
+const PROBE: &str = "http";
+/// Bodies are read (and timed) up to this size; the rest is not downloaded.
+const MAX_BODY: u64 = 2 << 20;
+
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: u16,
+    pub ttfb_ms: f64,
+    pub total_ms: f64,
+    pub body: Vec<u8>,
+}
+
+/// An agent with an overall deadline that treats every HTTP status as a response, not an error.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("wanwatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// What went wrong, in a word or two. Never the URL: it may carry an API key.
+pub fn error_kind(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timeout ({t})"),
+        ureq::Error::HostNotFound => "dns: host not found".into(),
+        ureq::Error::ConnectionFailed => "connect failed".into(),
+        ureq::Error::Io(io) => format!("io: {}", io.kind()),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => "tls".into(),
+        ureq::Error::Protocol(_) => "bad http response".into(),
+        ureq::Error::BadUri(_) => "bad url".into(),
+        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => "redirects".into(),
+        ureq::Error::BodyExceedsLimit(n) => format!("body over {n} bytes"),
+        _ => "http error".into(),
+    }
+}
+
+/// GET `url` (blocking). The body is read up to `limit` bytes.
+pub fn get(agent: &ureq::Agent, url: &str, limit: u64) -> Result<Fetched, String> {
+    let started = Instant::now();
+    let resp = agent.get(url).call().map_err(|e| error_kind(&e))?;
+    let ttfb_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    resp.into_body().into_reader().take(limit).read_to_end(&mut body).map_err(|e| format!("io: {}", e.kind()))?;
+    Ok(Fetched { status, ttfb_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0, body })
+}
+
+pub async fn run(cfg: HttpConfig, ctx: Ctx) {
+    let agent = agent(cfg.timeout);
+    ctx.every(Duration::from_secs(3), cfg.interval, || async {
+        for url in &cfg.urls {
+            let (a, u) = (agent.clone(), url.clone());
+            let result = blocking(cfg.timeout + Duration::from_secs(1), move || get(&a, &u, MAX_BODY)).await;
+            let ts = ctx.now();
+            match result.and_then(|r| r) {
+                Ok(f) => {
+                    for (name, unit, v) in [
+                        ("ttfb_ms", "ms", f.ttfb_ms),
+                        ("total_ms", "ms", f.total_ms),
+                        ("status", "code", f.status as f64),
+                        ("bytes", "B", f.body.len() as f64),
+                    ] {
+                        ctx.metric(Metric::new(ts, PROBE, url, name, unit, v)).await;
+                    }
+                }
+                Err(why) => ctx.metric(Metric::failed(ts, PROBE, url, "ttfb_ms", "ms", why)).await,
+            }
+        }
+    })
+    .await;
+}
