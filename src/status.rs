@@ -127,11 +127,7 @@ fn context(store: &Store, now: WallMs, out: &mut String) -> Result<(), StoreErro
 
 fn trim_num(v: f64) -> String {
     // Whole numbers and big ones need no decimals.
-    if (v.fract() == 0.0 && v.abs() < 1e12) || v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
+    if (v.fract() == 0.0 && v.abs() < 1e12) || v.abs() >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
 
 fn cols(s: Option<&TargetSummary>) -> String {
