@@ -55,8 +55,8 @@ pub fn parse(line: &str) -> Parsed {
         return p;
     }
     // RFC 3164: "Mmm dd hh:mm:ss HOST TAG[PID]: MSG" (HOST is often missing on routers).
-    if rest.len() >= 16 && rest.as_bytes()[3] == b' ' && rest.as_bytes()[6] == b' ' && rest.as_bytes()[9] == b':' {
-        let body = &rest[16..];
+    let b = rest.as_bytes();
+    if let Some(body) = rest.get(16..).filter(|_| b[3] == b' ' && b[6] == b' ' && b[9] == b':') {
         let (first, after) = body.split_once(' ').unwrap_or((body, ""));
         let (host, tagged) = if looks_like_tag(first) { (None, body) } else { (Some(first), after) };
         p.host = host.filter(|h| !h.is_empty()).map(String::from);
@@ -127,12 +127,20 @@ pub fn classify(app: Option<&str>, message: &str) -> Option<&'static str> {
     if has(&["booting linux", "linux version", "syslogd started", "klogd started", "system reboot", "rebooting"]) {
         return Some("reboot");
     }
+    // ASUS: "WAN_Connection: WAN was disconnected." / "... WAN was restored."
+    if app == "wan_connection" {
+        if has(&["disconnected", "lost", "down"]) {
+            return Some("wan_down");
+        }
+        if has(&["restored", "connected", "up"]) {
+            return Some("wan_up");
+        }
+    }
     if has(&[
         "interface 'wan' is now down",
         "interface 'wan6' is now down",
         "wan link down",
         "wan connection lost",
-        "wan_connection: wan was disconnected",
         "connection terminated",
         "modem hangup",
         "lcp terminated",
@@ -145,7 +153,6 @@ pub fn classify(app: Option<&str>, message: &str) -> Option<&'static str> {
         "interface 'wan' is now up",
         "interface 'wan6' is now up",
         "wan link up",
-        "wan_connection: wan was restored",
         "wan connection established",
         "local  ip address",
         "local ip address",

@@ -123,7 +123,9 @@ mod tests {
     #[test]
     fn throttled_flags() {
         let t = parse_throttled("50005\n").unwrap();
-        assert!(t.under_voltage_now && t.throttled_now && t.under_voltage_since_boot && !t.throttled_since_boot);
+        assert!(t.under_voltage_now && t.throttled_now && t.under_voltage_since_boot && t.throttled_since_boot);
+        let t = parse_throttled("10000").unwrap();
+        assert!(!t.under_voltage_now && !t.throttled_now && t.under_voltage_since_boot && !t.throttled_since_boot);
         let t = parse_throttled("throttled=0x0").unwrap();
         assert!(!t.under_voltage_now && !t.throttled_since_boot);
         assert_eq!(parse_throttled("not hex"), None);
