@@ -293,7 +293,7 @@ impl Builder<'_> {
 
         let st = &raw.store;
         let mut flush_interval =
-            self.duration_in(&st.flush_interval, "store.flush_interval", Duration::from_secs(5), 100 * MS, HOUR)?;
+            self.duration_in(&st.flush_interval, "store.flush_interval", Duration::from_secs(60), 100 * MS, HOUR)?;
         if let Some(f) = over.flush_interval {
             check_flag("--flush-interval", f, 100 * MS, HOUR)?;
             flush_interval = f;
@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(addrs, ["192.168.12.1", "1.1.1.1", "8.8.8.8", "9.9.9.9"]);
         assert_eq!(c.targets[0].target.role, Role::Gateway);
         assert!(c.targets.iter().all(|t| t.interval == Duration::from_secs(1)));
-        assert_eq!(c.store.flush_interval, Duration::from_secs(5));
+        assert_eq!(c.store.flush_interval, Duration::from_secs(60));
     }
 
     #[test]
