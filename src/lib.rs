@@ -16,11 +16,13 @@
 //! * [`store`]: the SQLite file: schema, batched writer, rollups, retention, queries, export.
 //! * [`agent`]: `wanwatch run`, wiring the above together.
 //! * [`status`]: the `wanwatch status` screen.
+//! * [`display`]: the OLED's pages, drawn on any embedded-graphics target.
 
 pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod detect;
+pub mod display;
 pub mod probe;
 pub mod sample;
 pub mod status;
