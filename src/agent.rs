@@ -56,6 +56,20 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     let ctx = crate::probe::Ctx::new(clock.clone(), ctx_tx, stop_rx.clone(), cfg.db.clone());
     let mut context = crate::probe::spawn_context(&cfg, &ctx);
     drop(ctx);
+    // The OLED and LED, if there are any, on their own thread.
+    let panel_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let panel = (cfg.display.enabled || cfg.led.enabled).then(|| {
+        let clock = clock.clone();
+        crate::panel::Panel {
+            display: cfg.display.clone(),
+            led: cfg.led.clone(),
+            db: cfg.db.clone(),
+            now: Box::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms())),
+            gateway: cfg.targets.iter().find(|t| t.target.role == crate::sample::Role::Gateway).map(|t| t.target.addr),
+            stale_after: cfg.store.flush_interval * 2 + Duration::from_secs(60),
+        }
+        .spawn(panel_stop.clone())
+    });
     let mut probes = tokio::task::JoinSet::new();
     let n = cfg.targets.len() as u32;
     for (i, t) in cfg.targets.iter().enumerate() {
@@ -129,6 +143,10 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     }
     writer.send(Record::Event { ts: wall(), kind: "agent_stop".into(), detail: "clean shutdown".into() });
     report.writer = writer.shutdown();
+    panel_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(p) = panel {
+        let _ = p.join();
+    }
     tracing::info!(samples = report.samples, flushes = report.writer.flushes, "wanwatch stopped");
     Ok(report)
 }

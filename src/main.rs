@@ -78,6 +78,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Check what the agent needs (ICMP permission, database, OLED, LED, clock, gateway API).
+    Doctor {
+        #[command(flatten)]
+        common: Common,
+        /// Skip the check that contacts the gateway.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Print the configuration in effect (after the file and the command line).
     Config {
         #[command(flatten)]
@@ -179,6 +187,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             let since = parse("--since", &since, i64::MIN)?;
             let until = parse("--until", &until, i64::MAX)?;
             export::write_table(&store, table, format, since, until, io::stdout().lock())?;
+            Ok(())
+        }
+        Command::Doctor { common, offline } => {
+            let cfg = common.load(Overrides::default())?;
+            let checks = wanwatch::doctor::run(&cfg, offline);
+            print!("{}", wanwatch::doctor::render(&checks));
+            if checks.iter().any(|c| c.level == wanwatch::doctor::Level::Fail) {
+                bail!("some checks failed; fix the FAIL lines above");
+            }
             Ok(())
         }
         Command::Config { common } => {

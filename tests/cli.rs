@@ -264,3 +264,46 @@ fn config_subcommand_prints_the_effective_targets() {
     assert!(out.contains("target gateway (192.0.2.1) role=gateway interval=5s"), "{out}");
     assert!(out.contains("target 198.51.100.7 role=anchor"), "{out}");
 }
+
+#[test]
+fn without_oled_or_led_the_agent_runs_headless_with_one_warning_each() {
+    if !can_ping("without_oled_or_led_the_agent_runs_headless_with_one_warning_each") {
+        return;
+    }
+    if std::path::Path::new("/dev/i2c-1").exists() {
+        eprintln!("SKIP without_oled...: this machine has an I2C bus");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let o =
+        wanwatch(&["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--for", "3s"]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert_eq!(e.matches("running headless").count(), 1, "{e}");
+    assert_eq!(e.matches("no status LED").count(), 1, "{e}");
+    assert!(!e.contains("panicked"));
+}
+
+#[test]
+fn doctor_says_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(&cfg, "[ping]\ngateway = \"none\"\nanchors = [\"127.0.0.1\"]\n").unwrap();
+    let db = dir.path().join("w.db");
+    let o = wanwatch(&["doctor", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap(), "--offline"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    for name in ["ICMP", "database", "I2C", "GPIO", "clock"] {
+        assert!(out.lines().any(|l| l.contains(name)), "doctor does not check {name}:\n{out}");
+    }
+    assert!(out.contains("will be created"), "{out}");
+    if !std::path::Path::new("/dev/i2c-1").exists() {
+        assert!(out.contains("dtparam=i2c_arm=on"), "the I2C line should say how to enable it:\n{out}");
+    }
+    // A corrupt database is a FAIL and a non-zero exit.
+    std::fs::write(&db, vec![7u8; 4096]).unwrap();
+    let o = wanwatch(&["doctor", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap(), "--offline"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(!o.status.success());
+    assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("database") && l.contains("corrupt")), "{out}");
+}

@@ -33,6 +33,10 @@ pub struct RawConfig {
     pub devices: super::probes::DevicesConfig,
     #[serde(default)]
     pub system: super::probes::SystemConfig,
+    #[serde(default)]
+    pub display: super::probes::DisplayConfig,
+    #[serde(default)]
+    pub led: super::probes::LedConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -81,6 +81,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The context probes, with those not to run switched off.
     pub probes: probes::ProbesConfig,
+    pub display: probes::DisplayConfig,
+    pub led: probes::LedConfig,
     /// Where the configuration came from, for `wanwatch config` and logs.
     pub source: String,
 }
@@ -322,7 +324,14 @@ impl Builder<'_> {
 
         let probes = self.probes(&raw, over)?;
         let db = over.db.clone().or_else(|| raw.db.as_ref().map(PathBuf::from)).unwrap_or_else(default_db);
-        Ok(Config { db, targets, state, store, probes, source: self.path.display().to_string() })
+        if raw.display.off_from_hour > 23 || raw.display.off_until_hour > 23 {
+            return Err(self.bad("display", "off_from_hour", "hours are 0-23"));
+        }
+        if raw.led.gpio > 27 {
+            return Err(self.bad("led", "gpio", "the Pi's header has GPIO 0-27"));
+        }
+        let (display, led) = (raw.display.clone(), raw.led.clone());
+        Ok(Config { db, targets, state, store, probes, display, led, source: self.path.display().to_string() })
     }
 
     /// The line of `key` in `[section]`, for errors found after parsing.
@@ -614,6 +623,16 @@ mod tests {
             "[system]",
             "sysfs",
             "enabled",
+            "[display]",
+            "i2c_bus",
+            "address",
+            "page_seconds",
+            "off_from_hour",
+            "off_until_hour",
+            "shift_every_min",
+            "dim_after_min",
+            "[led]",
+            "gpio",
         ] {
             assert!(text.contains(field), "example config does not document `{field}`");
         }
