@@ -80,6 +80,11 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     }
     drop(tx);
 
+    // systemd (Type=notify): ready once everything is started; the watchdog is fed from the
+    // main loop below, so a wedged loop gets the service restarted.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().is_some();
+
     let mut sm = StateMachine::new(cfg.state.clone(), targets.iter().map(|t| t.role).collect());
     let mut report = RunReport::default();
     let mut clock_check = tokio::time::interval(Duration::from_secs(1));
@@ -106,6 +111,10 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
             }
             Some(r) = ctx_rx.recv() => writer.send(r),
             _ = clock_check.tick() => {
+                // Once a second: far inside any sensible WatchdogSec, and only while the writer lives.
+                if watchdog && writer.is_alive() {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
                 let adj = clock.lock().expect("clock lock").check(Instant::now(), clock::system_wall_ms());
                 if let Some(adj) = adj {
                     on_clock_adjustment(adj, &writer, &mut sm, wall());
@@ -120,6 +129,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     }
 
     // Stop sending, collect the answers to pings still in flight, then flush everything.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     loop {
         tokio::select! {

@@ -87,6 +87,12 @@ impl Writer {
         let _ = self.tx.send(Msg::Record(record));
     }
 
+    /// Is the writer thread still running? (It only ends at shutdown; anything else is a bug
+    /// the service watchdog should see.)
+    pub fn is_alive(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
     /// Write everything sent so far, now.
     pub fn flush(&self) -> Result<(), String> {
         let (tx, rx) = mpsc::sync_channel(1);
