@@ -215,20 +215,8 @@ fn sqlite_export_is_a_consistent_copy_while_the_agent_writes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args([
-            "run",
-            "--probes",
-            "none",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            "none",
-            "--target",
-            "127.0.0.1",
-            "--target",
-            "::1",
-        ])
+    let mut agent = bed::loopback_agent(&db)
+        .args(["--target", "::1"])
         .args(["--interval", "10ms", "--flush-interval", "100ms", "--for", "6s"])
         .stderr(Stdio::null())
         .spawn()

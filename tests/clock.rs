@@ -4,7 +4,7 @@
 //! rollups where the samples are.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod bed;
@@ -36,8 +36,7 @@ fn ntp_setting_the_clock_after_boot_leaves_no_gap_and_nothing_in_the_past() {
     std::fs::write(&offset_file, "-3d\n").unwrap();
     let db = dir.path().join("w.db");
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-    let agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args(["run", "--probes", "none", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1"])
+    let agent = bed::loopback_agent(&db)
         .args(["--interval", "100ms", "--flush-interval", "500ms", "--for", "8s"])
         .env("LD_PRELOAD", &lib)
         .env("FAKETIME_TIMESTAMP_FILE", &offset_file)

@@ -67,21 +67,6 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
         total_before = total;
     }
     // The agent recovers the crashed file and keeps going.
-    let o = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args([
-            "run",
-            "--probes",
-            "none",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            "none",
-            "--target",
-            "127.0.0.1",
-            "--for",
-            "1s",
-        ])
-        .output()
-        .unwrap();
+    let o = bed::loopback_agent(&db).args(["--for", "1s"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

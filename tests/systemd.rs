@@ -49,20 +49,8 @@ fn agent_speaks_sd_notify_ready_watchdog_stopping() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let db = dir.path().join("w.db");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
-        .args([
-            "run",
-            "--probes",
-            "none",
-            "--db",
-            db.to_str().unwrap(),
-            "--gateway",
-            "none",
-            "--target",
-            "127.0.0.1",
-            "--for",
-            "5s",
-        ])
+    let mut agent = bed::loopback_agent(&db)
+        .args(["--for", "5s"])
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "2000000")
         .env("WANWATCH_LOG", "warn")

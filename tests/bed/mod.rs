@@ -60,6 +60,13 @@ pub fn can_ping(test: &str) -> bool {
     ok
 }
 
+/// `wanwatch run` pinging loopback only (no context probes, no gateway) into `db`.
+pub fn loopback_agent(db: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wanwatch"));
+    c.args(["run", "--probes", "none", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1"]);
+    c
+}
+
 pub fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("running {args:?}: {e}"));
     assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
