@@ -250,6 +250,7 @@ api_key_file = "{key}"
 url = "{web}"
 [syslog]
 listen = "127.0.0.1:{syslog_port}"
+tcp = true
 files = ["{log}"]
 [devices]
 interval = "1s"
@@ -281,6 +282,11 @@ sysfs = "{sysfs}"
     ] {
         udp.send_to(line.as_bytes(), ("127.0.0.1", syslog_port)).unwrap();
     }
+    // The same port over TCP, octet-counted as RFC 6587 frames it.
+    let msg = "<14>Nov 25 18:02:13 RT-AX58U WAN_Connection: WAN was disconnected.";
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", syslog_port)).unwrap();
+    std::io::Write::write_all(&mut tcp, format!("{} {msg}\n", msg.len()).as_bytes()).unwrap();
+    drop(tcp);
     std::fs::OpenOptions::new()
         .append(true)
         .open(&log_file)
@@ -340,9 +346,16 @@ sysfs = "{sysfs}"
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(classes.len(), 3, "two datagrams and one new file line (not the old one): {classes:?}");
+    assert_eq!(classes.len(), 4, "two datagrams, one TCP frame and one new file line (not the old one): {classes:?}");
     assert_eq!(classes[0], ("127.0.0.1".into(), Some("wan_down".into())));
-    assert_eq!(classes[2].1.as_deref(), Some("wan_up"));
+    assert!(
+        classes.iter().filter(|(_, c)| c.as_deref() == Some("wan_down")).count() == 2,
+        "the TCP line is a WAN drop too: {classes:?}"
+    );
+    assert!(
+        classes.iter().any(|(src, c)| src.ends_with("router.log") && c.as_deref() == Some("wan_up")),
+        "{classes:?}"
+    );
 
     // Nothing anywhere in the database holds the key.
     let dump: i64 =
