@@ -13,11 +13,11 @@ cp --sparse=always "$out/wanwatch.img" "$out/boot.img"
 log=$out/boot.log
 start=$(date +%s)
 timeout "${BOOT_TIMEOUT:-1800}" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 \
-    -accel tcg,thread=multi -nographic -no-reboot \
+    -accel tcg,thread=multi -display none -monitor none -serial "file:$log" -no-reboot \
     -kernel "$out/vmlinuz" -initrd "$out/initrd.img" \
-    -append "root=LABEL=RASPIROOT rw console=ttyAMA0 wanwatch.boottest" \
+    -append "root=LABEL=RASPIROOT rw console=ttyAMA0 wanwatch.boottest ${EXTRA_APPEND:-}" \
     -drive if=none,file="$out/boot.img",format=raw,id=hd -device virtio-blk-pci,drive=hd \
-    -nic none </dev/null >"$log" 2>&1 || true
+    -device virtio-rng-pci -nic none </dev/null >"$out/qemu.log" 2>&1 || true
 echo "qemu ran $(( $(date +%s) - start )) s; console log: $log"
 grep -a "BOOTTEST" "$log" || { echo "FAIL: the boot test never reported"; tail -40 "$log"; exit 1; }
 fail=0
