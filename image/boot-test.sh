@@ -10,6 +10,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/../target/image}
 [ -f "$out/wanwatch.img" ] || { echo "no $out/wanwatch.img: run image/build.sh first" >&2; exit 1; }
 cp --sparse=always "$out/wanwatch.img" "$out/boot.img"
+# A bigger "card" than the image: first boot must grow the root file system into it.
+truncate -s 4G "$out/boot.img"
 log=$out/boot.log
 start=$(date +%s)
 timeout "${BOOT_TIMEOUT:-1800}" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 \
@@ -28,6 +30,7 @@ check "wanwatch=active"
 check "user=wanwatch"
 grep -aE "BOOTTEST samples=[1-9]" "$log" >/dev/null || { echo "FAIL: no samples written"; fail=1; }
 grep -aE "BOOTTEST hostkeys=[1-9]" "$log" >/dev/null || { echo "FAIL: no ssh host keys"; fail=1; }
+grep -aE "BOOTTEST rootfs_mb=(3[0-9]{3}|[4-9][0-9]{3})" "$log" >/dev/null || { echo "FAIL: the root file system was not grown to the card"; fail=1; }
 grep -a "Reached target.*Multi-User" "$log" | head -1 || true
 [ $fail = 0 ] && echo "boot test passed"
 exit $fail

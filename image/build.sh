@@ -30,7 +30,7 @@ packages=(
     raspi-firmware linux-image-arm64 firmware-brcm80211 initramfs-tools
     systemd systemd-sysv systemd-timesyncd systemd-resolved dbus udev kmod
     openssh-server avahi-daemon libnss-mdns wpasupplicant iproute2 iputils-ping
-    sqlite3 i2c-tools ca-certificates zstd
+    sqlite3 i2c-tools ca-certificates zstd cloud-guest-utils e2fsprogs
 )
 
 # mkinitramfs under emulation is slow with MODULES=most; the list below is what the Pi's SD
