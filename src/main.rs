@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use wanwatch::config::{self, Overrides, file::parse_duration};
+use wanwatch::store::Store;
 use wanwatch::store::export::{self, ExportError, Format, Table};
-use wanwatch::store::{Store, StoreError};
 use wanwatch::{agent, clock, status, timefmt};
 
 #[derive(Parser)]
@@ -216,10 +216,4 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-// Keep StoreError in the public signature path so its Display is what users see.
-#[allow(dead_code)]
-fn _assert_error_types(e: StoreError) -> anyhow::Error {
-    e.into()
 }
