@@ -275,3 +275,54 @@ fn a_full_disk_keeps_samples_in_memory_and_loses_none() {
     let check: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
 }
+
+#[test]
+fn the_cap_never_lets_the_database_take_more_than_half_its_file_system() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP the_cap_never_lets...: needs root to mount a small tmpfs");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path();
+    assert!(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+            .arg(mnt)
+            .status()
+            .unwrap()
+            .success()
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt);
+    let db = mnt.join("w.db");
+    let store = Store::open(&db, 1 << 20).unwrap();
+    store
+        .conn
+        .execute("INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor')", [])
+        .unwrap();
+    // About 14 MB of samples, written in batches as the agent would.
+    for chunk in 0..4 {
+        store
+            .conn
+            .execute(
+                "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 + 149999)
+                 INSERT INTO samples (ts, target, seq, rtt_us) SELECT 1790000000000 + i * 1000, 1, i % 65536, 20000 + i % 977 FROM n",
+                [chunk * 150_000],
+            )
+            .unwrap();
+        store.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    }
+    let before = store.used_bytes().unwrap();
+    assert_eq!(retention::effective_cap(&store, 4096 << 20), 12 << 20, "half of a 24 MB file system");
+    // Configured for 4 GB, as by default: the 24 MB file system still caps it at 12 MB.
+    let r = retention::apply(&store, 1_790_000_000_000 + 600_000_000, &cfg()).unwrap();
+    let after = store.used_bytes().unwrap();
+    println!("24 MB fs: used {before} -> {after} bytes, deleted {} samples", r.capped_samples);
+    assert!(before > 12 << 20 && after <= 12 << 20, "{before} -> {after}");
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}

@@ -20,6 +20,24 @@ pub struct RetentionReport {
     pub capped_minutes: usize,
 }
 
+/// The database may use at most this share of its file system, whatever `max_db_mb` says: a
+/// 4 GB cap on an 8 GB card must not fill the card.
+const FS_SHARE: f64 = 0.5;
+
+/// The cap in force: the configured one, or half the database's file system if that is smaller.
+pub fn effective_cap(store: &Store, configured: u64) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = store.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return configured };
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and a zeroed struct for the kernel to fill.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return configured;
+    }
+    let fs_bytes = st.f_blocks as u64 * st.f_frsize as u64;
+    configured.min((fs_bytes as f64 * FS_SHARE) as u64)
+}
+
 pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionReport, StoreError> {
     let conn = &store.conn;
     let mut report = RetentionReport::default();
@@ -32,8 +50,13 @@ pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionR
         .map_err(|e| store.sql("expire rollups", e))?;
 
     // The cap: delete the oldest raw samples, then the oldest rollups, a chunk at a time.
-    let target = (cfg.max_db_bytes as f64 * CAP_TARGET) as u64;
-    if store.used_bytes()? > cfg.max_db_bytes {
+    let cap = effective_cap(store, cfg.max_db_bytes);
+    let target = (cap as f64 * CAP_TARGET) as u64;
+    if store.used_bytes()? > cap {
+        // On a full card even a DELETE needs room in the WAL: empty the WAL into the file first,
+        // and again after every chunk, so the log never holds more than one chunk.
+        let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        checkpoint().map_err(|e| store.sql("checkpoint", e))?;
         while store.used_bytes()? > target {
             let n = conn
                 .execute(
@@ -43,6 +66,7 @@ pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionR
                 )
                 .map_err(|e| store.sql("cap samples", e))?;
             report.capped_samples += n;
+            checkpoint().map_err(|e| store.sql("checkpoint", e))?;
             if n == 0 {
                 let m = conn
                     .execute(

@@ -394,7 +394,7 @@ impl WriterState {
             Ok(r) if r.capped_samples > 0 || r.capped_minutes > 0 => {
                 let detail = format!(
                     "database over its {} MB cap: deleted the oldest {} samples and {} rollups",
-                    self.cfg.max_db_bytes >> 20,
+                    retention::effective_cap(&self.store, self.cfg.max_db_bytes) >> 20,
                     r.capped_samples,
                     r.capped_minutes
                 );
