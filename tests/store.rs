@@ -216,24 +216,41 @@ fn an_outage_open_at_a_crash_is_closed_at_the_last_sample() {
     assert_eq!((end, dur), (T0 + 30_000, 20_000));
 }
 
+/// A small real file system (tmpfs), unmounted on drop. None, with the reason printed, when not
+/// root.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str, test: &str) -> Option<Tmpfs> {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP {test}: needs root to mount a small tmpfs");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs");
+        Some(Tmpfs(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
 #[test]
 fn a_full_disk_keeps_samples_in_memory_and_loses_none() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP a_full_disk_keeps_samples_in_memory_and_loses_none: needs root to mount a small tmpfs");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path();
-    let ok =
-        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(mnt).status().unwrap();
-    assert!(ok.success(), "mount tmpfs");
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt);
+    let Some(fs) = Tmpfs::mount("3m", "a_full_disk_keeps_samples_in_memory_and_loses_none") else { return };
+    let mnt = fs.path();
     let db = mnt.join("w.db");
     let w = writer(&db, cfg(), T0);
     w.send(sample(0, T0, 0, Some(1000)));
@@ -278,27 +295,8 @@ fn a_full_disk_keeps_samples_in_memory_and_loses_none() {
 
 #[test]
 fn the_cap_never_lets_the_database_take_more_than_half_its_file_system() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP the_cap_never_lets...: needs root to mount a small tmpfs");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path();
-    assert!(
-        std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
-            .arg(mnt)
-            .status()
-            .unwrap()
-            .success()
-    );
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt);
+    let Some(fs) = Tmpfs::mount("24m", "the_cap_never_lets...") else { return };
+    let mnt = fs.path();
     let db = mnt.join("w.db");
     let store = Store::open(&db, 1 << 20).unwrap();
     store
