@@ -28,6 +28,7 @@ pub mod hw;
 pub mod led;
 pub mod panel;
 pub mod probe;
+pub mod replay;
 pub mod sample;
 pub mod status;
 pub mod store;

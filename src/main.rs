@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 use wanwatch::config::{self, Overrides, file::parse_duration};
 use wanwatch::store::Store;
 use wanwatch::store::export::{self, ExportError, Format, Table};
-use wanwatch::{agent, clock, status, timefmt};
+use wanwatch::detect::models::Source;
+use wanwatch::{agent, clock, replay, status, timefmt};
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +86,40 @@ enum Command {
         /// Skip the check that contacts the gateway.
         #[arg(long)]
         offline: bool,
+    },
+    /// Run the detection pipeline over CSV files at full speed and write the alarm times
+    /// (JSON {series: [timestamps]}, as ../shared/datasets/score_events.py reads).
+    Replay {
+        /// CSV files with a header row.
+        #[arg(required = true, value_name = "FILE.csv")]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "timestamp", value_name = "C")]
+        timestamp_col: String,
+        /// A column to watch (repeat for several channels).
+        #[arg(long = "value-col", default_value = "value", value_name = "V")]
+        value_cols: Vec<String>,
+        /// Write the ensemble's alarms here.
+        #[arg(long, value_name = "FILE.json")]
+        out: Option<PathBuf>,
+        /// Write every detector's alarms here, one <detector>.json each (ensemble, forecast,
+        /// autoencoder, forest, rules, predict, zscore).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Write the ensemble's events with their explanations here (JSON lines).
+        #[arg(long, value_name = "FILE.jsonl")]
+        events: Option<PathBuf>,
+        /// Name each series by its path relative to this folder (NAB's labels use data/-relative names).
+        #[arg(long, value_name = "DIR")]
+        name_root: Option<PathBuf>,
+        /// Target false-alarm rate on a healthy series.
+        #[arg(long, default_value_t = 1.0, value_name = "N")]
+        alarms_per_week: f64,
+        /// Learning period before the forest is fitted.
+        #[arg(long, value_parser = parse_duration, default_value = "24h", value_name = "DUR")]
+        baseline: Duration,
+        /// "builtin" or a folder holding forecaster.onnx, autoencoder.onnx, classifier.onnx.
+        #[arg(long, default_value = "builtin", value_name = "builtin|DIR")]
+        models: String,
     },
     /// Print the configuration in effect (after the file and the command line).
     Config {
@@ -198,6 +233,27 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Replay {
+            files,
+            timestamp_col,
+            value_cols,
+            out,
+            out_dir,
+            events,
+            name_root,
+            alarms_per_week,
+            baseline,
+            models,
+        } => {
+            let opts = replay::Options {
+                timestamp_col,
+                value_cols,
+                alarms_per_week,
+                baseline_ms: baseline.as_millis() as i64,
+                models: if models == "builtin" { Source::Builtin } else { Source::Dir(models.into()) },
+            };
+            run_replay(&files, &opts, name_root.as_ref(), out.as_deref(), out_dir.as_deref(), events.as_deref())
+        }
         Command::Config { common } => {
             let cfg = common.load(Overrides::default())?;
             println!("# source: {}", cfg.source);
@@ -216,4 +272,76 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Replays files on every core, then writes the alarm files.
+fn run_replay(
+    files: &[PathBuf],
+    opts: &replay::Options,
+    root: Option<&PathBuf>,
+    out: Option<&std::path::Path>,
+    out_dir: Option<&std::path::Path>,
+    events: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    let started = std::time::Instant::now();
+    let next = Mutex::new(0usize);
+    let results = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().expect("no panics hold this lock");
+                        *n += 1;
+                        *n - 1
+                    };
+                    let Some(path) = files.get(i) else { break };
+                    let name = replay::series_name(path, root);
+                    let r = replay::replay(path, &name, opts);
+                    results.lock().expect("no panics hold this lock").push((i, name, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("threads joined");
+    results.sort_by_key(|r| r.0);
+    let mut by_detector: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    let mut all_events = Vec::new();
+    let mut steps = 0;
+    for (_, name, r) in results {
+        let r = r?;
+        steps += r.steps;
+        let counts: Vec<String> = r.alarms.iter().map(|(d, a)| format!("{d} {}", a.len())).collect();
+        eprintln!("{name}: {} rows, step {}s, alarms: {}", r.rows, r.step_ms / 1000, counts.join(", "));
+        for (d, a) in r.alarms {
+            by_detector.entry(d).or_default().insert(name.clone(), a.into());
+        }
+        all_events.extend(r.events);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("{} files, {steps} steps in {secs:.1} s ({:.0} steps/s)", files.len(), steps as f64 / secs);
+    let write = |path: &std::path::Path, map: &serde_json::Map<String, serde_json::Value>| -> anyhow::Result<()> {
+        std::fs::write(path, serde_json::to_vec_pretty(map)?).with_context(|| format!("writing {}", path.display()))
+    };
+    if let Some(out) = out {
+        write(out, by_detector.get("ensemble").unwrap_or(&serde_json::Map::new()))?;
+    }
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (d, map) in &by_detector {
+            write(&dir.join(format!("{d}.json")), map)?;
+        }
+    }
+    if let Some(path) = events {
+        let mut text = String::new();
+        for e in &all_events {
+            text.push_str(&serde_json::to_string(e)?);
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

@@ -89,3 +89,13 @@ mod tests {
         assert_eq!(format_span(-5), "0s");
     }
 }
+
+/// A measured value with its unit, rounded for people: "48.2 ms", "3.1%" for a 0-1 ratio.
+pub fn with_unit(v: f64, unit: &str) -> String {
+    match unit {
+        "ratio" => format!("{:.1}%", v * 100.0),
+        "" => format!("{v:.3}"),
+        u if v.abs() >= 100.0 => format!("{v:.0} {u}"),
+        u => format!("{v:.1} {u}"),
+    }
+}

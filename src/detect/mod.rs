@@ -1,4 +1,18 @@
-//! Detectors: what the samples mean. For now the connection state machine (outages by plain
-//! rules); the learned detectors join it here.
+//! Detectors: what the samples mean. The connection state machine finds outages by plain rules;
+//! the pipeline learns this household's normal and flags what departs from it.
+//!
+//! Flow of one step: `features` (robust normalisation, windows) -> `models` (ONNX forecaster,
+//! autoencoder, classifier via tract) + `forest` (Extended Isolation Forest) -> `calibrate`
+//! (each score to a surprise on this link's own history) -> `pipeline` (ensemble, rules,
+//! prediction, explanation) -> `alarm` (hysteresis: one event per incident). `baseline` is the
+//! rolling z-score every detector is compared with; `live` runs it all in the agent.
 
+pub mod alarm;
+pub mod baseline;
+pub mod calibrate;
+pub mod features;
+pub mod forest;
+pub mod models;
+pub mod pipeline;
+pub mod rules;
 pub mod state;

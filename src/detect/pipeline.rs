@@ -1,0 +1,447 @@
+//! The detection pipeline: one step (a minute in the agent, a CSV row in replay) of every channel
+//! in, every detector's calibrated surprise, the ensemble's verdict and any prediction out.
+//!
+//! Per channel: the forecaster's band from the previous step against this value, the
+//! autoencoder's reconstruction error of the window, the forest's isolation score, each turned
+//! into a surprise by its own calibrator; the ensemble sums them and calibrates the sum again
+//! (the detectors are correlated, so the sum's own history, not a textbook distribution, says how
+//! rare it is). Rules fire on their own. The classifier names the kind when something fires.
+
+use super::baseline::ZScore;
+use super::calibrate::Calibrator;
+use super::features::{self, RobustStats, Step, Window};
+use super::forest::ForestDetector;
+use super::models::{CLASSES, HORIZON, Kind, Models};
+use super::rules::{RuleHit, Rules};
+use crate::timefmt;
+
+/// What a channel measures, for rules and wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    Latency,
+    Loss,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelSpec {
+    /// "median RTT to 1.1.1.1", a CSV column name.
+    pub name: String,
+    pub kind: ChannelKind,
+    pub unit: String,
+}
+
+/// The detectors that can be scored alone (`wanwatch replay --out` writes one file each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Detector {
+    Forecast,
+    Autoencoder,
+    Forest,
+    Rules,
+    Ensemble,
+    Predict,
+    ZScore,
+}
+
+impl Detector {
+    pub const ALL: [Detector; 7] = [
+        Detector::Forecast,
+        Detector::Autoencoder,
+        Detector::Forest,
+        Detector::Rules,
+        Detector::Ensemble,
+        Detector::Predict,
+        Detector::ZScore,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::Forecast => "forecast",
+            Detector::Autoencoder => "autoencoder",
+            Detector::Forest => "forest",
+            Detector::Rules => "rules",
+            Detector::Ensemble => "ensemble",
+            Detector::Predict => "predict",
+            Detector::ZScore => "zscore",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub step_ms: i64,
+    pub baseline_ms: i64,
+    pub refit_ms: i64,
+    /// Target false-alarm rate on a healthy link.
+    pub alarms_per_week: f64,
+    /// Added to UTC for "Tuesday 20:00" in explanations.
+    pub utc_offset_s: i64,
+}
+
+impl Settings {
+    pub fn minutes() -> Settings {
+        Settings {
+            step_ms: 60_000,
+            baseline_ms: 24 * 3_600_000,
+            refit_ms: 24 * 3_600_000,
+            alarms_per_week: 1.0,
+            utc_offset_s: 0,
+        }
+    }
+
+    /// The surprise an alarm needs: -log10 of the per-step false-alarm probability.
+    pub fn threshold(&self) -> f64 {
+        let steps_per_week = 7.0 * 86_400_000.0 / self.step_ms.max(1) as f64;
+        (steps_per_week / self.alarms_per_week.max(1e-6)).log10().max(1.0)
+    }
+
+    fn steps(&self, ms: i64) -> usize {
+        (ms / self.step_ms.max(1)).max(1) as usize
+    }
+}
+
+/// How far beyond its usual a channel must go to count as degraded, in robust sigmas.
+pub const DEGRADED_SIGMAS: f64 = 10.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Steps ahead of the first predicted degraded step (1 = the next step).
+    pub lead_steps: usize,
+    /// 0.5 when the forecast median crosses the bound, 0.9 when even its 10% quantile does.
+    pub confidence: f64,
+    /// The forecast median at its worst, in the channel's unit.
+    pub expected: f64,
+}
+
+/// One channel's result for one step.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelResult {
+    pub forecast: Option<f64>,
+    pub autoencoder: Option<f64>,
+    pub forest: Option<f64>,
+    pub ensemble: Option<f64>,
+    pub zscore: Option<f64>,
+    pub rule: Option<RuleHit>,
+    pub prediction: Option<Prediction>,
+    /// The classifier's verdict when something fired: (kind, probability).
+    pub kind: Option<(&'static str, f32)>,
+    pub value: Option<f64>,
+    /// This time of week's usual value, when known.
+    pub usual: Option<f64>,
+}
+
+impl ChannelResult {
+    /// The level a detector shows on this step: its surprise, or infinity for a rule, a z-score
+    /// beyond 6 or a prediction.
+    pub fn level(&self, d: Detector) -> f64 {
+        let on = |b: bool| if b { f64::INFINITY } else { 0.0 };
+        match d {
+            Detector::Forecast => self.forecast.unwrap_or(0.0),
+            Detector::Autoencoder => self.autoencoder.unwrap_or(0.0),
+            Detector::Forest => self.forest.unwrap_or(0.0),
+            Detector::Rules => on(self.rule.is_some()),
+            Detector::Ensemble => self.ensemble.unwrap_or(0.0).max(on(self.rule.is_some())),
+            Detector::Predict => on(self.prediction.is_some()),
+            Detector::ZScore => on(self.zscore.is_some_and(|z| z >= super::baseline::THRESHOLD)),
+        }
+    }
+}
+
+/// Usual value per hour of the week (an exponential average of the normal steps in that hour).
+#[derive(Debug, Clone)]
+struct TimeOfWeek {
+    buckets: Vec<(u32, f64)>,
+}
+
+impl TimeOfWeek {
+    fn new() -> TimeOfWeek {
+        TimeOfWeek { buckets: vec![(0, 0.0); 168] }
+    }
+
+    fn usual(&self, hour: usize) -> Option<f64> {
+        let (n, v) = self.buckets[hour];
+        (n >= 30).then_some(v)
+    }
+
+    fn learn(&mut self, hour: usize, x: f64) {
+        let (n, v) = &mut self.buckets[hour];
+        *n += 1;
+        let alpha = (1.0 / *n as f64).max(0.02);
+        *v += alpha * (x - *v);
+    }
+}
+
+struct Channel {
+    spec: ChannelSpec,
+    stats: RobustStats,
+    window: Window,
+    forecast: Option<Vec<f32>>,
+    cal_forecast: Calibrator,
+    cal_autoencoder: Calibrator,
+    cal_forest: Calibrator,
+    cal_ensemble: Calibrator,
+    forest: ForestDetector,
+    zscore: ZScore,
+    rules: Rules,
+    tow: TimeOfWeek,
+}
+
+pub struct Pipeline {
+    settings: Settings,
+    threshold: f64,
+    models: Models,
+    channels: Vec<Channel>,
+    seq: Vec<f32>,
+    flat: Vec<f32>,
+}
+
+impl Pipeline {
+    pub fn new(settings: Settings, models: Models, specs: Vec<ChannelSpec>) -> Pipeline {
+        let week = settings.steps(7 * 86_400_000);
+        let min = settings.steps(6 * 3_600_000).clamp(60, 1440);
+        let channels = specs
+            .into_iter()
+            .map(|spec| Channel {
+                spec,
+                stats: RobustStats::default(),
+                window: Window::default(),
+                forecast: None,
+                cal_forecast: Calibrator::new(week, min),
+                cal_autoencoder: Calibrator::new(week, min),
+                cal_forest: Calibrator::new(week, min),
+                cal_ensemble: Calibrator::new(week, min),
+                forest: ForestDetector::new(settings.baseline_ms, settings.refit_ms, week),
+                zscore: ZScore::new(24 * 3_600_000),
+                rules: Rules::default(),
+                tow: TimeOfWeek::new(),
+            })
+            .collect();
+        let threshold = settings.threshold();
+        Pipeline { settings, threshold, models, channels, seq: Vec::new(), flat: Vec::new() }
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn models_mut(&mut self) -> &mut Models {
+        &mut self.models
+    }
+
+    pub fn channel(&self, i: usize) -> &ChannelSpec {
+        &self.channels[i].spec
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn forest(&mut self, i: usize) -> &mut ForestDetector {
+        &mut self.channels[i].forest
+    }
+
+    /// One step of every channel (`values[i]` for channel i; None = no data).
+    pub fn step(&mut self, ts: i64, values: &[Option<f64>]) -> Vec<ChannelResult> {
+        let mut out = Vec::with_capacity(self.channels.len());
+        for (i, x) in values.iter().enumerate().take(self.channels.len()) {
+            let x = x.filter(|v| v.is_finite());
+            let r = self.step_channel(i, ts, x);
+            out.push(r);
+        }
+        out
+    }
+
+    fn step_channel(&mut self, i: usize, ts: i64, x: Option<f64>) -> ChannelResult {
+        let threshold = self.threshold;
+        let hour = hour_of_week(ts, self.settings.utc_offset_s);
+        let ch = &mut self.channels[i];
+        let mut r = ChannelResult {
+            value: x,
+            rule: ch.rules.step(x, ch.spec.kind == ChannelKind::Loss),
+            zscore: x.and_then(|v| ch.zscore.step(ts, v)),
+            usual: ch.tow.usual(hour),
+            ..Default::default()
+        };
+        let Some(stats) = ch.stats.step(x) else {
+            return r;
+        };
+        let u = x.map(|v| features::normalise(v, stats));
+        // The forecaster's band for this step was made on the previous step.
+        let raw_forecast = match (&ch.forecast, u) {
+            (Some(q), Some(u)) => Some(band_exceedance(q[0] as f64, q[1] as f64, q[2] as f64, u)),
+            _ => None,
+        };
+        ch.window.push(Step::new(u, ts));
+        if !ch.window.is_full() {
+            return r;
+        }
+        ch.window.flat_input(&mut self.flat);
+        let raw_ae = self.models.get(Kind::Autoencoder).and_then(|m| match m.run(&self.flat) {
+            Ok(rec) => Some(reconstruction_error(&self.flat, &rec)),
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        });
+        ch.window.seq_input(&mut self.seq);
+        ch.forecast = self.models.get(Kind::Forecaster).and_then(|m| m.run(&self.seq).ok());
+        let features = ch.window.forest_features();
+        let raw_forest = features.and_then(|f| ch.forest.score(&f));
+
+        r.forecast = raw_forecast.and_then(|s| ch.cal_forecast.surprise(s));
+        r.autoencoder = raw_ae.and_then(|s| ch.cal_autoencoder.surprise(s));
+        r.forest = raw_forest.and_then(|s| ch.cal_forest.surprise(s));
+        let parts = [r.forecast, r.autoencoder, r.forest];
+        let raw_ensemble = parts.iter().flatten().sum::<f64>();
+        let any = parts.iter().any(Option::is_some);
+        r.ensemble = if any { ch.cal_ensemble.surprise(raw_ensemble) } else { None };
+
+        // Learn from everything short of an alarm, so an incident does not become the new normal
+        // but a lasting change (a new plan, a new route) does, within days.
+        let normal = r.ensemble.unwrap_or(0.0) < threshold && r.rule.is_none();
+        if normal {
+            raw_forecast.map(|s| ch.cal_forecast.observe(s));
+            raw_ae.map(|s| ch.cal_autoencoder.observe(s));
+            raw_forest.map(|s| ch.cal_forest.observe(s));
+            if any {
+                ch.cal_ensemble.observe(raw_ensemble);
+            }
+            if let Some(f) = features {
+                ch.forest.observe(ts, f);
+            }
+            if let Some(v) = x {
+                ch.tow.learn(hour, v);
+            }
+        }
+        if r.ensemble.unwrap_or(0.0) >= threshold / 2.0 && let Some(m) = self.models.get(Kind::Classifier) {
+            r.kind = m.run(&self.flat).ok().and_then(|p| name_kind(&p));
+        }
+        r.prediction = ch.forecast.as_deref().and_then(|q| predict(q, u, stats));
+        r
+    }
+}
+
+/// How far outside the forecast's 10-90% band a value fell, in band half-widths (0 inside).
+pub fn band_exceedance(q10: f64, q50: f64, q90: f64, u: f64) -> f64 {
+    let up = (u - q90) / (q90 - q50).max(0.05);
+    let down = (q10 - u) / (q50 - q10).max(0.05);
+    up.max(down).max(0.0)
+}
+
+/// Mean squared error over the present steps, plus the missing fraction (a window full of holes
+/// is itself unusual): the same formula as `ae_err` in onnx/train.py.
+pub fn reconstruction_error(flat: &[f32], rec: &[f32]) -> f64 {
+    let n = rec.len();
+    let (u, present) = flat.split_at(n);
+    let mut se = 0.0;
+    let mut count = 0.0;
+    for k in 0..n {
+        let p = present[k] as f64;
+        se += p * (rec[k] as f64 - u[k] as f64).powi(2);
+        count += p;
+    }
+    se / count.max(1.0) + (n as f64 - count) / n as f64
+}
+
+fn name_kind(p: &[f32]) -> Option<(&'static str, f32)> {
+    // The most likely kind other than "normal": the step already fired, the question is which way.
+    p.iter().enumerate().skip(1).max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, &v)| (CLASSES[k], v))
+}
+
+fn predict(q: &[f32], u: Option<f64>, stats: (f64, f64)) -> Option<Prediction> {
+    let bound = DEGRADED_SIGMAS.asinh();
+    if u.is_none_or(|u| u >= bound) {
+        return None; // no data, or already degraded: that is detection's business
+    }
+    let steps = |col: usize| (0..HORIZON).filter(|&h| q[h * 3 + col] as f64 >= bound).count();
+    let first = (0..HORIZON).find(|&h| q[h * 3 + 1] as f64 >= bound)?;
+    if steps(1) < 3 {
+        return None;
+    }
+    let confidence = if steps(0) >= 3 { 0.9 } else { 0.5 };
+    let worst = (0..HORIZON).map(|h| q[h * 3 + 1] as f64).fold(f64::MIN, f64::max);
+    Some(Prediction { lead_steps: first + 1, confidence, expected: features::denormalise(worst, stats) })
+}
+
+/// 0 = Monday 00:00-01:00 ... 167 = Sunday 23:00.
+pub fn hour_of_week(ts_ms: i64, offset_s: i64) -> usize {
+    let local_h = (ts_ms.div_euclid(1000) + offset_s).div_euclid(3600);
+    // 1970-01-01 was a Thursday (3 days after a Monday).
+    ((local_h + 3 * 24).rem_euclid(168)) as usize
+}
+
+pub fn hour_of_week_name(h: usize) -> String {
+    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    format!("{} {:02}:00", DAYS[h / 24 % 7], h % 24)
+}
+
+/// One sentence a person can read: what, how far from usual, when.
+pub fn explain(spec: &ChannelSpec, r: &ChannelResult, ts: i64, offset_s: i64) -> String {
+    if let Some(rule) = r.rule {
+        return rule.describe(&spec.name);
+    }
+    let when = hour_of_week_name(hour_of_week(ts, offset_s));
+    let kind = r.kind.map(|(k, p)| format!(" ({}, {:.0}%)", k.replace('_', " "), p * 100.0)).unwrap_or_default();
+    match (r.value, r.usual) {
+        (Some(v), Some(u)) if u.abs() > 1e-9 && spec.kind != ChannelKind::Loss => format!(
+            "{} {} is {:.1}x its usual {} for {when}{kind}",
+            spec.name,
+            timefmt::with_unit(v, &spec.unit),
+            v / u,
+            timefmt::with_unit(u, &spec.unit)
+        ),
+        (Some(v), Some(u)) => format!(
+            "{} {} against a usual {} for {when}{kind}",
+            spec.name,
+            timefmt::with_unit(v, &spec.unit),
+            timefmt::with_unit(u, &spec.unit)
+        ),
+        (Some(v), None) => format!("{} {} is unusual{kind}", spec.name, timefmt::with_unit(v, &spec.unit)),
+        (None, _) => format!("{}: no data{kind}", spec.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hour_of_week_counts_from_monday() {
+        assert_eq!(hour_of_week(0, 0), 3 * 24, "1970-01-01 00:00 UTC was a Thursday");
+        // 2026-11-24 is a Tuesday; 20:30 UTC
+        let ts = 1_764_016_200_000; // 2025-11-24 20:30 UTC, a Monday
+        assert_eq!(hour_of_week_name(hour_of_week(ts, 0)), "Monday 20:00");
+        assert_eq!(hour_of_week_name(hour_of_week(ts, 3600)), "Monday 21:00");
+        assert_eq!(hour_of_week_name(hour_of_week(ts, -21 * 3600)), "Sunday 23:00");
+    }
+
+    #[test]
+    fn threshold_is_a_week_of_steps() {
+        let s = Settings::minutes();
+        assert!((s.threshold() - 10_080f64.log10()).abs() < 1e-9);
+        let five = Settings { step_ms: 300_000, alarms_per_week: 2.0, ..Settings::minutes() };
+        assert!((five.threshold() - 1008f64.log10()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn band_exceedance_is_zero_inside_and_grows_outside() {
+        assert_eq!(band_exceedance(-1.0, 0.0, 1.0, 0.5), 0.0);
+        assert!((band_exceedance(-1.0, 0.0, 1.0, 3.0) - 2.0).abs() < 1e-12);
+        assert!((band_exceedance(-1.0, 0.0, 1.0, -2.0) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reconstruction_error_counts_missing_steps_not_their_zero() {
+        let mut flat = vec![0.0f32; 120];
+        flat[60..].fill(1.0);
+        let rec = vec![0.0f32; 60];
+        assert_eq!(reconstruction_error(&flat, &rec), 0.0);
+        flat[60..90].fill(0.0); // half missing: their u of 0 is not "perfect"
+        flat[0..30].fill(5.0);
+        assert!((reconstruction_error(&flat, &rec) - 0.5).abs() < 1e-12);
+    }
+}

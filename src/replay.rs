@@ -1,0 +1,257 @@
+//! `wanwatch replay`: the agent's detection pipeline run over CSV files at full speed, so the
+//! detectors can be scored on labelled public data (`scripts/score.py`) with exactly the code the
+//! Pi runs. Each value column is a channel; each row a step.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::detect::alarm::{Hysteresis, Transition};
+use crate::detect::models::{Models, Source};
+use crate::detect::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
+use crate::timefmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: csv::Error },
+    #[error("{path}: no column `{column}` (columns: {found})")]
+    NoColumn { path: String, column: String, found: String },
+    #[error("{path}, line {line}, column `{column}`: `{value}` is not a timestamp")]
+    Timestamp { path: String, line: u64, column: String, value: String },
+    #[error("{path}: fewer than 2 rows")]
+    TooShort { path: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub timestamp_col: String,
+    pub value_cols: Vec<String>,
+    pub alarms_per_week: f64,
+    pub baseline_ms: i64,
+    pub models: Source,
+}
+
+/// One ensemble event, for `--events`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventOut {
+    pub series: String,
+    pub start: String,
+    pub end: String,
+    pub peak: f64,
+    pub channel: String,
+    pub explanation: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub rows: usize,
+    pub steps: usize,
+    pub missing: usize,
+    /// Rows dropped because their time went backwards.
+    pub skipped: usize,
+    pub step_ms: i64,
+    /// Alarm times (event starts) per detector.
+    pub alarms: BTreeMap<&'static str, Vec<String>>,
+    pub events: Vec<EventOut>,
+}
+
+struct Row {
+    ts: i64,
+    values: Vec<Option<f64>>,
+}
+
+fn parse_ts(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<f64>() {
+        // epoch seconds, or milliseconds when that big
+        return Some(if n.abs() > 1e11 { n as i64 } else { (n * 1000.0) as i64 });
+    }
+    if !s.starts_with(|c: char| c.is_ascii_digit()) || !s.contains('-') {
+        return None; // "2h" would parse as a duration ago: not a timestamp in a file
+    }
+    let s = s.split('.').next().unwrap_or(s); // fractional seconds: the step is seconds at least
+    timefmt::parse_time(s, 0).ok()
+}
+
+fn read(path: &Path, opts: &Options, skipped: &mut usize) -> Result<Vec<Row>, ReplayError> {
+    let p = path.display().to_string();
+    let mut rdr = csv::Reader::from_path(path).map_err(|source| ReplayError::Read { path: p.clone(), source })?;
+    let headers = rdr.headers().map_err(|source| ReplayError::Read { path: p.clone(), source })?.clone();
+    let find = |c: &str| {
+        headers.iter().position(|h| h.trim() == c).ok_or_else(|| ReplayError::NoColumn {
+            path: p.clone(),
+            column: c.to_string(),
+            found: headers.iter().collect::<Vec<_>>().join(", "),
+        })
+    };
+    let tcol = find(&opts.timestamp_col)?;
+    let vcols = opts.value_cols.iter().map(|c| find(c)).collect::<Result<Vec<_>, _>>()?;
+    let mut rows: Vec<Row> = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|source| ReplayError::Read { path: p.clone(), source })?;
+        let line = rec.position().map_or(0, |pos| pos.line());
+        let raw = rec.get(tcol).unwrap_or("");
+        let ts = parse_ts(raw).ok_or_else(|| ReplayError::Timestamp {
+            path: p.clone(),
+            line,
+            column: opts.timestamp_col.clone(),
+            value: raw.to_string(),
+        })?;
+        if let Some(prev) = rows.last()
+            && ts < prev.ts
+        {
+            // Real exports have these (NAB's machine_temperature has one): skip, say where.
+            tracing::warn!("{p}, line {line}: time goes backwards ({raw} after {}); row skipped", timefmt::format_time(prev.ts));
+            *skipped += 1;
+            continue;
+        }
+        // An empty or unreadable value is a missing step, not a zero.
+        let values = vcols.iter().map(|&c| rec.get(c).and_then(|v| v.trim().parse::<f64>().ok())).collect();
+        rows.push(Row { ts, values });
+    }
+    if rows.len() < 2 {
+        return Err(ReplayError::TooShort { path: p });
+    }
+    Ok(rows)
+}
+
+/// The typical spacing of the rows: their median difference.
+fn step_of(rows: &[Row]) -> i64 {
+    let mut d: Vec<i64> = rows.windows(2).map(|w| w[1].ts - w[0].ts).filter(|&d| d > 0).take(5000).collect();
+    d.sort_unstable();
+    d.get(d.len() / 2).copied().unwrap_or(60_000).max(1)
+}
+
+fn channel_kind(name: &str) -> ChannelKind {
+    let n = name.to_ascii_lowercase();
+    if n.contains("loss") {
+        ChannelKind::Loss
+    } else if n.contains("rtt") || n.contains("latency") || n.contains("_ms") {
+        ChannelKind::Latency
+    } else {
+        ChannelKind::Other
+    }
+}
+
+/// Replays one file; `series` names it in the output.
+pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, ReplayError> {
+    let mut skipped = 0;
+    let rows = read(path, opts, &mut skipped)?;
+    let step_ms = step_of(&rows);
+    let settings = Settings {
+        step_ms,
+        baseline_ms: opts.baseline_ms,
+        refit_ms: 24 * 3_600_000,
+        alarms_per_week: opts.alarms_per_week,
+        utc_offset_s: 0,
+    };
+    let specs = opts
+        .value_cols
+        .iter()
+        .map(|c| ChannelSpec { name: c.clone(), kind: channel_kind(c), unit: String::new() })
+        .collect();
+    let mut pipe = Pipeline::new(settings, Models::load(opts.models.clone()), specs);
+    let on = pipe.threshold();
+    // cool: 15 steps, at least 30 minutes
+    let cool = (1_800_000 / step_ms).max(15) as usize;
+    let mut hyst: Vec<(Detector, Hysteresis)> =
+        Detector::ALL.iter().map(|&d| (d, Hysteresis::new(on, on / 2.0, cool))).collect();
+    let mut out = Outcome { rows: rows.len(), step_ms, skipped, ..Default::default() };
+    for d in Detector::ALL {
+        out.alarms.insert(d.name(), Vec::new());
+    }
+    let mut open_event: Option<EventOut> = None;
+    let missing_row = vec![None; opts.value_cols.len()];
+    let mut prev_ts: Option<i64> = None;
+    for row in &rows {
+        // A gap in the timestamps is missing steps (up to a day of them), not a shorter series.
+        if let Some(p) = prev_ts {
+            let gap_steps = ((row.ts - p) as f64 / step_ms as f64).round() as i64 - 1;
+            for k in 1..=gap_steps.clamp(0, 86_400_000 / step_ms) {
+                step(&mut pipe, &mut hyst, &mut out, &mut open_event, series, p + k * step_ms, &missing_row);
+            }
+        }
+        step(&mut pipe, &mut hyst, &mut out, &mut open_event, series, row.ts, &row.values);
+        prev_ts = Some(row.ts);
+    }
+    if let Some(mut ev) = open_event.take() {
+        if let Some((_, h)) = hyst.iter_mut().find(|(d, _)| *d == Detector::Ensemble)
+            && let Some(e) = h.finish()
+        {
+            ev.end = timefmt::format_time(e.end);
+            ev.peak = e.peak;
+        }
+        out.events.push(ev);
+    }
+    out.missing = rows.iter().filter(|r| r.values.iter().any(Option::is_none)).count();
+    Ok(out)
+}
+
+fn step(
+    pipe: &mut Pipeline,
+    hyst: &mut [(Detector, Hysteresis)],
+    out: &mut Outcome,
+    open_event: &mut Option<EventOut>,
+    series: &str,
+    ts: i64,
+    values: &[Option<f64>],
+) {
+    out.steps += 1;
+    let results = pipe.step(ts, values);
+    for (d, h) in hyst.iter_mut() {
+        let (worst, level) = results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.level(*d)))
+            .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        match h.step(ts, level) {
+            Some(Transition::Opened(t)) => {
+                out.alarms.get_mut(d.name()).expect("every detector has a list").push(timefmt::format_time(t));
+                if *d == Detector::Ensemble {
+                    let spec = pipe.channel(worst);
+                    *open_event = Some(EventOut {
+                        series: series.to_string(),
+                        start: timefmt::format_time(t),
+                        end: timefmt::format_time(t),
+                        peak: level,
+                        channel: spec.name.clone(),
+                        explanation: pipeline::explain(spec, &results[worst], ts, 0),
+                    });
+                }
+            }
+            Some(Transition::Closed(e)) if *d == Detector::Ensemble => {
+                if let Some(mut ev) = open_event.take() {
+                    ev.end = timefmt::format_time(e.end);
+                    ev.peak = e.peak;
+                    out.events.push(ev);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The name a file goes by in the alarm JSON: its path relative to `root` when given (NAB's label
+/// keys are relative to its data folder), else the path as given.
+pub fn series_name(path: &Path, root: Option<&PathBuf>) -> String {
+    root.and_then(|r| path.strip_prefix(r).ok())
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace(std::path::MAIN_SEPARATOR, "/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_the_forms_datasets_use() {
+        assert_eq!(parse_ts("1970-01-01 00:01:00"), Some(60_000));
+        assert_eq!(parse_ts("1970-01-01T00:01:00Z"), Some(60_000));
+        assert_eq!(parse_ts("1970-01-01 00:01:00.250"), Some(60_000));
+        assert_eq!(parse_ts("60"), Some(60_000));
+        assert_eq!(parse_ts("1764016200000"), Some(1_764_016_200_000));
+        assert_eq!(parse_ts("2h"), None);
+        assert_eq!(parse_ts("yesterday"), None);
+    }
+}
