@@ -15,11 +15,12 @@ and prints one table: ensemble, each detector alone, and the rolling 24 h z-scor
 import argparse, csv, glob, json, os, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+EXTRA = []  # --replay-args
 DETECTORS = ["ensemble", "forecast", "autoencoder", "forest", "rules", "predict", "zscore"]
 
 
 def replay(binary, files, root, out_dir, cols=("timestamp", "value"), extra=()):
-    cmd = [binary, "replay", *files, "--name-root", root, "--out-dir", out_dir,
+    cmd = [binary, "replay", *files, *EXTRA, "--name-root", root, "--out-dir", out_dir,
            "--timestamp-col", cols[0], "--value-col", cols[1], *extra]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -41,7 +42,9 @@ def main():
     ap.add_argument("--datasets", default=os.path.join(HERE, "..", "..", "shared", "datasets"))
     ap.add_argument("--only", choices=["nab", "ripe", "netrics"], action="append")
     ap.add_argument("--json", help="also write the table here")
+    ap.add_argument("--replay-args", default="", help='extra replay flags, e.g. "--alarms-per-week 2"')
     a = ap.parse_args()
+    EXTRA.extend(a.replay_args.split())
     ds = os.path.abspath(a.datasets)
     scorer = os.path.join(ds, "score_events.py")
     tmp = tempfile.mkdtemp(prefix="wanwatch-score-")

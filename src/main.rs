@@ -120,6 +120,9 @@ enum Command {
         /// "builtin" or a folder holding forecaster.onnx, autoencoder.onnx, classifier.onnx.
         #[arg(long, default_value = "builtin", value_name = "builtin|DIR")]
         models: String,
+        /// Write every step's detector scores (first file, first channel) to this CSV.
+        #[arg(long, value_name = "FILE.csv")]
+        trace: Option<PathBuf>,
     },
     /// Print the configuration in effect (after the file and the command line).
     Config {
@@ -244,6 +247,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             alarms_per_week,
             baseline,
             models,
+            trace,
         } => {
             let opts = replay::Options {
                 timestamp_col,
@@ -251,6 +255,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 alarms_per_week,
                 baseline_ms: baseline.as_millis() as i64,
                 models: if models == "builtin" { Source::Builtin } else { Source::Dir(models.into()) },
+                trace,
             };
             run_replay(&files, &opts, name_root.as_ref(), out.as_deref(), out_dir.as_deref(), events.as_deref())
         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::detect::alarm::{Hysteresis, Transition};
+use crate::detect::alarm::{GATE_DECAY_PER_DAY, Hysteresis, RecordGate, Transition};
 use crate::detect::models::{Models, Source};
 use crate::detect::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
 use crate::timefmt;
@@ -29,6 +29,8 @@ pub struct Options {
     pub alarms_per_week: f64,
     pub baseline_ms: i64,
     pub models: Source,
+    /// Write every step's scores (first channel) to this CSV, for plots and tuning.
+    pub trace: Option<PathBuf>,
 }
 
 /// One ensemble event, for `--events`.
@@ -154,8 +156,15 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
     let on = pipe.threshold();
     // cool: 15 steps, at least 30 minutes
     let cool = (1_800_000 / step_ms).max(15) as usize;
-    let mut hyst: Vec<(Detector, Hysteresis)> =
-        Detector::ALL.iter().map(|&d| (d, Hysteresis::new(on, on / 2.0, cool))).collect();
+    let mut hyst: Vec<(Detector, Hysteresis)> = Detector::ALL
+        .iter()
+        .map(|&d| {
+            let h = Hysteresis::new(on, on / 2.0, cool);
+            // the baseline and the rules stay as they are defined
+            let gated = !matches!(d, Detector::ZScore | Detector::Rules);
+            (d, if gated { h.with_gate(RecordGate::new(7 * 86_400_000, GATE_DECAY_PER_DAY, on / 2.0)) } else { h })
+        })
+        .collect();
     let mut out = Outcome { rows: rows.len(), step_ms, skipped, ..Default::default() };
     for d in Detector::ALL {
         out.alarms.insert(d.name(), Vec::new());
@@ -163,15 +172,40 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
     let mut open_event: Option<EventOut> = None;
     let missing_row = vec![None; opts.value_cols.len()];
     let mut prev_ts: Option<i64> = None;
+    let mut trace = match &opts.trace {
+        Some(t) => {
+            let mut w = csv::Writer::from_path(t).map_err(|source| ReplayError::Read { path: t.display().to_string(), source })?;
+            let _ = w.write_record(["ts", "value", "forecast", "autoencoder", "forest", "ensemble", "zscore", "rule", "kind"]);
+            Some(w)
+        }
+        None => None,
+    };
+    let mut trace_step = |pipe: &mut Pipeline, hyst: &mut [(Detector, Hysteresis)], out: &mut Outcome, open_event: &mut Option<EventOut>, ts: i64, values: &[Option<f64>]| {
+        let results = step(pipe, hyst, out, open_event, series, ts, values);
+        if let (Some(w), Some(r)) = (trace.as_mut(), results.first()) {
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+            let _ = w.write_record([
+                timefmt::format_time(ts),
+                f(r.value),
+                f(r.forecast),
+                f(r.autoencoder),
+                f(r.forest),
+                f(r.ensemble),
+                f(r.zscore),
+                r.rule.map(|_| "1".to_string()).unwrap_or_default(),
+                r.kind.map(|k| k.0.to_string()).unwrap_or_default(),
+            ]);
+        }
+    };
     for row in &rows {
         // A gap in the timestamps is missing steps (up to a day of them), not a shorter series.
         if let Some(p) = prev_ts {
             let gap_steps = ((row.ts - p) as f64 / step_ms as f64).round() as i64 - 1;
             for k in 1..=gap_steps.clamp(0, 86_400_000 / step_ms) {
-                step(&mut pipe, &mut hyst, &mut out, &mut open_event, series, p + k * step_ms, &missing_row);
+                trace_step(&mut pipe, &mut hyst, &mut out, &mut open_event, p + k * step_ms, &missing_row);
             }
         }
-        step(&mut pipe, &mut hyst, &mut out, &mut open_event, series, row.ts, &row.values);
+        trace_step(&mut pipe, &mut hyst, &mut out, &mut open_event, row.ts, &row.values);
         prev_ts = Some(row.ts);
     }
     if let Some(mut ev) = open_event.take() {
@@ -195,7 +229,7 @@ fn step(
     series: &str,
     ts: i64,
     values: &[Option<f64>],
-) {
+) -> Vec<pipeline::ChannelResult> {
     out.steps += 1;
     let results = pipe.step(ts, values);
     for (d, h) in hyst.iter_mut() {
@@ -229,6 +263,7 @@ fn step(
             _ => {}
         }
     }
+    results
 }
 
 /// The name a file goes by in the alarm JSON: its path relative to `root` when given (NAB's label

@@ -1,6 +1,50 @@
 //! Hysteresis: one incident, one event. An event opens when a level reaches `on`, stays open while
 //! it keeps above `off`, and closes only after `cool` quiet steps, so one bad minute in a bad
 //! half hour does not make ten events, and a flapping link makes one long one.
+//!
+//! The record gate is the other half of "about one alert a week": a new event must also be more
+//! surprising than anything of the past week, less a decay per day. On a healthy link the chance
+//! that a step is the week's most surprising is about one in a week's steps, whatever the shape
+//! of the scores; after a bad evening, the next alert needs something worse or some days' rest.
+
+use std::collections::VecDeque;
+
+const DAY_MS: f64 = 86_400_000.0;
+/// How fast the record a new alert must beat fades, in surprise (log10) per day.
+pub const GATE_DECAY_PER_DAY: f64 = 1.0;
+
+#[derive(Debug, Clone)]
+pub struct RecordGate {
+    span_ms: i64,
+    decay_per_day: f64,
+    floor: f64,
+    seen: VecDeque<(i64, f64)>,
+}
+
+impl RecordGate {
+    /// Remembers levels at or above `floor` for `span_ms`.
+    pub fn new(span_ms: i64, decay_per_day: f64, floor: f64) -> RecordGate {
+        RecordGate { span_ms, decay_per_day, floor, seen: VecDeque::new() }
+    }
+
+    /// The level a new event must beat now.
+    pub fn bar(&self, ts: i64) -> f64 {
+        self.seen
+            .iter()
+            .filter(|(t, _)| ts - t <= self.span_ms)
+            .map(|&(t, v)| v - self.decay_per_day * (ts - t) as f64 / DAY_MS)
+            .fold(f64::MIN, f64::max)
+    }
+
+    pub fn observe(&mut self, ts: i64, level: f64) {
+        while self.seen.front().is_some_and(|&(t, _)| ts - t > self.span_ms) {
+            self.seen.pop_front();
+        }
+        if level >= self.floor && level.is_finite() {
+            self.seen.push_back((ts, level));
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -23,11 +67,17 @@ pub struct Hysteresis {
     cool: usize,
     open: Option<Event>,
     quiet: usize,
+    gate: Option<RecordGate>,
 }
 
 impl Hysteresis {
     pub fn new(on: f64, off: f64, cool: usize) -> Hysteresis {
-        Hysteresis { on, off, cool: cool.max(1), open: None, quiet: 0 }
+        Hysteresis { on, off, cool: cool.max(1), open: None, quiet: 0, gate: None }
+    }
+
+    pub fn with_gate(mut self, gate: RecordGate) -> Hysteresis {
+        self.gate = Some(gate);
+        self
     }
 
     pub fn is_open(&self) -> bool {
@@ -35,8 +85,12 @@ impl Hysteresis {
     }
 
     pub fn step(&mut self, ts: i64, level: f64) -> Option<Transition> {
+        let beats_record = self.gate.as_ref().is_none_or(|g| level > g.bar(ts));
+        if let Some(g) = &mut self.gate {
+            g.observe(ts, level);
+        }
         match &mut self.open {
-            None if level >= self.on => {
+            None if level >= self.on && beats_record => {
                 self.open = Some(Event { start: ts, end: ts, peak: level });
                 self.quiet = 0;
                 Some(Transition::Opened(ts))
@@ -85,5 +139,24 @@ mod tests {
         assert!(h.step(100, 3.9).is_none(), "below `on` does not open");
         assert_eq!(h.step(101, f64::INFINITY), Some(Transition::Opened(101)));
         assert_eq!(h.finish().map(|e| e.start), Some(101));
+    }
+
+    #[test]
+    fn the_gate_wants_a_new_record_or_some_days() {
+        let hour = 3_600_000;
+        let mut h = Hysteresis::new(3.0, 1.5, 2).with_gate(RecordGate::new(7 * 24 * hour, 1.0, 1.5));
+        assert!(matches!(h.step(0, 6.0), Some(Transition::Opened(0))));
+        assert!(matches!(h.step(hour, 0.0), None));
+        assert!(matches!(h.step(2 * hour, 0.0), Some(Transition::Closed(_))));
+        assert_eq!(h.step(3 * hour, 5.0), None, "less than the last incident: no new alert");
+        for t in 4..30 {
+            h.step(t * hour, 0.0);
+        }
+        assert!(matches!(h.step(30 * hour, 6.5), Some(Transition::Opened(_))), "a worse one alerts");
+        for t in 31..(30 + 24 * 4) {
+            h.step(t * hour, 0.0);
+        }
+        // four days later 6.5 has decayed to 2.5: an ordinary alarm level passes again
+        assert!(matches!(h.step((30 + 24 * 4) * hour, 3.5), Some(Transition::Opened(_))));
     }
 }

@@ -125,6 +125,6 @@ mod tests {
         // refits a day later, not before
         assert!(!g.observe(25 * 60 * minute, normal(1)));
         std::fs::write(&path, b"{\"fitted_at\": 1, \"forest\": 3").unwrap();
-        assert!(load(&path).unwrap_err().contains("not a saved forest"));
+        assert!(load(&path).err().unwrap().contains("not a saved forest"));
     }
 }

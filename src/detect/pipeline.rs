@@ -140,7 +140,10 @@ impl ChannelResult {
             Detector::Autoencoder => self.autoencoder.unwrap_or(0.0),
             Detector::Forest => self.forest.unwrap_or(0.0),
             Detector::Rules => on(self.rule.is_some()),
-            Detector::Ensemble => self.ensemble.unwrap_or(0.0).max(on(self.rule.is_some())),
+            Detector::Ensemble => {
+                let loss = matches!(self.rule, Some(RuleHit::SustainedLoss { .. }));
+                self.ensemble.unwrap_or(0.0).max(on(loss))
+            }
             Detector::Predict => on(self.prediction.is_some()),
             Detector::ZScore => on(self.zscore.is_some_and(|z| z >= super::baseline::THRESHOLD)),
         }
@@ -180,6 +183,7 @@ struct Channel {
     cal_autoencoder: Calibrator,
     cal_forest: Calibrator,
     cal_ensemble: Calibrator,
+    cal_zscore: Calibrator,
     forest: ForestDetector,
     zscore: ZScore,
     rules: Rules,
@@ -197,8 +201,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(settings: Settings, models: Models, specs: Vec<ChannelSpec>) -> Pipeline {
-        let week = settings.steps(7 * 86_400_000);
-        let min = settings.steps(6 * 3_600_000).clamp(60, 1440);
+        // A week of scores, but never so few that the tail is a handful of points (hourly data),
+        // and a day of them before any surprise is trusted.
+        let week = settings.steps(7 * 86_400_000).max(4032);
+        let min = settings.steps(86_400_000).max(288);
         let channels = specs
             .into_iter()
             .map(|spec| Channel {
@@ -210,6 +216,7 @@ impl Pipeline {
                 cal_autoencoder: Calibrator::new(week, min),
                 cal_forest: Calibrator::new(week, min),
                 cal_ensemble: Calibrator::new(week, min),
+                cal_zscore: Calibrator::new(week, min),
                 forest: ForestDetector::new(settings.baseline_ms, settings.refit_ms, week),
                 zscore: ZScore::new(24 * 3_600_000),
                 rules: Rules::default(),
@@ -295,21 +302,33 @@ impl Pipeline {
         r.forecast = raw_forecast.and_then(|s| ch.cal_forecast.surprise(s));
         r.autoencoder = raw_ae.and_then(|s| ch.cal_autoencoder.surprise(s));
         r.forest = raw_forest.and_then(|s| ch.cal_forest.surprise(s));
-        let parts = [r.forecast, r.autoencoder, r.forest];
-        let raw_ensemble = parts.iter().flatten().sum::<f64>();
+        // The rolling z-score joins as a fourth voice (calibrated like the others): it sees a
+        // 24 h context where the models see 60 steps.
+        let zs = r.zscore.filter(|z| z.is_finite());
+        let zs_surprise = zs.and_then(|z| ch.cal_zscore.surprise(z));
+        let parts = [r.forecast, r.autoencoder, r.forest, zs_surprise];
+        // Sum of surprises = -log10 of the product of tail probabilities (Fisher's idea); the
+        // detectors are correlated, so the sum is calibrated on its own history below rather
+        // than read off a chi-square table.
+        let raw_ensemble: f64 = parts.iter().flatten().sum();
         let any = parts.iter().any(Option::is_some);
         r.ensemble = if any { ch.cal_ensemble.surprise(raw_ensemble) } else { None };
 
-        // Learn from everything short of an alarm, so an incident does not become the new normal
-        // but a lasting change (a new plan, a new route) does, within days.
-        let normal = r.ensemble.unwrap_or(0.0) < threshold && r.rule.is_none();
-        if normal {
+        // The calibrators learn from every step but outages: scores come in runs (one spike
+        // stays in a window for a while), and leaving the runs out makes the tail look thinner
+        // than it is, which is a runaway of false alarms. A week of history keeps one incident
+        // from moving the tail much. The forest and the usual-for-this-hour learn normal only.
+        if r.rule.is_none() {
             raw_forecast.map(|s| ch.cal_forecast.observe(s));
             raw_ae.map(|s| ch.cal_autoencoder.observe(s));
             raw_forest.map(|s| ch.cal_forest.observe(s));
             if any {
                 ch.cal_ensemble.observe(raw_ensemble);
             }
+            zs.map(|z| ch.cal_zscore.observe(z));
+        }
+        let normal = r.ensemble.unwrap_or(0.0) < threshold / 2.0 && r.rule.is_none();
+        if normal {
             if let Some(f) = features {
                 ch.forest.observe(ts, f);
             }
@@ -332,20 +351,26 @@ pub fn band_exceedance(q10: f64, q50: f64, q90: f64, u: f64) -> f64 {
     up.max(down).max(0.0)
 }
 
-/// Mean squared error over the present steps, plus the missing fraction (a window full of holes
-/// is itself unusual): the same formula as `ae_err` in onnx/train.py.
+/// Mean squared error over the present steps among the newest `RECENT` (plus their missing
+/// fraction: a run of holes is itself unusual). Only the newest steps: a spike would otherwise
+/// keep the whole window's error high for an hour after it passed. (onnx/train.py's card scores
+/// the whole window, which is the harder test for the model.)
 pub fn reconstruction_error(flat: &[f32], rec: &[f32]) -> f64 {
     let n = rec.len();
     let (u, present) = flat.split_at(n);
     let mut se = 0.0;
     let mut count = 0.0;
-    for k in 0..n {
+    for k in n.saturating_sub(RECENT)..n {
         let p = present[k] as f64;
         se += p * (rec[k] as f64 - u[k] as f64).powi(2);
         count += p;
     }
-    se / count.max(1.0) + (n as f64 - count) / n as f64
+    let m = RECENT.min(n) as f64;
+    se / count.max(1.0) + (m - count) / m
 }
+
+/// Steps at the end of the window the autoencoder's score looks at.
+pub const RECENT: usize = 5;
 
 fn name_kind(p: &[f32]) -> Option<(&'static str, f32)> {
     // The most likely kind other than "normal": the step already fired, the question is which way.
@@ -440,8 +465,10 @@ mod tests {
         flat[60..].fill(1.0);
         let rec = vec![0.0f32; 60];
         assert_eq!(reconstruction_error(&flat, &rec), 0.0);
-        flat[60..90].fill(0.0); // half missing: their u of 0 is not "perfect"
         flat[0..30].fill(5.0);
-        assert!((reconstruction_error(&flat, &rec) - 0.5).abs() < 1e-12);
+        assert_eq!(reconstruction_error(&flat, &rec), 0.0, "old steps do not count");
+        flat[117..120].fill(0.0); // 3 of the newest 5 missing: their u of 0 is not "perfect"
+        flat[55..57].fill(2.0);
+        assert!((reconstruction_error(&flat, &rec) - (4.0 + 0.6)).abs() < 1e-6);
     }
 }
