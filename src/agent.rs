@@ -53,6 +53,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     let (stop_tx, stop_rx) = watch::channel(false);
     // Context probes send finished records; they go to the store as they are.
     let (ctx_tx, mut ctx_rx) = mpsc::channel(1024);
+    let ctx_tx_detect = ctx_tx.clone();
     let ctx = crate::probe::Ctx::new(clock.clone(), ctx_tx, stop_rx.clone(), cfg.db.clone());
     let mut context = crate::probe::spawn_context(&cfg, &ctx);
     drop(ctx);
@@ -70,6 +71,17 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
         }
         .spawn(panel_stop.clone())
     });
+    // The learned detectors, on their own thread, fed one closed minute at a time.
+    let live = cfg.detect.enabled.then(|| {
+        let tx = ctx_tx_detect.clone();
+        let sink: crate::detect::live::Sink = Box::new(move |r| {
+            let _ = tx.blocking_send(r);
+        });
+        let offset = crate::timefmt::local_offset_s(wall());
+        crate::detect::live::Live::spawn(&cfg.detect, &targets, &cfg.db, offset, sink)
+    });
+    drop(ctx_tx_detect);
+    let mut minutes = crate::detect::live::MinuteBuilder::new(targets.len());
     let mut probes = tokio::task::JoinSet::new();
     let n = cfg.targets.len() as u32;
     for (i, t) in cfg.targets.iter().enumerate() {
@@ -96,6 +108,11 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
         let mut s = s;
         s.ts = clock.wall_at(s.mono);
         let records = sm.observe(&s);
+        if let Some(live) = &live {
+            for (minute, values) in minutes.add(&s) {
+                live.send(minute, values);
+            }
+        }
         writer.send(Record::Sample(s));
         for r in records {
             writer.send(r);
@@ -145,6 +162,11 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     // test) is abandoned after a grace period rather than holding up the shutdown.
     let _ = tokio::time::timeout(Duration::from_secs(3), async { while context.join_next().await.is_some() {} }).await;
     context.abort_all();
+    drop(handle);
+    if let Some(live) = live {
+        // Runs the minutes it has; its last events land in ctx_rx, drained next.
+        live.stop();
+    }
     while let Ok(r) = ctx_rx.try_recv() {
         writer.send(r);
     }

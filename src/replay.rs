@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::detect::alarm::{GATE_DECAY_PER_DAY, Hysteresis, RecordGate, Transition};
+use crate::detect::alarm::{Alarms, Transition};
 use crate::detect::models::{Models, Source};
 use crate::detect::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
 use crate::timefmt;
@@ -153,18 +153,7 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
         .map(|c| ChannelSpec { name: c.clone(), kind: channel_kind(c), unit: String::new() })
         .collect();
     let mut pipe = Pipeline::new(settings, Models::load(opts.models.clone()), specs);
-    let on = pipe.threshold();
-    // cool: 15 steps, at least 30 minutes
-    let cool = (1_800_000 / step_ms).max(15) as usize;
-    let mut hyst: Vec<(Detector, Hysteresis)> = Detector::ALL
-        .iter()
-        .map(|&d| {
-            let h = Hysteresis::new(on, on / 2.0, cool);
-            // the baseline and the rules stay as they are defined
-            let gated = !matches!(d, Detector::ZScore | Detector::Rules);
-            (d, if gated { h.with_gate(RecordGate::new(7 * 86_400_000, GATE_DECAY_PER_DAY, on / 2.0)) } else { h })
-        })
-        .collect();
+    let mut alarms = Alarms::new(pipe.threshold(), step_ms, &Detector::ALL);
     let mut out = Outcome { rows: rows.len(), step_ms, skipped, ..Default::default() };
     for d in Detector::ALL {
         out.alarms.insert(d.name(), Vec::new());
@@ -180,8 +169,13 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
         }
         None => None,
     };
-    let mut trace_step = |pipe: &mut Pipeline, hyst: &mut [(Detector, Hysteresis)], out: &mut Outcome, open_event: &mut Option<EventOut>, ts: i64, values: &[Option<f64>]| {
-        let results = step(pipe, hyst, out, open_event, series, ts, values);
+    let mut trace_step = |pipe: &mut Pipeline,
+                          alarms: &mut Alarms,
+                          out: &mut Outcome,
+                          open_event: &mut Option<EventOut>,
+                          ts: i64,
+                          values: &[Option<f64>]| {
+        let results = step(pipe, alarms, out, open_event, series, ts, values);
         if let (Some(w), Some(r)) = (trace.as_mut(), results.first()) {
             let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
             let _ = w.write_record([
@@ -202,16 +196,14 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
         if let Some(p) = prev_ts {
             let gap_steps = ((row.ts - p) as f64 / step_ms as f64).round() as i64 - 1;
             for k in 1..=gap_steps.clamp(0, 86_400_000 / step_ms) {
-                trace_step(&mut pipe, &mut hyst, &mut out, &mut open_event, p + k * step_ms, &missing_row);
+                trace_step(&mut pipe, &mut alarms, &mut out, &mut open_event, p + k * step_ms, &missing_row);
             }
         }
-        trace_step(&mut pipe, &mut hyst, &mut out, &mut open_event, row.ts, &row.values);
+        trace_step(&mut pipe, &mut alarms, &mut out, &mut open_event, row.ts, &row.values);
         prev_ts = Some(row.ts);
     }
     if let Some(mut ev) = open_event.take() {
-        if let Some((_, h)) = hyst.iter_mut().find(|(d, _)| *d == Detector::Ensemble)
-            && let Some(e) = h.finish()
-        {
+        if let Some((_, e)) = alarms.finish().into_iter().find(|(d, _)| *d == Detector::Ensemble) {
             ev.end = timefmt::format_time(e.end);
             ev.peak = e.peak;
         }
@@ -223,7 +215,7 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
 
 fn step(
     pipe: &mut Pipeline,
-    hyst: &mut [(Detector, Hysteresis)],
+    alarms: &mut Alarms,
     out: &mut Outcome,
     open_event: &mut Option<EventOut>,
     series: &str,
@@ -232,35 +224,30 @@ fn step(
 ) -> Vec<pipeline::ChannelResult> {
     out.steps += 1;
     let results = pipe.step(ts, values);
-    for (d, h) in hyst.iter_mut() {
-        let (worst, level) = results
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i, r.level(*d)))
-            .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
-        match h.step(ts, level) {
-            Some(Transition::Opened(t)) => {
-                out.alarms.get_mut(d.name()).expect("every detector has a list").push(timefmt::format_time(t));
-                if *d == Detector::Ensemble {
-                    let spec = pipe.channel(worst);
+    for c in alarms.step(ts, &results) {
+        match c.transition {
+            Transition::Opened(t) => {
+                out.alarms.get_mut(c.detector.name()).expect("every detector has a list").push(timefmt::format_time(t));
+                if c.detector == Detector::Ensemble {
+                    let spec = pipe.channel(c.channel);
                     *open_event = Some(EventOut {
                         series: series.to_string(),
                         start: timefmt::format_time(t),
                         end: timefmt::format_time(t),
-                        peak: level,
+                        peak: results[c.channel].level(Detector::Ensemble),
                         channel: spec.name.clone(),
-                        explanation: pipeline::explain(spec, &results[worst], ts, 0),
+                        explanation: pipeline::explain(spec, &results[c.channel], ts, 0),
                     });
                 }
             }
-            Some(Transition::Closed(e)) if *d == Detector::Ensemble => {
+            Transition::Closed(e) if c.detector == Detector::Ensemble => {
                 if let Some(mut ev) = open_event.take() {
                     ev.end = timefmt::format_time(e.end);
                     ev.peak = e.peak;
                     out.events.push(ev);
                 }
             }
-            _ => {}
+            Transition::Closed(_) => {}
         }
     }
     results

@@ -99,3 +99,15 @@ pub fn with_unit(v: f64, unit: &str) -> String {
         u => format!("{v:.1} {u}"),
     }
 }
+
+/// The local time zone's offset from UTC at `ms`, in seconds (0 when unknown).
+pub fn local_offset_s(ms: WallMs) -> i64 {
+    let t: libc::time_t = (ms / 1000) as libc::time_t;
+    // SAFETY: an all-zero tm is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    tm.tm_gmtoff
+}

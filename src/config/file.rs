@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub display: super::probes::DisplayConfig,
     #[serde(default)]
     pub led: super::probes::LedConfig,
+    #[serde(default)]
+    pub detect: super::probes::DetectConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

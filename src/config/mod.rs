@@ -83,6 +83,7 @@ pub struct Config {
     pub probes: probes::ProbesConfig,
     pub display: probes::DisplayConfig,
     pub led: probes::LedConfig,
+    pub detect: probes::DetectConfig,
     /// Where the configuration came from, for `wanwatch config` and logs.
     pub source: String,
 }
@@ -330,8 +331,11 @@ impl Builder<'_> {
         if raw.led.gpio > 27 {
             return Err(self.bad("led", "gpio", "the Pi's header has GPIO 0-27"));
         }
-        let (display, led) = (raw.display.clone(), raw.led.clone());
-        Ok(Config { db, targets, state, store, probes, display, led, source: self.path.display().to_string() })
+        if !(raw.detect.alarms_per_week > 0.0 && raw.detect.alarms_per_week <= 1000.0) {
+            return Err(self.bad("detect", "alarms_per_week", "must be above 0 and at most 1000"));
+        }
+        let (display, led, detect) = (raw.display.clone(), raw.led.clone(), raw.detect.clone());
+        Ok(Config { db, targets, state, store, probes, display, led, detect, source: self.path.display().to_string() })
     }
 
     /// The line of `key` in `[section]`, for errors found after parsing.

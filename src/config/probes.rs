@@ -323,3 +323,24 @@ impl Default for LedConfig {
         LedConfig { enabled: true, gpio: 17 }
     }
 }
+
+/// The learned detectors (see `detect::pipeline`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    pub enabled: bool,
+    /// "builtin" (the models compiled in) or a folder with forecaster.onnx, autoencoder.onnx and
+    /// classifier.onnx, re-read when a file changes.
+    pub models: String,
+    /// Learning period before the isolation forest is first fitted.
+    #[serde(deserialize_with = "duration")]
+    pub baseline: Duration,
+    /// Target false-alarm rate on a healthy link.
+    pub alarms_per_week: f64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig { enabled: true, models: "builtin".into(), baseline: secs(24 * 3600), alarms_per_week: 1.0 }
+    }
+}

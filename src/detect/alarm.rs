@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use super::pipeline::{ChannelResult, Detector};
+
 const DAY_MS: f64 = 86_400_000.0;
 /// How fast the record a new alert must beat fades, in surprise (log10) per day.
 pub const GATE_DECAY_PER_DAY: f64 = 1.0;
@@ -113,6 +115,57 @@ impl Hysteresis {
     /// Closes whatever is open (end of a replay, agent shutdown).
     pub fn finish(&mut self) -> Option<Event> {
         self.open.take()
+    }
+}
+
+/// The alarm policy shared by the agent and replay: one hysteresis per detector over the worst
+/// channel's level, the record gate on the learned detectors (the z-score baseline and the rules
+/// stay as they are defined).
+pub struct Alarms {
+    streams: Vec<(Detector, Hysteresis)>,
+}
+
+/// A detector opened or closed an event; `channel` is the worst channel on that step.
+pub struct Change {
+    pub detector: Detector,
+    pub transition: Transition,
+    pub channel: usize,
+}
+
+impl Alarms {
+    pub fn new(threshold: f64, step_ms: i64, detectors: &[Detector]) -> Alarms {
+        // quiet for 15 steps and at least 30 minutes before an event closes
+        let cool = (1_800_000 / step_ms.max(1)).max(15) as usize;
+        let streams = detectors
+            .iter()
+            .map(|&d| {
+                let h = Hysteresis::new(threshold, threshold / 2.0, cool);
+                let gated = !matches!(d, Detector::ZScore | Detector::Rules);
+                let gate = RecordGate::new(7 * 86_400_000, GATE_DECAY_PER_DAY, threshold / 2.0);
+                (d, if gated { h.with_gate(gate) } else { h })
+            })
+            .collect();
+        Alarms { streams }
+    }
+
+    pub fn step(&mut self, ts: i64, results: &[ChannelResult]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (d, h) in &mut self.streams {
+            let (channel, level) = results
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.level(*d)))
+                .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+            if let Some(transition) = h.step(ts, level) {
+                changes.push(Change { detector: *d, transition, channel });
+            }
+        }
+        changes
+    }
+
+    /// Closes every open event (end of a replay, agent shutdown).
+    pub fn finish(&mut self) -> Vec<(Detector, Event)> {
+        self.streams.iter_mut().filter_map(|(d, h)| h.finish().map(|e| (*d, e))).collect()
     }
 }
 

@@ -87,6 +87,19 @@ pub fn save(saved: &Saved, path: &Path) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// All channels' forests in one file, by channel name.
+pub fn save_all(saved: &[(String, &Saved)], path: &Path) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let json = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}
+
+pub fn load_all(path: &Path) -> Result<Vec<(String, Saved)>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a saved forest ({e})", path.display()))
+}
+
 pub fn load(path: &Path) -> Result<Saved, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a saved forest ({e})", path.display()))

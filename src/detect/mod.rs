@@ -12,6 +12,7 @@ pub mod baseline;
 pub mod calibrate;
 pub mod features;
 pub mod forest;
+pub mod live;
 pub mod models;
 pub mod pipeline;
 pub mod rules;

@@ -251,6 +251,10 @@ impl Pipeline {
         &mut self.channels[i].forest
     }
 
+    pub fn forest_saved(&self, i: usize) -> Option<&super::forest::Saved> {
+        self.channels[i].forest.saved()
+    }
+
     /// One step of every channel (`values[i]` for channel i; None = no data).
     pub fn step(&mut self, ts: i64, values: &[Option<f64>]) -> Vec<ChannelResult> {
         let mut out = Vec::with_capacity(self.channels.len());
@@ -307,10 +311,10 @@ impl Pipeline {
         let zs = r.zscore.filter(|z| z.is_finite());
         let zs_surprise = zs.and_then(|z| ch.cal_zscore.surprise(z));
         let parts = [r.forecast, r.autoencoder, r.forest, zs_surprise];
-        // Sum of surprises = -log10 of the product of tail probabilities (Fisher's idea); the
-        // detectors are correlated, so the sum is calibrated on its own history below rather
-        // than read off a chi-square table.
-        let raw_ensemble: f64 = parts.iter().flatten().sum();
+        // Fisher's method: the surprise of the product of the tail probabilities, which is
+        // comparable however many detectors are ready (the forest joins after its baseline). The
+        // detectors are correlated, so Fisher's answer is calibrated again on its own history.
+        let raw_ensemble = fisher(&parts.iter().flatten().copied().collect::<Vec<_>>());
         let any = parts.iter().any(Option::is_some);
         r.ensemble = if any { ch.cal_ensemble.surprise(raw_ensemble) } else { None };
 
@@ -342,6 +346,23 @@ impl Pipeline {
         r.prediction = ch.forecast.as_deref().and_then(|q| predict(q, u, stats));
         r
     }
+}
+
+/// Fisher's combination of k surprises (-log10 p each): -log10 P(Gamma(k, 1) >= ln(10) * sum).
+pub fn fisher(surprises: &[f64]) -> f64 {
+    let k = surprises.len();
+    if k == 0 {
+        return 0.0;
+    }
+    let x = surprises.iter().sum::<f64>() * std::f64::consts::LN_10;
+    // P(Gamma(k,1) >= x) = e^-x * sum_{i<k} x^i / i!, in logs to stay finite for big x
+    let mut term = 1.0f64;
+    let mut total = 1.0f64;
+    for i in 1..k {
+        term *= x / i as f64;
+        total += term;
+    }
+    ((x - total.ln()) / std::f64::consts::LN_10).max(0.0)
 }
 
 /// How far outside the forecast's 10-90% band a value fell, in band half-widths (0 inside).
@@ -450,6 +471,16 @@ mod tests {
         assert!((s.threshold() - 10_080f64.log10()).abs() < 1e-9);
         let five = Settings { step_ms: 300_000, alarms_per_week: 2.0, ..Settings::minutes() };
         assert!((five.threshold() - 1008f64.log10()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fisher_combines_like_the_textbook() {
+        assert!((fisher(&[2.0]) - 2.0).abs() < 1e-12, "one detector: its own surprise");
+        // four detectors at p = 0.1 each: the product 1e-4 is not that rare among four
+        let s = fisher(&[1.0, 1.0, 1.0, 1.0]);
+        assert!((s - 1.738).abs() < 0.001, "{s}");
+        assert!(fisher(&[6.0, 6.0, 6.0]) > 14.0);
+        assert_eq!(fisher(&[]), 0.0);
     }
 
     #[test]

@@ -163,3 +163,39 @@ impl Store {
             .map_err(|e| self.sql("read syslog", e))
     }
 }
+
+/// One target-minute from the rollups, for the detectors' warm start.
+#[derive(Debug, Clone)]
+pub struct MinuteRow {
+    pub ts: WallMs,
+    pub addr: String,
+    pub sent: u32,
+    pub lost: u32,
+    pub median_us: Option<i64>,
+    pub p95_us: Option<i64>,
+}
+
+impl Store {
+    /// Every target's minutes from `since` on, oldest first.
+    pub fn minutes_since(&self, since: WallMs) -> Result<Vec<MinuteRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.ts, t.addr, m.sent, m.lost, m.median_us, m.p95_us
+                 FROM minutes m JOIN targets t ON t.id = m.target WHERE m.ts >= ?1 ORDER BY m.ts",
+            )
+            .map_err(|e| self.sql("read minutes", e))?;
+        stmt.query_map([since], |r| {
+            Ok(MinuteRow {
+                ts: r.get(0)?,
+                addr: r.get(1)?,
+                sent: r.get(2)?,
+                lost: r.get(3)?,
+                median_us: r.get(4)?,
+                p95_us: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql("read minutes", e))
+    }
+}
