@@ -426,7 +426,7 @@ def main():
 
     def ae_err(X, Y, M):
         r = mlp_forward(pa, X, 4)
-        return ((r - Y) ** 2 * M).sum(1) / np.maximum(M.sum(1), 1) + (1 - M).mean(1)  # as src/detect/models.rs
+        return ((r - Y) ** 2 * M).sum(1) / np.maximum(M.sum(1), 1) + (1 - M).mean(1)  # whole window; src/detect/pipeline.rs scores the newest 5 steps
 
     en, ea = ae_err(Xn, Yn, Mn), ae_err(Xa, Ya, Ma)
     ae_auc = {CLASSES[k]: float(auc(en, ea[Ka == k])) for k in range(1, len(CLASSES))}

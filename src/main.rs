@@ -10,9 +10,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use wanwatch::config::{self, Overrides, file::parse_duration};
+use wanwatch::detect::models::Source;
 use wanwatch::store::Store;
 use wanwatch::store::export::{self, ExportError, Format, Table};
-use wanwatch::detect::models::Source;
 use wanwatch::{agent, clock, replay, status, timefmt};
 
 #[derive(Parser)]

@@ -103,7 +103,10 @@ fn read(path: &Path, opts: &Options, skipped: &mut usize) -> Result<Vec<Row>, Re
             && ts < prev.ts
         {
             // Real exports have these (NAB's machine_temperature has one): skip, say where.
-            tracing::warn!("{p}, line {line}: time goes backwards ({raw} after {}); row skipped", timefmt::format_time(prev.ts));
+            tracing::warn!(
+                "{p}, line {line}: time goes backwards ({raw} after {}); row skipped",
+                timefmt::format_time(prev.ts)
+            );
             *skipped += 1;
             continue;
         }
@@ -163,8 +166,19 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
     let mut prev_ts: Option<i64> = None;
     let mut trace = match &opts.trace {
         Some(t) => {
-            let mut w = csv::Writer::from_path(t).map_err(|source| ReplayError::Read { path: t.display().to_string(), source })?;
-            let _ = w.write_record(["ts", "value", "forecast", "autoencoder", "forest", "ensemble", "zscore", "rule", "kind"]);
+            let mut w = csv::Writer::from_path(t)
+                .map_err(|source| ReplayError::Read { path: t.display().to_string(), source })?;
+            let _ = w.write_record([
+                "ts",
+                "value",
+                "forecast",
+                "autoencoder",
+                "forest",
+                "ensemble",
+                "zscore",
+                "rule",
+                "kind",
+            ]);
             Some(w)
         }
         None => None,

@@ -31,7 +31,13 @@ impl ZScore {
         let z = if n >= 10.0 {
             let mean = self.sum / n;
             let sd = (self.sum_sq / n - mean * mean).max(0.0).sqrt();
-            Some(if sd > 0.0 { (x - mean).abs() / sd } else if x == mean { 0.0 } else { f64::INFINITY })
+            Some(if sd > 0.0 {
+                (x - mean).abs() / sd
+            } else if x == mean {
+                0.0
+            } else {
+                f64::INFINITY
+            })
         } else {
             None
         };

@@ -64,8 +64,12 @@ impl ForestDetector {
             return false;
         }
         let data: Vec<[f64; FOREST_DIM]> = self.recent.iter().copied().collect();
-        let options =
-            ForestOptions { n_trees: TREES, sample_size: SAMPLE, max_tree_depth: None, extension_level: FOREST_DIM - 1 };
+        let options = ForestOptions {
+            n_trees: TREES,
+            sample_size: SAMPLE,
+            max_tree_depth: None,
+            extension_level: FOREST_DIM - 1,
+        };
         match Forest::from_slice(&data, &options) {
             Ok(forest) => {
                 self.fitted = Some(Saved { fitted_at: ts, forest });

@@ -31,7 +31,11 @@ pub fn channels(targets: &[Target]) -> Vec<ChannelSpec> {
         .iter()
         .flat_map(|t| {
             [
-                ChannelSpec { name: format!("median RTT to {}", t.name), kind: ChannelKind::Latency, unit: "ms".into() },
+                ChannelSpec {
+                    name: format!("median RTT to {}", t.name),
+                    kind: ChannelKind::Latency,
+                    unit: "ms".into(),
+                },
                 ChannelSpec { name: format!("p95 RTT to {}", t.name), kind: ChannelKind::Latency, unit: "ms".into() },
                 ChannelSpec { name: format!("loss to {}", t.name), kind: ChannelKind::Loss, unit: "ratio".into() },
             ]
@@ -284,15 +288,11 @@ pub fn forest_file(db: &Path) -> PathBuf {
 
 /// Which detectors spoke up (surprise at least half the alarm level), for the event's detail.
 fn contributors(r: &pipeline::ChannelResult, threshold: f64) -> String {
-    let mut names: Vec<&str> = [
-        (r.forecast, "forecast"),
-        (r.autoencoder, "autoencoder"),
-        (r.forest, "forest"),
-    ]
-    .iter()
-    .filter(|(s, _)| s.is_some_and(|s| s >= threshold / 2.0))
-    .map(|(_, n)| *n)
-    .collect();
+    let mut names: Vec<&str> = [(r.forecast, "forecast"), (r.autoencoder, "autoencoder"), (r.forest, "forest")]
+        .iter()
+        .filter(|(s, _)| s.is_some_and(|s| s >= threshold / 2.0))
+        .map(|(_, n)| *n)
+        .collect();
     if r.zscore.is_some_and(|z| z >= super::baseline::THRESHOLD) {
         names.push("z-score");
     }

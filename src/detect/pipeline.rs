@@ -126,8 +126,8 @@ pub struct ChannelResult {
     /// The classifier's verdict when something fired: (kind, probability).
     pub kind: Option<(&'static str, f32)>,
     pub value: Option<f64>,
-    /// This time of week's usual value, when known.
-    pub usual: Option<f64>,
+    /// This time of week's (or, in the first week, this hour's) usual value, when known.
+    pub usual: Option<(f64, Usual)>,
 }
 
 impl ChannelResult {
@@ -150,6 +150,13 @@ impl ChannelResult {
     }
 }
 
+/// Which "usual" an explanation compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usual {
+    HourOfWeek,
+    HourOfDay,
+}
+
 /// Usual value per hour of the week (an exponential average of the normal steps in that hour).
 #[derive(Debug, Clone)]
 struct TimeOfWeek {
@@ -161,9 +168,15 @@ impl TimeOfWeek {
         TimeOfWeek { buckets: vec![(0, 0.0); 168] }
     }
 
-    fn usual(&self, hour: usize) -> Option<f64> {
+    /// This hour of the week's usual, else this hour of the day's (over the days that have it).
+    fn usual(&self, hour: usize) -> Option<(f64, Usual)> {
         let (n, v) = self.buckets[hour];
-        (n >= 30).then_some(v)
+        if n >= 30 {
+            return Some((v, Usual::HourOfWeek));
+        }
+        let same_hour: Vec<f64> =
+            (0..7).map(|d| self.buckets[d * 24 + hour % 24]).filter(|b| b.0 >= 30).map(|b| b.1).collect();
+        (!same_hour.is_empty()).then(|| (same_hour.iter().sum::<f64>() / same_hour.len() as f64, Usual::HourOfDay))
     }
 
     fn learn(&mut self, hour: usize, x: f64) {
@@ -340,7 +353,9 @@ impl Pipeline {
                 ch.tow.learn(hour, v);
             }
         }
-        if r.ensemble.unwrap_or(0.0) >= threshold / 2.0 && let Some(m) = self.models.get(Kind::Classifier) {
+        if r.ensemble.unwrap_or(0.0) >= threshold / 2.0
+            && let Some(m) = self.models.get(Kind::Classifier)
+        {
             r.kind = m.run(&self.flat).ok().and_then(|p| name_kind(&p));
         }
         r.prediction = ch.forecast.as_deref().and_then(|q| predict(q, u, stats));
@@ -430,23 +445,22 @@ pub fn explain(spec: &ChannelSpec, r: &ChannelResult, ts: i64, offset_s: i64) ->
     if let Some(rule) = r.rule {
         return rule.describe(&spec.name);
     }
-    let when = hour_of_week_name(hour_of_week(ts, offset_s));
+    let how = hour_of_week(ts, offset_s);
     let kind = r.kind.map(|(k, p)| format!(" ({}, {:.0}%)", k.replace('_', " "), p * 100.0)).unwrap_or_default();
+    let v = |x: f64| timefmt::with_unit(x, &spec.unit);
     match (r.value, r.usual) {
-        (Some(v), Some(u)) if u.abs() > 1e-9 && spec.kind != ChannelKind::Loss => format!(
-            "{} {} is {:.1}x its usual {} for {when}{kind}",
-            spec.name,
-            timefmt::with_unit(v, &spec.unit),
-            v / u,
-            timefmt::with_unit(u, &spec.unit)
-        ),
-        (Some(v), Some(u)) => format!(
-            "{} {} against a usual {} for {when}{kind}",
-            spec.name,
-            timefmt::with_unit(v, &spec.unit),
-            timefmt::with_unit(u, &spec.unit)
-        ),
-        (Some(v), None) => format!("{} {} is unusual{kind}", spec.name, timefmt::with_unit(v, &spec.unit)),
+        (Some(x), Some((u, which))) => {
+            let when = match which {
+                Usual::HourOfWeek => hour_of_week_name(how),
+                Usual::HourOfDay => format!("{:02}:00", how % 24),
+            };
+            if u.abs() > 1e-9 && spec.kind != ChannelKind::Loss {
+                format!("{} {} is {:.1}x its usual {} for {when}{kind}", spec.name, v(x), x / u, v(u))
+            } else {
+                format!("{} {} against its usual {} for {when}{kind}", spec.name, v(x), v(u))
+            }
+        }
+        (Some(x), None) => format!("{} {} is unusual{kind}", spec.name, v(x)),
         (None, _) => format!("{}: no data{kind}", spec.name),
     }
 }
