@@ -162,7 +162,6 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     // test) is abandoned after a grace period rather than holding up the shutdown.
     let _ = tokio::time::timeout(Duration::from_secs(3), async { while context.join_next().await.is_some() {} }).await;
     context.abort_all();
-    drop(handle);
     if let Some(live) = live {
         // Runs the minutes it has; its last events land in ctx_rx, drained next.
         live.stop();

@@ -63,6 +63,28 @@ pub fn format_span(ms: i64) -> String {
     }
 }
 
+/// A measured value with its unit, rounded for people: "48.2 ms", "3.1%" for a 0-1 ratio.
+pub fn with_unit(v: f64, unit: &str) -> String {
+    match unit {
+        "ratio" => format!("{:.1}%", v * 100.0),
+        "" => format!("{v:.3}"),
+        u if v.abs() >= 100.0 => format!("{v:.0} {u}"),
+        u => format!("{v:.1} {u}"),
+    }
+}
+
+/// The local time zone's offset from UTC at `ms`, in seconds (0 when unknown).
+pub fn local_offset_s(ms: WallMs) -> i64 {
+    let t: libc::time_t = (ms / 1000) as libc::time_t;
+    // SAFETY: an all-zero tm is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    tm.tm_gmtoff
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,26 +110,4 @@ mod tests {
         assert_eq!(format_span(3 * 3_600_000 + 5 * 60_000), "3h 05m");
         assert_eq!(format_span(-5), "0s");
     }
-}
-
-/// A measured value with its unit, rounded for people: "48.2 ms", "3.1%" for a 0-1 ratio.
-pub fn with_unit(v: f64, unit: &str) -> String {
-    match unit {
-        "ratio" => format!("{:.1}%", v * 100.0),
-        "" => format!("{v:.3}"),
-        u if v.abs() >= 100.0 => format!("{v:.0} {u}"),
-        u => format!("{v:.1} {u}"),
-    }
-}
-
-/// The local time zone's offset from UTC at `ms`, in seconds (0 when unknown).
-pub fn local_offset_s(ms: WallMs) -> i64 {
-    let t: libc::time_t = (ms / 1000) as libc::time_t;
-    // SAFETY: an all-zero tm is a valid value for localtime_r to overwrite.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return 0;
-    }
-    tm.tm_gmtoff
 }

@@ -199,7 +199,7 @@ mod tests {
         let hour = 3_600_000;
         let mut h = Hysteresis::new(3.0, 1.5, 2).with_gate(RecordGate::new(7 * 24 * hour, 1.0, 1.5));
         assert!(matches!(h.step(0, 6.0), Some(Transition::Opened(0))));
-        assert!(matches!(h.step(hour, 0.0), None));
+        assert!(h.step(hour, 0.0).is_none());
         assert!(matches!(h.step(2 * hour, 0.0), Some(Transition::Closed(_))));
         assert_eq!(h.step(3 * hour, 5.0), None, "less than the last incident: no new alert");
         for t in 4..30 {

@@ -336,13 +336,21 @@ impl Pipeline {
         // than it is, which is a runaway of false alarms. A week of history keeps one incident
         // from moving the tail much. The forest and the usual-for-this-hour learn normal only.
         if r.rule.is_none() {
-            raw_forecast.map(|s| ch.cal_forecast.observe(s));
-            raw_ae.map(|s| ch.cal_autoencoder.observe(s));
-            raw_forest.map(|s| ch.cal_forest.observe(s));
+            if let Some(v) = raw_forecast {
+                ch.cal_forecast.observe(v);
+            }
+            if let Some(v) = raw_ae {
+                ch.cal_autoencoder.observe(v);
+            }
+            if let Some(v) = raw_forest {
+                ch.cal_forest.observe(v);
+            }
             if any {
                 ch.cal_ensemble.observe(raw_ensemble);
             }
-            zs.map(|z| ch.cal_zscore.observe(z));
+            if let Some(v) = zs {
+                ch.cal_zscore.observe(v);
+            }
         }
         let normal = r.ensemble.unwrap_or(0.0) < threshold / 2.0 && r.rule.is_none();
         if normal {
