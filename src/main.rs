@@ -158,10 +158,7 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WANWATCH_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(io::stderr).init();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS, // `wanwatch export | head`
@@ -170,6 +167,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// WANWATCH_LOG (default "info"), with tract held at warnings unless named: its debug output is
+/// thousands of lines per model load, enough to fill a pipe and stall whoever logs next.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut f = std::env::var("WANWATCH_LOG").unwrap_or_else(|_| "info".into());
+    if !f.contains("tract") {
+        f.push_str(",tract_hir=warn,tract_core=warn,tract_onnx=warn,tract_onnx_opl=warn,tract_linalg=warn");
+    }
+    tracing_subscriber::EnvFilter::try_new(&f).unwrap_or_else(|_| "info".into())
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
