@@ -182,7 +182,7 @@ fn agent_detection_raises_one_event_with_an_explanation_and_keeps_its_forest() {
     // The forest was fitted after the 12 h baseline and saved; a new detector picks it up.
     let saved = forest_file(&db);
     assert!(saved.exists(), "forest saved at {}", saved.display());
-    let n = wanwatch::detect::forest::load_all(&saved).unwrap().len();
+    let n = wanwatch::detect::forest::load::<Vec<(String, wanwatch::detect::forest::Saved)>>(&saved).unwrap().len();
     assert_eq!(n, 3, "one forest per channel");
 }
 

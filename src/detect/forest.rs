@@ -83,28 +83,16 @@ impl ForestDetector {
     }
 }
 
-/// Writes the forest atomically (temp file + rename): a power cut leaves the old one or the new one.
-pub fn save(saved: &Saved, path: &Path) -> std::io::Result<()> {
+/// Writes atomically (temp file + rename): a power cut leaves the old file or the new one.
+pub fn save<T: Serialize>(value: &T, path: &Path) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let json = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
+    let json = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, path)
 }
 
-/// All channels' forests in one file, by channel name.
-pub fn save_all(saved: &[(String, &Saved)], path: &Path) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let json = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)
-}
-
-pub fn load_all(path: &Path) -> Result<Vec<(String, Saved)>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a saved forest ({e})", path.display()))
-}
-
-pub fn load(path: &Path) -> Result<Saved, String> {
+/// One forest (`Saved`), or all channels' by name (`Vec<(String, Saved)>`).
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a saved forest ({e})", path.display()))
 }
@@ -142,6 +130,6 @@ mod tests {
         // refits a day later, not before
         assert!(!g.observe(25 * 60 * minute, normal(1)));
         std::fs::write(&path, b"{\"fitted_at\": 1, \"forest\": 3").unwrap();
-        assert!(load(&path).err().unwrap().contains("not a saved forest"));
+        assert!(load::<Saved>(&path).err().unwrap().contains("not a saved forest"));
     }
 }

@@ -152,7 +152,7 @@ impl Detection {
         let alarms = Alarms::new(settings.threshold(), settings.step_ms, &[Detector::Ensemble, Detector::Predict]);
         let mut pipe = Pipeline::new(settings, models, specs);
         let forest_path = forest_file(db);
-        match forest::load_all(&forest_path) {
+        match forest::load::<Vec<(String, Saved)>>(&forest_path) {
             Ok(saved) => {
                 for (name, s) in saved {
                     if let Some(i) = (0..pipe.channel_count()).find(|&i| pipe.channel(i).name == name) {
@@ -273,7 +273,7 @@ impl Detection {
         let saved: Vec<(String, &Saved)> = (0..self.pipe.channel_count())
             .filter_map(|i| self.pipe.forest_saved(i).map(|s| (self.pipe.channel(i).name.clone(), s)))
             .collect();
-        if let Err(e) = forest::save_all(&saved, &self.forest_path) {
+        if let Err(e) = forest::save(&saved, &self.forest_path) {
             tracing::warn!("saving the isolation forest to {}: {e}", self.forest_path.display());
         }
     }
