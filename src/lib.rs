@@ -29,6 +29,7 @@ pub mod led;
 pub mod panel;
 pub mod probe;
 pub mod replay;
+pub mod report;
 pub mod sample;
 pub mod status;
 pub mod store;

@@ -124,11 +124,34 @@ enum Command {
         #[arg(long, value_name = "FILE.csv")]
         trace: Option<PathBuf>,
     },
+    /// Write the evidence report for the ISP: one self-contained HTML file (plots inline), or
+    /// Markdown for a support chat.
+    Report {
+        #[command(flatten)]
+        common: Common,
+        /// From this time: "7d" (ago, the default), "2026-11-01", "2026-11-25 18:00" (UTC), RFC 3339.
+        #[arg(long, default_value = "7d", value_name = "T")]
+        since: String,
+        /// Up to (not including) this time; default now.
+        #[arg(long, default_value = "now", value_name = "T")]
+        until: String,
+        /// The file to write (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
+    },
     /// Print the configuration in effect (after the file and the command line).
     Config {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum ReportFormat {
+    Html,
+    Md,
 }
 
 #[derive(clap::Args)]
@@ -266,6 +289,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             };
             run_replay(&files, &opts, name_root.as_ref(), out.as_deref(), out_dir.as_deref(), events.as_deref())
         }
+        Command::Report { common, since, until, out, format } => {
+            let cfg = common.load(Overrides::default())?;
+            let now = clock::system_wall_ms();
+            let since = timefmt::parse_time(&since, now).map_err(|m| anyhow::anyhow!("--since: {m}"))?;
+            let until = timefmt::parse_time(&until, now).map_err(|m| anyhow::anyhow!("--until: {m}"))?;
+            if until <= since {
+                bail!("--until must be after --since");
+            }
+            write_report(&cfg, since, until, out.as_deref(), format)
+        }
         Command::Config { common } => {
             let cfg = common.load(Overrides::default())?;
             println!("# source: {}", cfg.source);
@@ -284,6 +317,50 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `wanwatch report`: build, render and write, with a progress bar on a terminal.
+fn write_report(
+    cfg: &config::Config,
+    since: i64,
+    until: i64,
+    out: Option<&std::path::Path>,
+    format: ReportFormat,
+) -> anyhow::Result<()> {
+    use wanwatch::report;
+    let store = Store::open_read_only(&cfg.db)?;
+    // indicatif draws nothing when stderr is not a terminal (cron, pipes, tests).
+    let bar = indicatif::ProgressBar::new(report::STAGES);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |stage: &str| {
+        bar.inc(1);
+        bar.set_message(stage.to_string());
+    };
+    let plan = report::Plan { down_mbps: cfg.report.plan_down_mbps, up_mbps: cfg.report.plan_up_mbps };
+    let r = report::build(&store, since, until, plan, &progress)?;
+    let text = match format {
+        ReportFormat::Html => report::render::html(&r, &progress),
+        ReportFormat::Md => report::render::markdown(&r, &progress),
+    }
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {} ({} minutes, {} outages, {} events)",
+                path.display(),
+                r.summary.measured_minutes,
+                r.data.outages.len(),
+                r.data.events.len()
+            );
+        }
+        None => io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    Ok(())
 }
 
 /// Replays files on every core, then writes the alarm files.

@@ -39,6 +39,12 @@ pub struct RawConfig {
     pub led: super::probes::LedConfig,
     #[serde(default)]
     pub detect: super::probes::DetectConfig,
+    #[serde(default)]
+    pub report: super::outputs::ReportConfig,
+    #[serde(default)]
+    pub web: super::outputs::WebConfig,
+    #[serde(default)]
+    pub notify: super::outputs::NotifyConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 //! file, the line and the field.
 
 pub mod file;
+pub mod outputs;
 pub mod probes;
 pub mod route;
 
@@ -84,6 +85,9 @@ pub struct Config {
     pub display: probes::DisplayConfig,
     pub led: probes::LedConfig,
     pub detect: probes::DetectConfig,
+    pub report: outputs::ReportConfig,
+    pub web: outputs::WebConfig,
+    pub notify: outputs::NotifyConfig,
     /// Where the configuration came from, for `wanwatch config` and logs.
     pub source: String,
 }
@@ -334,8 +338,48 @@ impl Builder<'_> {
         if !(raw.detect.alarms_per_week > 0.0 && raw.detect.alarms_per_week <= 1000.0) {
             return Err(self.bad("detect", "alarms_per_week", "must be above 0 and at most 1000"));
         }
+        for (key, v) in [("plan_down_mbps", raw.report.plan_down_mbps), ("plan_up_mbps", raw.report.plan_up_mbps)] {
+            if v.is_some_and(|v| !(v > 0.0 && v < 100_000.0)) {
+                return Err(self.bad("report", key, "must be a speed in Mbit/s above 0"));
+            }
+        }
+        if raw.web.enabled && raw.web.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(self.bad(
+                "web",
+                "listen",
+                format!("`{}` is not ADDRESS:PORT, e.g. \"0.0.0.0:9099\"", raw.web.listen),
+            ));
+        }
+        let n = &raw.notify;
+        for (section, url) in
+            [("notify.ntfy", n.ntfy.as_ref().map(|x| &x.url)), ("notify.webhook", n.webhook.as_ref().map(|x| &x.url))]
+        {
+            if url.is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                return Err(self.bad(section, "url", "must start with http:// or https://"));
+            }
+        }
+        if n.mqtt.as_ref().is_some_and(|m| m.host.trim().is_empty()) {
+            return Err(self.bad("notify.mqtt", "host", "must name the broker"));
+        }
+        if n.min_interval < std::time::Duration::from_secs(1) {
+            return Err(self.bad("notify", "min_interval", "must be at least 1s"));
+        }
         let (display, led, detect) = (raw.display.clone(), raw.led.clone(), raw.detect.clone());
-        Ok(Config { db, targets, state, store, probes, display, led, detect, source: self.path.display().to_string() })
+        let (report, web, notify) = (raw.report.clone(), raw.web.clone(), raw.notify.clone());
+        Ok(Config {
+            db,
+            targets,
+            state,
+            store,
+            probes,
+            display,
+            led,
+            detect,
+            report,
+            web,
+            notify,
+            source: self.path.display().to_string(),
+        })
     }
 
     /// The line of `key` in `[section]`, for errors found after parsing.

@@ -1,0 +1,118 @@
+//! Settings of what goes out of the Pi: the weekly report (`[report]`), the LAN web dashboard
+//! and Prometheus endpoint (`[web]`), and notifications (`[notify]`, `[notify.ntfy]`,
+//! `[notify.webhook]`, `[notify.mqtt]`). Notifications are off until a destination is named.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    super::file::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Write last week's report (HTML) every Monday.
+    pub weekly: bool,
+    /// Where weekly reports go; empty: a `reports` folder next to the database.
+    pub dir: Option<PathBuf>,
+    /// The plan's advertised speeds, Mbit/s, to compare speed tests against.
+    pub plan_down_mbps: Option<f64>,
+    pub plan_up_mbps: Option<f64>,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig { weekly: true, dir: None, plan_down_mbps: None, plan_up_mbps: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub enabled: bool,
+    /// Address and port for the dashboard (/) and Prometheus (/metrics). Requests from outside
+    /// private, link-local and loopback ranges are refused whatever this says.
+    pub listen: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { enabled: true, listen: "0.0.0.0:9099".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// At most one message per kind (outage, degraded, anomaly, prediction) this often; what
+    /// happens in between is sent as one digest when the interval is over.
+    #[serde(deserialize_with = "duration")]
+    pub min_interval: Duration,
+    /// Give up on a message this old (it stays in the database's event log regardless).
+    #[serde(deserialize_with = "duration")]
+    pub max_age: Duration,
+    pub ntfy: Option<NtfyConfig>,
+    pub webhook: Option<WebhookConfig>,
+    pub mqtt: Option<MqttConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            min_interval: Duration::from_secs(600),
+            max_age: Duration::from_secs(7 * 86_400),
+            ntfy: None,
+            webhook: None,
+            mqtt: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NtfyConfig {
+    /// The topic URL, e.g. "https://ntfy.sh/my-family-wan".
+    pub url: String,
+    /// An access token for a protected topic.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Receives a JSON POST per message.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub host: String,
+    #[serde(default = "mqtt_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Topic prefix for wanwatch's own topics.
+    #[serde(default = "mqtt_topic")]
+    pub topic: String,
+    /// Home Assistant's discovery prefix.
+    #[serde(default = "mqtt_discovery")]
+    pub discovery_prefix: String,
+}
+
+fn mqtt_port() -> u16 {
+    1883
+}
+fn mqtt_topic() -> String {
+    "wanwatch".into()
+}
+fn mqtt_discovery() -> String {
+    "homeassistant".into()
+}

@@ -1,0 +1,643 @@
+//! Does the link get worse when something else happens (rain, wind, a busy LAN, weak signal, the
+//! evening)? Effect sizes with honest uncertainty, from the household's own minutes.
+//!
+//! Minutes are not independent (a bad hour is sixty bad minutes), so a plain binomial interval
+//! would be far too sure of itself. Uncertainty comes from a block bootstrap over clock hours:
+//! whole hours are resampled, so an effect must show up across many separate hours to count.
+//! Loss and latency are judged on minutes outside outages; outages are their own measure.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::data::{MINUTE_MS, Minute};
+use crate::sample::WallMs;
+
+const HOUR_MS: i64 = 3_600_000;
+/// Bootstrap resamples: enough for a stable 95% interval, cheap over hour blocks.
+const RESAMPLES: usize = 999;
+/// Below this an effect is "too little data": at least this many separate hours on each side.
+pub const MIN_HOURS: usize = 3;
+pub const MIN_MINUTES: usize = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Worse inside: the whole 95% interval of the ratio is above 1.
+    Higher,
+    /// Better inside: the whole interval is below 1.
+    Lower,
+    NoClearDifference,
+    TooLittleData,
+}
+
+/// One measure compared inside vs outside a condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub inside: f64,
+    pub outside: f64,
+    /// inside / outside (infinite when outside is 0 and inside is not).
+    pub ratio: f64,
+    /// 95% block-bootstrap interval of the ratio.
+    pub ci: (f64, f64),
+    pub verdict: Verdict,
+}
+
+/// "When it rains > 1 mm/h" vs "when it is dry": loss, latency and outage time on each side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub label: String,
+    pub versus: String,
+    pub minutes_in: usize,
+    pub minutes_out: usize,
+    pub hours_in: usize,
+    pub hours_out: usize,
+    /// Packet loss ratio (0-1), outside outages.
+    pub loss: Comparison,
+    /// Mean of the per-minute median RTT, ms, outside outages.
+    pub latency: Comparison,
+    /// Share of minutes inside a WAN outage.
+    pub down: Comparison,
+}
+
+/// Sums over one clock hour, one side of the split.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    minutes: f64,
+    up_minutes: f64,
+    sent: f64,
+    lost: f64,
+    lat_sum: f64,
+    lat_n: f64,
+    down: f64,
+}
+
+impl Sums {
+    fn add(&mut self, m: &Minute) {
+        self.minutes += 1.0;
+        if m.down {
+            self.down += 1.0;
+            return;
+        }
+        self.up_minutes += 1.0;
+        self.sent += m.sent as f64;
+        self.lost += m.lost as f64;
+        if let Some(l) = m.median_ms {
+            self.lat_sum += l;
+            self.lat_n += 1.0;
+        }
+    }
+    fn plus(&mut self, o: &Sums) {
+        self.minutes += o.minutes;
+        self.up_minutes += o.up_minutes;
+        self.sent += o.sent;
+        self.lost += o.lost;
+        self.lat_sum += o.lat_sum;
+        self.lat_n += o.lat_n;
+        self.down += o.down;
+    }
+    fn measures(&self) -> [f64; 3] {
+        let div = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        [div(self.lost, self.sent), div(self.lat_sum, self.lat_n), div(self.down, self.minutes)]
+    }
+}
+
+fn ratio(inside: f64, outside: f64) -> f64 {
+    match (inside, outside) {
+        (i, o) if i.is_nan() || o.is_nan() => f64::NAN,
+        (0.0, 0.0) => 1.0,
+        (_, 0.0) => f64::INFINITY,
+        (i, o) => i / o,
+    }
+}
+
+/// Compare the minutes where `side` is Some(true) against Some(false); None minutes (context
+/// unknown) are left out.
+pub fn split(minutes: &[Minute], label: &str, versus: &str, side: impl Fn(&Minute) -> Option<bool>) -> Split {
+    let mut blocks: BTreeMap<i64, [Sums; 2]> = BTreeMap::new();
+    for m in minutes {
+        if let Some(s) = side(m) {
+            blocks.entry(m.ts.div_euclid(HOUR_MS)).or_default()[usize::from(s)].add(m);
+        }
+    }
+    let blocks: Vec<[Sums; 2]> = blocks.into_values().collect();
+    let total = |pick: &dyn Fn(usize) -> usize| {
+        let mut t = [Sums::default(); 2];
+        for i in 0..blocks.len() {
+            let b = &blocks[pick(i)];
+            t[0].plus(&b[0]);
+            t[1].plus(&b[1]);
+        }
+        t
+    };
+    let all = total(&|i| i);
+    let hours = |side: usize| blocks.iter().filter(|b| b[side].minutes > 0.0).count();
+    let (hours_in, hours_out) = (hours(1), hours(0));
+    let point: Vec<f64> = (0..3).map(|k| ratio(all[1].measures()[k], all[0].measures()[k])).collect();
+    // Fixed seed: the same database gives the same report.
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let mut boot: [Vec<f64>; 3] = Default::default();
+    if !blocks.is_empty() {
+        for _ in 0..RESAMPLES {
+            let picks: Vec<usize> = (0..blocks.len()).map(|_| rng.random_range(0..blocks.len())).collect();
+            let t = total(&|i| picks[i]);
+            let (a, b) = (t[1].measures(), t[0].measures());
+            for k in 0..3 {
+                boot[k].push(ratio(a[k], b[k]));
+            }
+        }
+    }
+    let enough = hours_in >= MIN_HOURS && hours_out >= MIN_HOURS && all[1].minutes as usize >= MIN_MINUTES;
+    let comparison = |k: usize| {
+        let (inside, outside) = (all[1].measures()[k], all[0].measures()[k]);
+        let mut b: Vec<f64> = boot[k].iter().copied().filter(|x| !x.is_nan()).collect();
+        b.sort_by(f64::total_cmp);
+        let ci = if b.len() < RESAMPLES / 2 {
+            (f64::NAN, f64::NAN)
+        } else {
+            (b[(b.len() as f64 * 0.025) as usize], b[((b.len() as f64 * 0.975) as usize).min(b.len() - 1)])
+        };
+        let verdict = if !enough || point[k].is_nan() || ci.0.is_nan() {
+            Verdict::TooLittleData
+        } else if ci.0 > 1.0 {
+            Verdict::Higher
+        } else if ci.1 < 1.0 {
+            Verdict::Lower
+        } else {
+            Verdict::NoClearDifference
+        };
+        Comparison { inside, outside, ratio: point[k], ci, verdict }
+    };
+    Split {
+        label: label.into(),
+        versus: versus.into(),
+        minutes_in: all[1].minutes as usize,
+        minutes_out: all[0].minutes as usize,
+        hours_in,
+        hours_out,
+        loss: comparison(0),
+        latency: comparison(1),
+        down: comparison(2),
+    }
+}
+
+/// Spearman's rank correlation of a context value against a link measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correlation {
+    pub label: String,
+    pub n: usize,
+    /// Separate clock hours the pairs come from: the sample size the interval uses.
+    pub hours: usize,
+    pub rho: f64,
+    pub ci: (f64, f64),
+}
+
+/// Spearman's rho between `x` and `y` over the minutes where both exist. The interval is
+/// Fisher's, with the number of separate hours (not minutes) as the sample size, because
+/// neighbouring minutes are not independent evidence.
+pub fn spearman(
+    minutes: &[Minute],
+    label: &str,
+    x: impl Fn(&Minute) -> Option<f64>,
+    y: impl Fn(&Minute) -> Option<f64>,
+) -> Correlation {
+    let pairs: Vec<(WallMs, f64, f64)> = minutes
+        .iter()
+        .filter_map(|m| Some((m.ts, x(m)?, y(m)?)))
+        .filter(|p| p.1.is_finite() && p.2.is_finite())
+        .collect();
+    let hours = {
+        let mut h: Vec<i64> = pairs.iter().map(|p| p.0.div_euclid(HOUR_MS)).collect();
+        h.dedup();
+        h.len()
+    };
+    let rx = ranks(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
+    let ry = ranks(&pairs.iter().map(|p| p.2).collect::<Vec<_>>());
+    let rho = pearson(&rx, &ry);
+    let ci = if hours > 3 && rho.is_finite() {
+        let z = rho.clamp(-0.999_999, 0.999_999).atanh();
+        let se = 1.0 / ((hours - 3) as f64).sqrt();
+        ((z - 1.96 * se).tanh(), (z + 1.96 * se).tanh())
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    Correlation { label: label.into(), n: pairs.len(), hours, rho, ci }
+}
+
+/// Average ranks (ties share the mean of their positions).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        for k in &idx[i..=j] {
+            r[*k] = mean;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    if a.len() < 3 {
+        return f64::NAN;
+    }
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    if saa == 0.0 || sbb == 0.0 { f64::NAN } else { sab / (saa * sbb).sqrt() }
+}
+
+/// One hour of the week (local time), over every week in the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cell {
+    pub minutes: u32,
+    pub sent: u64,
+    pub lost: u64,
+    pub down: u32,
+    /// Minutes that were bad for a video call or a big download: down, loss above 2%, or
+    /// latency above twice the period's typical.
+    pub bad: u32,
+    pub median_sum: f64,
+    pub median_n: u32,
+}
+
+impl Cell {
+    pub fn loss(&self) -> Option<f64> {
+        (self.sent > 0).then(|| self.lost as f64 / self.sent as f64)
+    }
+    pub fn latency(&self) -> Option<f64> {
+        (self.median_n > 0).then(|| self.median_sum / self.median_n as f64)
+    }
+    pub fn bad_share(&self) -> Option<f64> {
+        (self.minutes > 0).then(|| self.bad as f64 / self.minutes as f64)
+    }
+}
+
+/// Monday 00:00 = 0 ... Sunday 23:00 = 167, local time.
+pub fn hour_of_week(ts: WallMs, offset_s: i64) -> usize {
+    let local_s = ts.div_euclid(1000) + offset_s;
+    // 1970-01-01 was a Thursday: shift so that Monday is day 0.
+    let day = (local_s.div_euclid(86_400) + 3).rem_euclid(7);
+    let hour = local_s.rem_euclid(86_400) / 3600;
+    (day * 24 + hour) as usize
+}
+
+/// The week folded into 168 hours.
+pub fn time_of_week(minutes: &[Minute], offset_s: impl Fn(WallMs) -> i64) -> Vec<Cell> {
+    let typical = median(minutes.iter().filter(|m| !m.down).filter_map(|m| m.median_ms)).unwrap_or(f64::INFINITY);
+    let mut cells = vec![Cell::default(); 168];
+    for m in minutes {
+        let c = &mut cells[hour_of_week(m.ts, offset_s(m.ts))];
+        c.minutes += 1;
+        let bad = m.down || m.loss().is_some_and(|l| l > 0.02) || m.median_ms.is_some_and(|l| l > 2.0 * typical);
+        c.bad += u32::from(bad);
+        if m.down {
+            c.down += 1;
+            continue;
+        }
+        c.sent += m.sent as u64;
+        c.lost += m.lost as u64;
+        if let Some(l) = m.median_ms {
+            c.median_sum += l;
+            c.median_n += 1;
+        }
+    }
+    cells
+}
+
+/// A stretch of the week: `start` hour of week, `hours` long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub start: usize,
+    pub hours: usize,
+    pub bad_share: f64,
+    pub minutes: u32,
+}
+
+/// The best (and worst) `hours`-long stretches of the week, `count` of each, not overlapping.
+/// Only hours measured for at least 20 minutes count, so one quiet test minute is not "best".
+pub fn best_and_worst(cells: &[Cell], hours: usize, count: usize) -> (Vec<Window>, Vec<Window>) {
+    let mut windows: Vec<Window> = (0..168)
+        .filter_map(|start| {
+            let cs: Vec<&Cell> = (0..hours).map(|k| &cells[(start + k) % 168]).collect();
+            if cs.iter().any(|c| c.minutes < 20) {
+                return None;
+            }
+            let minutes: u32 = cs.iter().map(|c| c.minutes).sum();
+            let bad: u32 = cs.iter().map(|c| c.bad).sum();
+            Some(Window { start, hours, bad_share: bad as f64 / minutes as f64, minutes })
+        })
+        .collect();
+    let pick = |windows: &[Window]| {
+        let mut chosen: Vec<Window> = Vec::new();
+        for w in windows {
+            let overlaps = chosen.iter().any(|c| {
+                let d = (w.start + 168 - c.start) % 168;
+                d < c.hours || 168 - d < w.hours
+            });
+            if !overlaps {
+                chosen.push(w.clone());
+            }
+            if chosen.len() == count {
+                break;
+            }
+        }
+        chosen
+    };
+    windows.sort_by(|a, b| a.bad_share.total_cmp(&b.bad_share).then(a.start.cmp(&b.start)));
+    let best = pick(&windows);
+    windows.reverse();
+    let worst = pick(&windows);
+    (best, worst)
+}
+
+/// Loss and latency per gateway band (the band list as the gateway reports it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandRow {
+    pub band: String,
+    pub minutes: usize,
+    pub loss: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub down_share: f64,
+}
+
+pub fn by_band(minutes: &[Minute]) -> Vec<BandRow> {
+    let mut groups: BTreeMap<String, Sums> = BTreeMap::new();
+    for m in minutes {
+        if let Some(b) = &m.ctx.band {
+            groups.entry(b.clone()).or_default().add(m);
+        }
+    }
+    let mut rows: Vec<BandRow> = groups
+        .into_iter()
+        .map(|(band, s)| {
+            let [loss, lat, down] = s.measures();
+            BandRow {
+                band,
+                minutes: s.minutes as usize,
+                loss: loss.is_finite().then_some(loss),
+                latency_ms: lat.is_finite().then_some(lat),
+                down_share: down,
+            }
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.minutes));
+    rows
+}
+
+pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    quantile(values, 0.5)
+}
+
+pub fn quantile(values: impl Iterator<Item = f64>, q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let pos = q * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64))
+}
+
+/// Every analysis the report shows, in its order.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub splits: Vec<Split>,
+    pub correlations: Vec<Correlation>,
+    pub week: Vec<Cell>,
+    pub best: Vec<Window>,
+    pub worst: Vec<Window>,
+    pub bands: Vec<BandRow>,
+}
+
+pub fn analyse(minutes: &[Minute], offset_s: impl Fn(WallMs) -> i64 + Copy) -> Analysis {
+    let devices_q3 = quantile(minutes.iter().filter_map(|m| m.ctx.devices), 0.75);
+    let sinr_q1 = quantile(minutes.iter().filter_map(|m| m.ctx.sinr_db), 0.25);
+    let local_hour = |m: &Minute| hour_of_week(m.ts, offset_s(m.ts)) % 24;
+    let weekday = |m: &Minute| hour_of_week(m.ts, offset_s(m.ts)) / 24;
+    let mut splits = vec![
+        split(minutes, "rain over 1 mm/h", "dry", |m| {
+            m.ctx.precip_mm_h.and_then(|p| {
+                if p > 1.0 {
+                    Some(true)
+                } else if p < 0.1 {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+        }),
+        split(minutes, "wind over 30 km/h", "calmer", |m| m.ctx.wind_kmh.map(|w| w > 30.0)),
+        split(minutes, "over 30 °C outside", "cooler", |m| m.ctx.temp_c.map(|t| t > 30.0)),
+        split(minutes, "evenings 19:00-23:00", "other hours", |m| Some((19..23).contains(&local_hour(m)))),
+        split(minutes, "weekends", "weekdays", |m| Some(weekday(m) >= 5)),
+    ];
+    if let Some(q) = devices_q3 {
+        splits.push(split(minutes, &format!("more than {q:.0} devices on the LAN"), "fewer", |m| {
+            m.ctx.devices.map(|d| d > q)
+        }));
+    }
+    if let Some(q) = sinr_q1 {
+        splits.push(split(minutes, &format!("SINR below {q:.1} dB (weakest quarter)"), "stronger", |m| {
+            m.ctx.sinr_db.map(|s| s < q)
+        }));
+    }
+    let up = |m: &Minute| !m.down;
+    let correlations = vec![
+        spearman(minutes, "SINR vs loss", |m| m.ctx.sinr_db.filter(|_| up(m)), Minute::loss),
+        spearman(minutes, "SINR vs latency", |m| m.ctx.sinr_db.filter(|_| up(m)), |m| m.median_ms),
+        spearman(minutes, "RSRP vs loss", |m| m.ctx.rsrp_dbm.filter(|_| up(m)), Minute::loss),
+        spearman(minutes, "devices vs latency", |m| m.ctx.devices.filter(|_| up(m)), |m| m.median_ms),
+        spearman(minutes, "rain vs loss", |m| m.ctx.precip_mm_h.filter(|_| up(m)), Minute::loss),
+    ];
+    let week = time_of_week(minutes, offset_s);
+    let (best, worst) = best_and_worst(&week, 3, 3);
+    Analysis { splits, correlations, week, best, worst, bands: by_band(minutes) }
+}
+
+/// "Tue 20:00-23:00" for a window (hour of week, local time).
+pub fn window_label(w: &Window) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let end = (w.start + w.hours) % 168;
+    let end_day = if end / 24 != w.start / 24 && !end.is_multiple_of(24) {
+        format!("{} ", DAYS[end / 24])
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {:02}:00-{end_day}{:02}:00",
+        DAYS[w.start / 24],
+        w.start % 24,
+        if end.is_multiple_of(24) { 24 } else { end % 24 }
+    )
+}
+
+/// Minutes between two times, for labels.
+pub fn minutes_between(a: WallMs, b: WallMs) -> i64 {
+    (b - a) / MINUTE_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::data::Context;
+    use super::*;
+
+    /// Two weeks of minutes; it rains in 1 hour in 8, and rain multiplies loss by `effect`.
+    /// Loss per minute is drawn binomially so the numbers are noisy like real ones.
+    fn rainy(effect: f64, seed: u64) -> Vec<Minute> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..14 * 1440)
+            .map(|i| {
+                let ts = 1_700_000_000_000 + i as i64 * MINUTE_MS;
+                let rain = (ts / HOUR_MS) % 8 == 3;
+                let p = if rain { 0.01 * effect } else { 0.01 };
+                let lost = (0..60).filter(|_| rng.random::<f64>() < p).count() as u32;
+                Minute {
+                    ts,
+                    sent: 60,
+                    lost,
+                    median_ms: Some(30.0 + rng.random::<f64>() * 4.0),
+                    p95_ms: None,
+                    down: false,
+                    ctx: Context { precip_mm_h: Some(if rain { 3.0 } else { 0.0 }), ..Context::default() },
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_real_rain_effect_is_found_with_its_size() {
+        let ms = rainy(3.0, 1);
+        let s = split(&ms, "rain", "dry", |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
+        assert_eq!(s.hours_in, 42);
+        assert_eq!(s.minutes_in, 42 * 60);
+        assert!((s.loss.ratio - 3.0).abs() < 0.3, "ratio {}", s.loss.ratio);
+        assert!(s.loss.ci.0 <= s.loss.ratio && s.loss.ratio <= s.loss.ci.1, "{:?}", s.loss);
+        assert_eq!(s.loss.verdict, Verdict::Higher);
+        // Latency was not touched by rain.
+        assert_eq!(s.latency.verdict, Verdict::NoClearDifference, "{:?}", s.latency);
+    }
+
+    #[test]
+    fn the_interval_covers_the_true_effect_about_95_times_in_100() {
+        let covered = (10..30)
+            .filter(|&seed| {
+                let s = split(&rainy(3.0, seed), "rain", "dry", |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
+                s.loss.ci.0 <= 3.0 && 3.0 <= s.loss.ci.1
+            })
+            .count();
+        // 95% nominal; 20 draws: 16 or more happens with probability > 0.98 if it is honest.
+        assert!(covered >= 16, "covered the truth in {covered} of 20");
+    }
+
+    #[test]
+    fn no_effect_is_not_reported_as_one() {
+        // Over several seeds, an effect of 1.0 must not come out "Higher" or "Lower" often.
+        let wrong = (0..10)
+            .filter(|&seed| {
+                let ms = rainy(1.0, seed);
+                split(&ms, "rain", "dry", |m| m.ctx.precip_mm_h.map(|p| p > 1.0)).loss.verdict
+                    != Verdict::NoClearDifference
+            })
+            .count();
+        assert!(wrong <= 2, "{wrong} of 10 healthy links got a rain effect");
+    }
+
+    #[test]
+    fn two_rainy_hours_are_too_little_data() {
+        let mut ms = rainy(3.0, 2);
+        ms.truncate(24 * 60); // one day: 3 rainy hours
+        let mut few = ms.clone();
+        few.retain(|m| (m.ts / HOUR_MS) % 8 != 3 || m.ts < ms[0].ts + 12 * HOUR_MS);
+        let s = split(&few, "rain", "dry", |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
+        assert!(s.hours_in < MIN_HOURS);
+        assert_eq!(s.loss.verdict, Verdict::TooLittleData);
+    }
+
+    #[test]
+    fn spearman_sees_a_monotone_link_and_its_absence() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let ms: Vec<Minute> = (0..3000)
+            .map(|i| {
+                let sinr = rng.random::<f64>() * 30.0 - 5.0;
+                let ts = i as i64 * MINUTE_MS;
+                let lat = 80.0 - 2.0 * sinr + rng.random::<f64>() * 10.0;
+                Minute {
+                    ts,
+                    sent: 60,
+                    lost: 0,
+                    median_ms: Some(lat),
+                    p95_ms: None,
+                    down: false,
+                    ctx: Context { sinr_db: Some(sinr), devices: Some(rng.random::<f64>()), ..Context::default() },
+                }
+            })
+            .collect();
+        let c = spearman(&ms, "sinr", |m| m.ctx.sinr_db, |m| m.median_ms);
+        assert_eq!((c.n, c.hours), (3000, 50));
+        assert!(c.rho < -0.9 && c.ci.1 < 0.0, "{c:?}");
+        let none = spearman(&ms, "devices", |m| m.ctx.devices, |m| m.median_ms);
+        assert!(none.ci.0 < 0.0 && none.ci.1 > 0.0, "{none:?}");
+    }
+
+    #[test]
+    fn ranks_share_ties() {
+        assert_eq!(ranks(&[10.0, 20.0, 20.0, 5.0]), [2.0, 3.5, 3.5, 1.0]);
+    }
+
+    #[test]
+    fn hour_of_week_starts_monday_local() {
+        // 2026-11-23 was a Monday; 00:30 UTC.
+        let monday = 1_795_393_800_000;
+        assert_eq!(hour_of_week(monday, 0), 0);
+        assert_eq!(hour_of_week(monday, -3600), 167); // Sunday 23:30 an hour west
+        assert_eq!(hour_of_week(monday + 20 * HOUR_MS, 0), 20);
+    }
+
+    #[test]
+    fn best_times_avoid_the_bad_evenings() {
+        // Every evening 19-23 local is bad; everything else fine except a little noise at 03:00.
+        let start = 1_795_392_000_000; // Monday 00:00 UTC
+        let ms: Vec<Minute> = (0..14 * 1440)
+            .map(|i| {
+                let ts = start + i as i64 * MINUTE_MS;
+                let h = hour_of_week(ts, 0) % 24;
+                let lost = if (19..23).contains(&h) {
+                    6
+                } else if h == 3 && i % 7 == 0 {
+                    2
+                } else {
+                    0
+                };
+                Minute { ts, sent: 60, lost, median_ms: Some(30.0), p95_ms: None, down: false, ctx: Context::default() }
+            })
+            .collect();
+        let week = time_of_week(&ms, |_| 0);
+        assert!(week.iter().all(|c| c.minutes == 120));
+        let (best, worst) = best_and_worst(&week, 3, 3);
+        assert_eq!(best.len(), 3);
+        for w in &best {
+            assert_eq!(w.bad_share, 0.0, "{}", window_label(w));
+            assert!((0..3).all(|k| !(19..23).contains(&((w.start + k) % 24))));
+        }
+        for w in &worst {
+            assert_eq!(w.bad_share, 1.0, "{}", window_label(w));
+        }
+        assert_eq!(window_label(&Window { start: 19, hours: 3, bad_share: 0.0, minutes: 0 }), "Mon 19:00-22:00");
+        assert_eq!(window_label(&Window { start: 166, hours: 3, bad_share: 0.0, minutes: 0 }), "Sun 22:00-Mon 01:00");
+        assert_eq!(window_label(&Window { start: 21, hours: 3, bad_share: 0.0, minutes: 0 }), "Mon 21:00-24:00");
+    }
+}

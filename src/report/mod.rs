@@ -1,0 +1,114 @@
+//! `wanwatch report`: the evidence a support agent needs, from the database alone.
+//!
+//! ```text
+//! data.rs       the database -> per-minute rows with their context, outages, events, speed tests
+//! correlate.rs  effects (rain, wind, devices, signal, evenings) with bootstrap intervals, the week
+//! plot.rs       inline SVG figures (plotters)
+//! render.rs     one self-contained HTML file, or Markdown for a support chat
+//! weekly.rs     last week's report written by the agent into the state directory
+//! ```
+
+pub mod correlate;
+pub mod data;
+pub mod plot;
+pub mod render;
+pub mod weekly;
+
+use crate::sample::WallMs;
+use crate::store::{Store, StoreError};
+use correlate::Analysis;
+use data::{Data, MINUTE_MS};
+
+/// What the household pays for, to compare speed tests against.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Plan {
+    pub down_mbps: Option<f64>,
+    pub up_mbps: Option<f64>,
+}
+
+/// The 30-second version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Minutes with measurements, and the minutes in the period.
+    pub measured_minutes: usize,
+    pub period_minutes: i64,
+    /// Share of measured time the internet was up (not in a WAN outage).
+    pub uptime: Option<f64>,
+    pub wan_outages: usize,
+    pub lan_outages: usize,
+    pub downtime_ms: i64,
+    pub longest_ms: i64,
+    /// Median of the per-minute median RTT, and the 95th percentile of per-minute p95, ms.
+    pub median_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    /// Packet loss outside outages (0-1).
+    pub loss: Option<f64>,
+    pub speed_tests: usize,
+    pub down_median_mbps: Option<f64>,
+    pub up_median_mbps: Option<f64>,
+    /// Tests that got less than half the plan's download speed.
+    pub below_half_plan: usize,
+    pub anomalies: usize,
+    pub predictions: usize,
+}
+
+pub fn summarise(d: &Data, plan: &Plan) -> Summary {
+    let clip = |o: &data::OutageRow| (o.end.unwrap_or(d.until).min(d.until) - o.start.max(d.since)).max(0);
+    let wan: Vec<&data::OutageRow> = d.outages.iter().filter(|o| o.kind == "wan").collect();
+    let downtime_ms: i64 = wan.iter().map(|o| clip(o)).sum();
+    let measured = d.minutes.iter().filter(|m| m.sent > 0).count();
+    let (mut sent, mut lost) = (0u64, 0u64);
+    for m in d.minutes.iter().filter(|m| !m.down) {
+        sent += m.sent as u64;
+        lost += m.lost as u64;
+    }
+    let up = || d.minutes.iter().filter(|m| !m.down);
+    let downs: Vec<f64> = d.speed.iter().filter_map(|t| t.down_mbps).collect();
+    Summary {
+        measured_minutes: measured,
+        period_minutes: (d.until - d.since) / MINUTE_MS,
+        uptime: (measured > 0)
+            .then(|| (1.0 - downtime_ms as f64 / (measured as f64 * MINUTE_MS as f64)).clamp(0.0, 1.0)),
+        wan_outages: wan.len(),
+        lan_outages: d.outages.iter().filter(|o| o.kind == "lan").count(),
+        downtime_ms,
+        longest_ms: wan.iter().map(|o| clip(o)).max().unwrap_or(0),
+        median_ms: correlate::median(up().filter_map(|m| m.median_ms)),
+        p95_ms: correlate::quantile(up().filter_map(|m| m.p95_ms), 0.95),
+        loss: (sent > 0).then(|| lost as f64 / sent as f64),
+        speed_tests: d.speed.len(),
+        down_median_mbps: correlate::median(downs.iter().copied()),
+        up_median_mbps: correlate::median(d.speed.iter().filter_map(|t| t.up_mbps)),
+        below_half_plan: plan.down_mbps.map_or(0, |p| downs.iter().filter(|&&x| x < p / 2.0).count()),
+        anomalies: d.events.iter().filter(|e| e.kind == "anomaly").count(),
+        predictions: d.events.iter().filter(|e| e.kind == "prediction").count(),
+    }
+}
+
+/// Everything one report shows.
+pub struct Report {
+    pub data: Data,
+    pub summary: Summary,
+    pub analysis: Analysis,
+    pub plan: Plan,
+    /// Local offset from UTC (seconds) at the report's end, for labels.
+    pub offset_s: i64,
+}
+
+/// Read, summarise and analyse `[since, until)`; `progress` hears each stage's name.
+pub fn build(
+    store: &Store,
+    since: WallMs,
+    until: WallMs,
+    plan: Plan,
+    progress: &dyn Fn(&str),
+) -> Result<Report, StoreError> {
+    let data = Data::load(store, since, until, progress)?;
+    let summary = summarise(&data, &plan);
+    let analysis = correlate::analyse(&data.minutes, crate::timefmt::local_offset_s);
+    progress("analysis");
+    Ok(Report { summary, analysis, plan, offset_s: crate::timefmt::local_offset_s(until), data })
+}
+
+/// The stages `build` and `render::html` report to `progress`, for a progress bar's length.
+pub const STAGES: u64 = 8;

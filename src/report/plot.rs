@@ -1,0 +1,331 @@
+//! The report's figures as inline SVG strings, drawn with plotters' SVG backend: text stays
+//! text (the browser picks the font), so no font files and no network are needed to view them.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::correlate::{Cell, Split, Verdict};
+use super::data::{MINUTE_MS, Minute, OutageRow};
+use crate::sample::WallMs;
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("drawing a plot: {e:?}")
+}
+
+const OUTAGE: RGBColor = RGBColor(220, 50, 47);
+const LINE: RGBColor = RGBColor(38, 110, 190);
+const FONT: &str = "sans-serif";
+
+/// One point of the timeline: a bucket of minutes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub ts: WallMs,
+    pub latency_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub loss: Option<f64>,
+}
+
+/// Fold minutes into at most `max` buckets of whole minutes (means of medians, worst p95,
+/// pooled loss), so a month still draws as ~700 points.
+pub fn buckets(minutes: &[Minute], since: WallMs, until: WallMs, max: usize) -> (i64, Vec<Bucket>) {
+    let span_min = ((until - since) / MINUTE_MS).max(1);
+    let per = (span_min as f64 / max as f64).ceil().max(1.0) as i64;
+    let width = per * MINUTE_MS;
+    let mut out: Vec<Bucket> = Vec::new();
+    let mut acc = (0.0, 0u32, None::<f64>, 0u64, 0u64);
+    let mut current = None;
+    let mut flush = |ts: Option<WallMs>, acc: &mut (f64, u32, Option<f64>, u64, u64)| {
+        if let Some(ts) = ts {
+            out.push(Bucket {
+                ts,
+                latency_ms: (acc.1 > 0).then(|| acc.0 / acc.1 as f64),
+                p95_ms: acc.2,
+                loss: (acc.3 > 0).then(|| acc.4 as f64 / acc.3 as f64),
+            });
+        }
+        *acc = (0.0, 0, None, 0, 0);
+    };
+    for m in minutes.iter().filter(|m| m.ts >= since && m.ts < until) {
+        let b = since + (m.ts - since) / width * width;
+        if current != Some(b) {
+            flush(current, &mut acc);
+            current = Some(b);
+        }
+        if !m.down {
+            if let Some(l) = m.median_ms {
+                acc.0 += l;
+                acc.1 += 1;
+            }
+            acc.2 = match (acc.2, m.p95_ms) {
+                (a, None) => a,
+                (None, b) => b,
+                (Some(a), Some(b)) => Some(a.max(b)),
+            };
+        }
+        acc.3 += m.sent as u64;
+        acc.4 += m.lost as u64;
+    }
+    flush(current, &mut acc);
+    (width, out)
+}
+
+/// Runs of consecutive buckets with a value, so a gap in the data is a gap in the line.
+fn runs(buckets: &[Bucket], width: i64, value: impl Fn(&Bucket) -> Option<f64>) -> Vec<Vec<(WallMs, f64)>> {
+    let mut runs: Vec<Vec<(WallMs, f64)>> = Vec::new();
+    let mut last = None;
+    for b in buckets {
+        let Some(v) = value(b) else {
+            last = None;
+            continue;
+        };
+        if last.is_none_or(|t: WallMs| b.ts - t > width) {
+            runs.push(Vec::new());
+        }
+        runs.last_mut().expect("pushed").push((b.ts + width / 2, v));
+        last = Some(b.ts);
+    }
+    runs
+}
+
+/// Latency (median and p95) above, loss below, WAN outages shaded red in both.
+pub fn timeline(
+    minutes: &[Minute],
+    outages: &[OutageRow],
+    since: WallMs,
+    until: WallMs,
+    label: &dyn Fn(WallMs) -> String,
+) -> Result<String, String> {
+    let (width, bs) = buckets(minutes, since, until, 700);
+    let mut svg = String::new();
+    {
+        let root: Area = SVGBackend::with_string(&mut svg, (960, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (top, bottom) = root.split_vertically(260);
+        let lat_max = bs.iter().filter_map(|b| b.p95_ms.or(b.latency_ms)).fold(10.0f64, f64::max) * 1.1;
+        let loss_max = bs.iter().filter_map(|b| b.loss).fold(0.02f64, f64::max).min(1.0) * 100.0 * 1.1;
+        let shade = |o: &OutageRow| (o.kind == "wan").then(|| (o.start.max(since), o.end.unwrap_or(until).min(until)));
+        let mut chart = ChartBuilder::on(&top)
+            .margin(10)
+            .caption("Latency to the internet (ms): median, p95 faint; outages red", (FONT, 16))
+            .x_label_area_size(22)
+            .y_label_area_size(50)
+            .build_cartesian_2d(since..until, 0.0..lat_max)
+            .map_err(err)?;
+        chart.configure_mesh().x_labels(8).x_label_formatter(&|t| label(*t)).y_desc("ms").draw().map_err(err)?;
+        chart
+            .draw_series(
+                outages.iter().filter_map(shade).map(|(s, e)| {
+                    Rectangle::new([(s, 0.0), (e.max(s + MINUTE_MS), lat_max)], OUTAGE.mix(0.35).filled())
+                }),
+            )
+            .map_err(err)?;
+        for run in runs(&bs, width, |b| b.p95_ms) {
+            chart.draw_series(LineSeries::new(run, LINE.mix(0.35).stroke_width(1))).map_err(err)?;
+        }
+        for run in runs(&bs, width, |b| b.latency_ms) {
+            chart.draw_series(LineSeries::new(run, LINE.stroke_width(2))).map_err(err)?;
+        }
+        let mut chart = ChartBuilder::on(&bottom)
+            .margin(10)
+            .caption("Packet loss (%)", (FONT, 16))
+            .x_label_area_size(22)
+            .y_label_area_size(50)
+            .build_cartesian_2d(since..until, 0.0..loss_max)
+            .map_err(err)?;
+        chart.configure_mesh().x_labels(8).x_label_formatter(&|t| label(*t)).y_desc("%").draw().map_err(err)?;
+        chart
+            .draw_series(
+                outages.iter().filter_map(shade).map(|(s, e)| {
+                    Rectangle::new([(s, 0.0), (e.max(s + MINUTE_MS), loss_max)], OUTAGE.mix(0.35).filled())
+                }),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series(bs.iter().filter_map(|b| {
+                let l = b.loss? * 100.0;
+                (l > 0.0).then(|| {
+                    Rectangle::new([(b.ts, 0.0), (b.ts + width, l.min(loss_max))], RGBColor(230, 140, 30).filled())
+                })
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Green (good) through yellow to red (bad) for 0..=1.
+fn heat(x: f64) -> RGBColor {
+    let x = x.clamp(0.0, 1.0);
+    let (r, g) = if x < 0.5 { (2.0 * x, 1.0) } else { (1.0, 2.0 * (1.0 - x)) };
+    RGBColor((60.0 + 180.0 * r) as u8, (70.0 + 150.0 * g) as u8, 70)
+}
+
+/// The week as a 7x24 grid, one cell per local hour, coloured by `value` scaled to `max`;
+/// grey where nothing was measured.
+pub fn heatmap(cells: &[Cell], title: &str, value: impl Fn(&Cell) -> Option<f64>, max: f64) -> Result<String, String> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let mut svg = String::new();
+    {
+        let root: Area = SVGBackend::with_string(&mut svg, (960, 260)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption(title, (FONT, 16))
+            .x_label_area_size(22)
+            .y_label_area_size(40)
+            .build_cartesian_2d((0i32..24).into_segmented(), (0i32..7).into_segmented())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(24)
+            .y_labels(7)
+            .x_label_formatter(&|h| match h {
+                SegmentValue::CenterOf(h) => format!("{h:02}"),
+                _ => String::new(),
+            })
+            .y_label_formatter(&|d| match d {
+                SegmentValue::CenterOf(d) if (0..7).contains(d) => DAYS[6 - *d as usize].to_string(),
+                _ => String::new(),
+            })
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(cells.iter().enumerate().map(|(i, c)| {
+                let (day, hour) = ((i / 24) as i32, (i % 24) as i32);
+                let row = 6 - day;
+                let color = match value(c).filter(|_| c.minutes > 0) {
+                    Some(v) => heat(v / max).filled(),
+                    None => RGBColor(225, 225, 225).filled(),
+                };
+                Rectangle::new(
+                    [
+                        (SegmentValue::Exact(hour), SegmentValue::Exact(row)),
+                        (SegmentValue::Exact(hour + 1), SegmentValue::Exact(row + 1)),
+                    ],
+                    color,
+                )
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// A scatter of one context value against loss, e.g. SINR against loss per minute.
+pub fn scatter(points: &[(f64, f64)], title: &str, x_desc: &str, y_desc: &str) -> Result<String, String> {
+    let (mut x0, mut x1) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| (a.0.min(p.0), a.1.max(p.0)));
+    if !(x0.is_finite() && x1.is_finite()) {
+        (x0, x1) = (0.0, 1.0);
+    }
+    let pad = ((x1 - x0) * 0.05).max(0.5);
+    let y1 = points.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.1;
+    let mut svg = String::new();
+    {
+        let root: Area = SVGBackend::with_string(&mut svg, (480, 320)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption(title, (FONT, 15))
+            .x_label_area_size(32)
+            .y_label_area_size(44)
+            .build_cartesian_2d(x0 - pad..x1 + pad, 0.0..y1)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(err)?;
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 2, LINE.mix(0.35).filled()))).map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// A forest plot: for each condition, how many times the loss is inside vs outside (point and
+/// 95% interval, log scale), with the line at 1x = no difference.
+pub fn effects(splits: &[Split]) -> Result<String, String> {
+    let shown: Vec<&Split> = splits.iter().filter(|s| s.loss.verdict != Verdict::TooLittleData).collect();
+    let h = 60 + 34 * shown.len().max(1) as u32;
+    let mut svg = String::new();
+    {
+        let root: Area = SVGBackend::with_string(&mut svg, (960, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let clamp = |x: f64| x.clamp(0.1, 20.0);
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption("Packet loss when ... vs otherwise (x times; bar = 95% interval)", (FONT, 16))
+            .x_label_area_size(24)
+            .y_label_area_size(300)
+            .build_cartesian_2d((0.1f64..20.0).log_scale(), (0i32..shown.len().max(1) as i32).into_segmented())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(shown.len().max(1))
+            .x_label_formatter(&|x| format!("{x}x"))
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => shown.get(*i as usize).map_or(String::new(), |s| s.label.clone()),
+                _ => String::new(),
+            })
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Exact(shown.len().max(1) as i32))],
+                BLACK.stroke_width(1),
+            )))
+            .map_err(err)?;
+        for (i, s) in shown.iter().enumerate() {
+            let y = || SegmentValue::CenterOf(i as i32);
+            let color = match s.loss.verdict {
+                Verdict::Higher => OUTAGE,
+                Verdict::Lower => RGBColor(40, 150, 70),
+                _ => RGBColor(120, 120, 120),
+            };
+            let (lo, hi) = (clamp(s.loss.ci.0), clamp(s.loss.ci.1));
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(lo, y()), (hi, y())], color.stroke_width(3))))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Circle::new((clamp(s.loss.ratio), y()), 5, color.filled())))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::data::Context;
+    use super::*;
+
+    fn minute(ts: WallMs, lost: u32) -> Minute {
+        Minute { ts, sent: 60, lost, median_ms: Some(25.0), p95_ms: Some(40.0), down: false, ctx: Context::default() }
+    }
+
+    #[test]
+    fn buckets_pool_loss_and_keep_gaps() {
+        let ms: Vec<Minute> = (0..10).filter(|i| *i != 4).map(|i| minute(i * MINUTE_MS, i as u32)).collect();
+        let (w, bs) = buckets(&ms, 0, 10 * MINUTE_MS, 5);
+        assert_eq!(w, 2 * MINUTE_MS);
+        assert_eq!(bs.len(), 5);
+        assert_eq!(bs[0].loss, Some(1.0 / 120.0));
+        assert_eq!(bs[2].loss, Some(5.0 / 60.0)); // minute 4 missing: pooled over what was sent
+        let r = runs(&bs, w, |b| b.latency_ms);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn timeline_draws_outages_lines_and_text() {
+        let ms: Vec<Minute> = (0..600).map(|i| minute(i * MINUTE_MS, (i % 50 == 0) as u32 * 6)).collect();
+        let o = OutageRow { kind: "wan".into(), start: 100 * MINUTE_MS, end: Some(130 * MINUTE_MS), duration_ms: None };
+        let svg = timeline(&ms, &[o], 0, 600 * MINUTE_MS, &|t| format!("t{}", t / MINUTE_MS)).unwrap();
+        std::fs::write(std::env::temp_dir().join("wanwatch-timeline-test.svg"), &svg).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
+        assert!(svg.contains("Packet loss"), "captions are text");
+        let labels = svg.lines().filter(|l| l.starts_with('t') && l[1..].parse::<i64>().is_ok()).count();
+        assert!(labels >= 6, "x labels use the formatter (both panels): {labels}");
+        assert!(svg.contains("<polyline"), "latency drawn as a line");
+        assert!(svg.contains("fill=\"#DC322F\""), "outage shaded");
+    }
+}

@@ -1,0 +1,65 @@
+//! Last week's report, written by the agent into the state directory once the week is over,
+//! so the evidence is already there when the household calls the ISP.
+
+use std::path::{Path, PathBuf};
+
+use super::correlate::hour_of_week;
+use super::{Plan, build, render};
+use crate::sample::WallMs;
+use crate::store::Store;
+
+const WEEK_MS: i64 = 7 * 86_400_000;
+
+/// The most recent complete week, Monday 00:00 to Monday 00:00 local time, before `now`.
+pub fn last_week(now: WallMs) -> (WallMs, WallMs) {
+    let offset = crate::timefmt::local_offset_s(now);
+    let into_week_ms = hour_of_week(now, offset) as i64 * 3_600_000 + (now + offset * 1000).rem_euclid(3_600_000);
+    let this_monday = now - into_week_ms;
+    (this_monday - WEEK_MS, this_monday)
+}
+
+/// `dir/wanwatch-week-2026-11-16.html`, named for the week's Monday.
+pub fn file_for(dir: &Path, since: WallMs) -> PathBuf {
+    dir.join(format!("wanwatch-week-{}.html", &render::local(since)[..10]))
+}
+
+/// Write last week's report unless it exists or the database has nothing from that week.
+/// Returns the file written, if any. Written to a temporary name and renamed, so a reader
+/// never sees half a report.
+pub fn write_if_due(db: &Path, dir: &Path, now: WallMs, plan: Plan) -> anyhow::Result<Option<PathBuf>> {
+    use anyhow::Context;
+    let (since, until) = last_week(now);
+    let path = file_for(dir, since);
+    if path.exists() {
+        return Ok(None);
+    }
+    let store = Store::open_read_only(db)?;
+    let any: Option<i64> = store
+        .conn
+        .query_row("SELECT 1 FROM minutes WHERE ts >= ?1 AND ts < ?2 LIMIT 1", [since, until], |r| r.get(0))
+        .ok();
+    if any.is_none() {
+        return Ok(None);
+    }
+    let report = build(&store, since, until, plan, &|_| {})?;
+    let html = render::html(&report, &|_| {}).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("html.tmp");
+    std::fs::write(&tmp, html).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_week_is_monday_to_monday() {
+        let (since, until) = last_week(crate::clock::system_wall_ms());
+        assert_eq!(until - since, WEEK_MS);
+        let off = crate::timefmt::local_offset_s(until);
+        assert_eq!(hour_of_week(until, off), 0);
+        assert_eq!((until + off * 1000) % 3_600_000, 0);
+    }
+}

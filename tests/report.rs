@@ -1,0 +1,171 @@
+//! `wanwatch report` on a real database with known truths (tests/household): the summary, the
+//! outage table, the effects it must find (rain triples loss) and must not invent, the week's
+//! best times, self-containment, Markdown, errors, and the weekly report the agent writes.
+
+mod household;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use household::{HOUR, START};
+
+fn wanwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wanwatch")).args(args).env("TZ", "UTC").output().unwrap()
+}
+
+fn db_with_two_weeks(dir: &Path) -> (PathBuf, household::Truth) {
+    let db = dir.join("wanwatch.db");
+    let truth = household::write(&db, START, 14);
+    (db, truth)
+}
+
+#[test]
+fn html_report_tells_the_story_the_data_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, truth) = db_with_two_weeks(dir.path());
+    let out = dir.path().join("report.html");
+    let r = wanwatch(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--since",
+        "2026-11-09",
+        "--until",
+        "2026-11-23",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    std::fs::copy(&out, std::env::temp_dir().join("wanwatch-report-test.html")).unwrap();
+
+    // Self-contained: no scripts, stylesheets, images or fonts fetched from anywhere.
+    for needle in ["<script", "<link", "<img", "src=", "@import", "url("] {
+        assert!(!html.contains(needle), "report refers to something outside itself: {needle}");
+    }
+    assert!(html.matches("<svg").count() >= 6, "timeline, two heatmaps, effects, two scatters");
+
+    // The summary in one sentence, with the numbers the fixture put in.
+    let downtime: i64 = truth.wan_outages.iter().map(|(s, e)| e - s).sum();
+    let expect = format!(
+        "the internet was down {} times for {} in total",
+        truth.wan_outages.len(),
+        wanwatch::timefmt::format_span(downtime)
+    );
+    assert!(html.contains(&expect), "headline missing `{expect}`");
+    // Outage table: every outage, with what the gateway, weather and router were doing.
+    assert!(html.contains("Outages (8)"));
+    let first = wanwatch::report::render::local(truth.wan_outages[0].0);
+    let row = html.split("<tr>").find(|r| r.contains(&first)).expect("first outage listed");
+    assert!(
+        row.contains("internet") && row.contains("rain ") && row.contains("SINR") && row.contains("wan_down"),
+        "{row}"
+    );
+    assert!(html.contains("gateway uptime fell"), "the reboot next to outage 2");
+
+    // The rain effect: loss about 3x, interval above 1, with counts.
+    let rain = html.split("<p>").find(|p| p.starts_with("rain over 1 mm/h:")).expect("rain sentence");
+    assert!(rain.contains("packet loss 2.") || rain.contains("packet loss 3."), "{rain}");
+    assert!(rain.contains("x higher (95% interval"), "{rain}");
+    assert!(rain.contains(&format!("in {} separate hours", truth.rainy_hours)), "{rain}");
+    // Wind did nothing in the fixture: no effect claimed.
+    let wind = html.split("<p>").find(|p| p.starts_with("wind over 30 km/h")).expect("wind sentence");
+    assert!(wind.contains("too little data") || wind.contains("no clear difference"), "{wind}");
+    // Signal goes with loss (rain costs SINR): a negative rank correlation.
+    let sinr = html.split("<p>").find(|p| p.starts_with("SINR vs loss")).expect("sinr sentence");
+    let rho: f64 = sinr.split("rho ").nth(1).unwrap()[..5].trim().parse().unwrap();
+    assert!(rho < -0.05, "{sinr}");
+    // Evenings are the worst times, never the best.
+    let best = html.split("<p>").find(|p| p.starts_with("Best times")).expect("best times");
+    for h in ["19:00", "20:00", "21:00"] {
+        assert!(!best.contains(h), "{best}");
+    }
+    let worst = html.split("<p>").find(|p| p.starts_with("Worst times")).expect("worst times");
+    assert!(worst.contains("19:00") || worst.contains("20:00"), "{worst}");
+    // Detector output and speed tests.
+    assert!(html.contains("3.1x its usual 31.0"));
+    assert!(html.contains(&format!("Speed tests ({})", truth.speed_tests)));
+    assert!(html.contains("n41") && html.contains("n71"), "band table");
+}
+
+#[test]
+fn markdown_report_is_the_same_story_without_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, truth) = db_with_two_weeks(dir.path());
+    let r = wanwatch(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--since",
+        "2026-11-09",
+        "--until",
+        "2026-11-23",
+        "--format",
+        "md",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let md = String::from_utf8(r.stdout).unwrap();
+    assert!(md.starts_with("# Internet connection report, 2026-11-09 00:00 to 2026-11-23 00:00"), "{}", &md[..100]);
+    assert!(!md.contains("<svg") && !md.contains("<table"));
+    assert!(md.contains(&format!("the internet was down {} times", truth.wan_outages.len())));
+    assert!(md.contains("| start | end | duration | kind | gateway | weather | router log |"));
+    assert_eq!(md.lines().filter(|l| l.contains("| internet |")).count(), truth.wan_outages.len());
+}
+
+#[test]
+fn report_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.db");
+    let r = wanwatch(&["report", "--db", missing.to_str().unwrap()]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("nope.db") && err.contains("does not exist"), "{err}");
+    let (db, _) = db_with_two_weeks(dir.path());
+    let r = wanwatch(&["report", "--db", db.to_str().unwrap(), "--since", "last tuesday"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("--since") && err.contains("last tuesday"), "{err}");
+    let r = wanwatch(&["report", "--db", db.to_str().unwrap(), "--since", "2026-11-20", "--until", "2026-11-10"]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--until must be after --since"));
+}
+
+#[test]
+fn an_empty_period_still_makes_a_readable_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = db_with_two_weeks(dir.path());
+    let r = wanwatch(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--since",
+        "2025-01-01",
+        "--until",
+        "2025-01-08",
+        "--format",
+        "md",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let md = String::from_utf8(r.stdout).unwrap();
+    assert!(md.contains("No outages in this period."));
+    assert!(md.contains("Best times for high-bandwidth activities: not enough data yet"));
+}
+
+#[test]
+fn weekly_report_is_written_once_for_last_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = wanwatch::clock::system_wall_ms();
+    let (since, until) = wanwatch::report::weekly::last_week(now);
+    let db = dir.path().join("wanwatch.db");
+    household::write(&db, since - 2 * 86_400_000, 10);
+    let reports = dir.path().join("reports");
+    let plan = wanwatch::report::Plan { down_mbps: Some(300.0), up_mbps: Some(40.0) };
+    let path = wanwatch::report::weekly::write_if_due(&db, &reports, now, plan).unwrap().expect("written");
+    assert_eq!(path, wanwatch::report::weekly::file_for(&reports, since));
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.contains(&wanwatch::report::render::local(until)), "covers up to this Monday");
+    assert!(html.contains("against a plan of 300 Mbit/s"));
+    assert!(wanwatch::report::weekly::write_if_due(&db, &reports, now + HOUR, plan).unwrap().is_none(), "only once");
+    // No data that week: nothing written.
+    let empty = dir.path().join("empty.db");
+    household::write(&empty, since - 30 * 86_400_000, 2);
+    assert!(wanwatch::report::weekly::write_if_due(&empty, &dir.path().join("r2"), now, plan).unwrap().is_none());
+}
