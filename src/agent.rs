@@ -71,6 +71,33 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
         }
         .spawn(panel_stop.clone())
     });
+    // The LAN dashboard and Prometheus endpoint; a port in use is a warning, not a dead agent.
+    let wall_fn: crate::web::NowFn = {
+        let clock = clock.clone();
+        Arc::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms()))
+    };
+    let plan = crate::report::Plan { down_mbps: cfg.report.plan_down_mbps, up_mbps: cfg.report.plan_up_mbps };
+    let web = if cfg.web.enabled {
+        match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, wall_fn.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("{e}; carrying on without the dashboard");
+                writer.send(Record::Event { ts: wall(), kind: "web_error".into(), detail: e.to_string() });
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Last week's report, written once the week is over.
+    let weekly = cfg.report.weekly.then(|| {
+        let dir = cfg
+            .report
+            .dir
+            .clone()
+            .unwrap_or_else(|| cfg.db.parent().unwrap_or(std::path::Path::new(".")).join("reports"));
+        crate::report::weekly::spawn(cfg.db.clone(), dir, plan, wall_fn.clone(), panel_stop.clone())
+    });
     // The learned detectors, on their own thread, fed one closed minute at a time.
     let live = cfg.detect.enabled.then(|| {
         let tx = ctx_tx_detect.clone();
@@ -177,6 +204,12 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     panel_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(p) = panel {
         let _ = p.join();
+    }
+    if let Some(w) = web {
+        w.stop();
+    }
+    if let Some(w) = weekly {
+        let _ = w.join();
     }
     tracing::info!(samples = report.samples, flushes = report.writer.flushes, "wanwatch stopped");
     Ok(report)

@@ -34,3 +34,4 @@ pub mod sample;
 pub mod status;
 pub mod store;
 pub mod timefmt;
+pub mod web;

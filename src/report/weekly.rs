@@ -50,6 +50,35 @@ pub fn write_if_due(db: &Path, dir: &Path, now: WallMs, plan: Plan) -> anyhow::R
     Ok(Some(path))
 }
 
+/// Check every ten minutes (and at start) until `stop`; failures are logged, never fatal.
+pub fn spawn(
+    db: PathBuf,
+    dir: PathBuf,
+    plan: Plan,
+    now: crate::web::NowFn,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    std::thread::Builder::new()
+        .name("weekly-report".into())
+        .spawn(move || {
+            // Give the agent's first flush a moment, so a fresh database exists.
+            let mut next = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) {
+                if std::time::Instant::now() >= next {
+                    next += std::time::Duration::from_secs(600);
+                    match write_if_due(&db, &dir, now(), plan) {
+                        Ok(Some(path)) => tracing::info!("wrote last week's report to {}", path.display()),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!("weekly report: {e:#}"),
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        })
+        .expect("spawning a thread")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! rain. Written with plain SQL into a database the real `Store::open` created, because the
 //! writer's path (samples -> rollups) is tested in tests/store.rs and weeks of raw pings would
 //! take minutes to generate.
+#![allow(dead_code)] // each test crate uses a different part
 
 use std::path::Path;
 
@@ -49,7 +50,9 @@ pub fn write(db: &Path, start: i64, days: i64) -> Truth {
            (3, 'weather', 'here', 'temp_c', 'C'), (4, 'gateway', '5g', 'sinr_db', 'dB'),
            (5, 'gateway', '5g', 'rsrp_dbm', 'dBm'), (6, 'gateway', '5g', 'bands', 'count'),
            (7, 'devices', 'lan', 'neighbours', 'count'), (8, 'bandwidth', 'speed', 'down_mbps', 'Mbit/s'),
-           (9, 'bandwidth', 'speed', 'up_mbps', 'Mbit/s'), (10, 'bandwidth', 'speed', 'bufferbloat_ms', 'ms');",
+           (9, 'bandwidth', 'speed', 'up_mbps', 'Mbit/s'), (10, 'bandwidth', 'speed', 'bufferbloat_ms', 'ms'),
+           (11, 'dns', 'example.com@192.168.12.1', 'latency_ms', 'ms'), (12, 'http', 'https://example.com/', 'ttfb_ms', 'ms'),
+           (13, 'system', 'pi', 'cpu_pct', '%'), (14, 'system', 'pi', 'mem_used_pct', '%'), (15, 'system', 'pi', 'temp_c', 'C');",
     )
     .unwrap();
     let mut rng = StdRng::seed_from_u64(42);
@@ -89,7 +92,7 @@ pub fn write(db: &Path, start: i64, days: i64) -> Truth {
     let in_outage = |ts: i64| outages.iter().map(|(s, e)| (e.min(&(ts + MINUTE)) - s.max(&ts)).max(0)).sum::<i64>();
 
     let mut minute = tx
-        .prepare("INSERT INTO minutes (ts, target, sent, lost, median_us, p95_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .prepare("INSERT INTO minutes (ts, target, sent, lost, median_us, p95_us, jitter_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
         .unwrap();
     let mut metric = tx.prepare("INSERT INTO metrics (ts, series, value, note) VALUES (?1, ?2, ?3, ?4)").unwrap();
     for m in 0..days * 1440 {
@@ -116,7 +119,8 @@ pub fn write(db: &Path, start: i64, days: i64) -> Truth {
                     sent,
                     lost,
                     has_rtt.then_some((median * 1000.0) as i64),
-                    has_rtt.then_some(((median * 1.6 + 5.0) * 1000.0) as i64)
+                    has_rtt.then_some(((median * 1.6 + 5.0) * 1000.0) as i64),
+                    has_rtt.then_some((median * 80.0) as i64)
                 ])
                 .unwrap();
         }
@@ -133,6 +137,12 @@ pub fn write(db: &Path, start: i64, days: i64) -> Truth {
         if m % 5 == 0 {
             let devices = if evening { 18.0 } else { 9.0 } + (rng.random::<f64>() * 3.0).floor();
             metric.execute(params![ts + 1_000, 7, devices, None::<String>]).unwrap();
+        }
+        if m >= days * 1440 - 60 && m % 5 == 0 {
+            // The other probes, for the last hour only (dashboard and metrics tests).
+            for (series, v) in [(11, 18.0), (12, 95.0), (13, 7.5), (14, 31.0), (15, 52.5)] {
+                metric.execute(params![ts + 2_000, series, v, None::<String>]).unwrap();
+            }
         }
         if m % 360 == 200 {
             let down = if evening { 120.0 } else { 260.0 } + rng.random::<f64>() * 40.0;

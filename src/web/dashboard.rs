@@ -1,0 +1,159 @@
+//! The dashboard page: the state in big letters, the last 24 hours drawn, the targets, recent
+//! outages and events, the context probes' newest values, and the report links. Plain HTML that
+//! refreshes itself every minute: no scripts, no external assets, works on any phone.
+
+use std::fmt::Write;
+
+use crate::report::data::Data;
+use crate::report::plot;
+use crate::report::render::local;
+use crate::sample::{LinkState, WallMs};
+use crate::store::Store;
+use crate::timefmt::{format_span, with_unit};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn state_words(s: LinkState) -> (&'static str, &'static str) {
+    match s {
+        LinkState::Up => ("Internet is up", "#2e9d47"),
+        LinkState::Degraded => ("Internet is degraded", "#e0a020"),
+        LinkState::WanDown => ("Internet is DOWN", "#d0302b"),
+        LinkState::LanDown => ("Home network / gateway is DOWN", "#d0302b"),
+        LinkState::Unknown => ("State unknown", "#777"),
+    }
+}
+
+/// Whether the agent is writing: its newest ping is recent.
+fn running(heartbeat: Option<WallMs>, now: WallMs) -> String {
+    match heartbeat {
+        Some(hb) if now - hb < 5 * 60_000 => format!("agent running, last ping stored {} ago", format_span(now - hb)),
+        Some(hb) => format!("AGENT NOT RUNNING: last ping stored {} ago", format_span(now - hb)),
+        None => "the agent has not written to this database yet".into(),
+    }
+}
+
+pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
+    let e = |e: crate::store::StoreError| e.to_string();
+    let agent = store.agent_status().map_err(e)?;
+    let (words, color) = state_words(agent.state);
+    let since = agent.since.map_or(String::new(), |s| format!(" for {}", format_span(now - s)));
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"60\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>wanwatch: {words}</title>\
+         <style>body{{font-family:sans-serif;max-width:1000px;margin:1em auto;padding:0 1em;color:#222}}\
+         .state{{background:{color};color:#fff;padding:.6em 1em;border-radius:8px;font-size:26px}}\
+         table{{border-collapse:collapse;margin:.5em 0 1em}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:14px;text-align:left}}\
+         th{{background:#f2f2f2}}h2{{font-size:19px;margin-top:1.4em}}svg{{max-width:100%;height:auto}}</style></head><body>\n\
+         <div class=\"state\" id=\"state\">{words}{since}</div>\n<p id=\"agent\">{} &middot; {}</p>\n",
+        esc(&running(agent.heartbeat, now)),
+        local(now)
+    );
+
+    let summaries = store.summaries(now - 15 * 60_000, now + 1).map_err(e)?;
+    out.push_str("<h2>Last 15 minutes</h2>\n<table id=\"targets\"><tr><th>target</th><th>role</th><th>loss</th><th>median</th><th>p95</th></tr>\n");
+    for s in &summaries {
+        let ms = |us: Option<f64>| us.map_or("-".into(), |u| format!("{:.1} ms", u / 1000.0));
+        let _ = writeln!(
+            out,
+            "<tr><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.name),
+            esc(&s.addr),
+            esc(&s.role),
+            s.loss().map_or("-".into(), |l| format!("{:.1}%", l * 100.0)),
+            ms(s.median_us),
+            ms(s.p95_us)
+        );
+    }
+    if summaries.is_empty() {
+        out.push_str("<tr><td colspan=\"5\">no pings in the last 15 minutes</td></tr>\n");
+    }
+    out.push_str("</table>\n<h2>Last 24 hours</h2>\n");
+    let since = now - 86_400_000;
+    let day = Data::load(store, since, now, &|_| {}).map_err(e)?;
+    let svg = plot::timeline(&day.minutes, &day.outages, since, now, &|t| local(t)[11..].to_string())?;
+    let _ = writeln!(out, "<figure id=\"timeline\">{svg}</figure>");
+
+    let outages = store.recent_outages(10).map_err(e)?;
+    out.push_str(
+        "<h2>Recent outages</h2>\n<table id=\"outages\"><tr><th>start</th><th>duration</th><th>kind</th></tr>\n",
+    );
+    for o in &outages {
+        let dur = o
+            .duration_ms
+            .or(o.end.map(|end| end - o.start))
+            .map_or(format!("ongoing, {}", format_span(now - o.start)), format_span);
+        let kind = if o.kind == "wan" { "internet" } else { "home network" };
+        let _ = writeln!(out, "<tr><td>{}</td><td>{dur}</td><td>{kind}</td></tr>", local(o.start));
+    }
+    if outages.is_empty() {
+        out.push_str("<tr><td colspan=\"3\">none recorded</td></tr>\n");
+    }
+    out.push_str(
+        "</table>\n<h2>Recent events</h2>\n<table id=\"events\"><tr><th>time</th><th>kind</th><th>detail</th></tr>\n",
+    );
+    let mut stmt = store
+        .conn
+        .prepare("SELECT ts, kind, detail FROM events ORDER BY ts DESC LIMIT 20")
+        .map_err(|x| e(store.sql("read events", x)))?;
+    let events: Vec<(WallMs, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(|x| e(store.sql("read events", x)))?;
+    for (ts, kind, detail) in &events {
+        let _ = writeln!(out, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", local(*ts), esc(kind), esc(detail));
+    }
+    out.push_str("</table>\n");
+
+    let latest = store.latest_metrics(now - 2 * 3_600_000).map_err(e)?;
+    if !latest.is_empty() {
+        out.push_str(
+            "<h2>Context</h2>\n<table id=\"context\"><tr><th>probe</th><th>what</th><th>value</th><th>when</th></tr>\n",
+        );
+        for l in &latest {
+            let v = match (l.value, &l.note) {
+                (Some(v), Some(n)) if l.name == "bands" => format!("{n} ({v:.0})"),
+                (Some(v), _) => with_unit(v, &l.unit),
+                (None, Some(n)) => format!("failed: {n}"),
+                (None, None) => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{} ago</td></tr>",
+                esc(&l.probe),
+                esc(&l.subject),
+                esc(&l.name),
+                esc(&v),
+                format_span(now - l.ts)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str(
+        "<h2>Reports</h2>\n<p id=\"links\"><a href=\"/report.html?days=7\">Report for the ISP, last 7 days (HTML)</a> &middot; \
+         <a href=\"/report.html?days=30\">last 30 days</a> &middot; <a href=\"/report.md?days=7\">Markdown for a support chat</a> \
+         &middot; <a href=\"/metrics\">Prometheus metrics</a></p>\n</body></html>\n",
+    );
+    Ok(out)
+}
+
+/// The state for scripts: `{"state":"up","since":...,"heartbeat":...,"targets":[...]}`.
+pub fn status_json(store: &Store, now: WallMs) -> Result<String, String> {
+    let agent = store.agent_status().map_err(|e| e.to_string())?;
+    let targets: Vec<serde_json::Value> = store
+        .summaries(now - 15 * 60_000, now + 1)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name, "addr": s.addr, "role": s.role, "loss": s.loss(),
+                "median_ms": s.median_us.map(|u| u / 1000.0), "p95_ms": s.p95_us.map(|u| u / 1000.0),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "state": agent.state.as_str(), "since": agent.since, "heartbeat": agent.heartbeat, "now": now, "targets": targets,
+    })
+    .to_string())
+}

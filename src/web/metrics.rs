@@ -1,0 +1,174 @@
+//! `/metrics` in the Prometheus text format, read from the database at scrape time.
+//!
+//! Conventions: every name starts with `wanwatch_`, values are in base units (seconds, bits per
+//! second, ratios 0-1, degrees Celsius), labels are only the few configured targets, radios
+//! and probe subjects, never a per-event value. Per-target figures are the newest complete
+//! minute in the database (the agent flushes at least once a minute).
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::sample::{LinkState, WallMs};
+use crate::store::{Store, StoreError};
+
+type Labels = Vec<(String, String)>;
+type GaugeF = Gauge<f64, AtomicU64>;
+type CounterF = Counter<f64, AtomicU64>;
+
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// How a context series is exported: (probe, name) -> (metric name, help, scale to base unit).
+const CONTEXT: &[(&str, &str, &str, &str, f64)] = &[
+    ("dns", "latency_ms", "wanwatch_dns_latency_seconds", "Time to resolve a name, per name@server.", 1e-3),
+    ("http", "ttfb_ms", "wanwatch_http_ttfb_seconds", "Time to first byte of an HTTP(S) fetch.", 1e-3),
+    ("http", "total_ms", "wanwatch_http_total_seconds", "Total time of an HTTP(S) fetch.", 1e-3),
+    ("bandwidth", "down_mbps", "wanwatch_bandwidth_down_bits_per_second", "Last speed test, download.", 1e6),
+    ("bandwidth", "up_mbps", "wanwatch_bandwidth_up_bits_per_second", "Last speed test, upload.", 1e6),
+    ("bandwidth", "bufferbloat_ms", "wanwatch_bandwidth_bufferbloat_seconds", "Latency added under load.", 1e-3),
+    ("gateway", "rsrp_dbm", "wanwatch_gateway_rsrp_dbm", "Gateway reference signal received power.", 1.0),
+    ("gateway", "rsrq_db", "wanwatch_gateway_rsrq_db", "Gateway reference signal received quality.", 1.0),
+    ("gateway", "sinr_db", "wanwatch_gateway_sinr_db", "Gateway signal to interference and noise.", 1.0),
+    ("gateway", "uptime_s", "wanwatch_gateway_uptime_seconds", "Gateway uptime as it reports it.", 1.0),
+    ("weather", "temp_c", "wanwatch_weather_temperature_celsius", "Outside temperature.", 1.0),
+    ("weather", "precip_mm_h", "wanwatch_weather_precipitation_mm_per_hour", "Rain or snow rate.", 1.0),
+    ("weather", "wind_kmh", "wanwatch_weather_wind_meters_per_second", "Wind speed.", 1.0 / 3.6),
+    ("devices", "neighbours", "wanwatch_lan_devices", "Devices in the Pi's neighbour table.", 1.0),
+    ("system", "cpu_pct", "wanwatch_system_cpu_ratio", "The Pi's CPU use.", 0.01),
+    ("system", "mem_used_pct", "wanwatch_system_memory_used_ratio", "The Pi's memory use.", 0.01),
+    ("system", "temp_c", "wanwatch_system_temperature_celsius", "The Pi's SoC temperature.", 1.0),
+];
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Render every metric as of `now`.
+pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
+    let mut reg = Registry::default();
+    let gauge = |reg: &mut Registry, name: &str, help: &str| {
+        let g = Family::<Labels, GaugeF>::default();
+        reg.register(name, help, g.clone());
+        g
+    };
+
+    let info = gauge(&mut reg, "wanwatch_build_info", "Always 1; the version is a label.");
+    info.get_or_create(&labels(&[("version", env!("CARGO_PKG_VERSION"))])).set(1.0);
+
+    let agent = store.agent_status()?;
+    let state = gauge(&mut reg, "wanwatch_link_state", "1 for the link's current state, 0 for the others.");
+    for s in [LinkState::Up, LinkState::Degraded, LinkState::LanDown, LinkState::WanDown, LinkState::Unknown] {
+        state.get_or_create(&labels(&[("state", s.as_str())])).set(f64::from(u8::from(agent.state == s)));
+    }
+    if let Some(since) = agent.since {
+        gauge(&mut reg, "wanwatch_link_state_since_timestamp_seconds", "When the current state began.")
+            .get_or_create(&Vec::new())
+            .set(since as f64 / 1000.0);
+    }
+    if let Some(hb) = agent.heartbeat {
+        gauge(&mut reg, "wanwatch_last_sample_timestamp_seconds", "The newest ping in the database.")
+            .get_or_create(&Vec::new())
+            .set(hb as f64 / 1000.0);
+    }
+
+    let rtt = gauge(&mut reg, "wanwatch_rtt_median_seconds", "Median round trip in the newest complete minute.");
+    let p95 = gauge(&mut reg, "wanwatch_rtt_p95_seconds", "95th percentile round trip in the newest complete minute.");
+    let jitter = gauge(
+        &mut reg,
+        "wanwatch_jitter_seconds",
+        "Mean difference of successive round trips, newest complete minute.",
+    );
+    let loss = gauge(&mut reg, "wanwatch_loss_ratio", "Share of pings lost (0-1) in the newest complete minute.");
+    let minute_start = now - now.rem_euclid(60_000);
+    let mut stmt = store
+        .conn
+        .prepare(
+            "SELECT t.name, t.role, m.sent, m.lost, m.median_us, m.p95_us, m.jitter_us FROM targets t
+             JOIN minutes m ON m.target = t.id
+             AND m.ts = (SELECT max(ts) FROM minutes WHERE target = t.id AND ts < ?1 AND ts >= ?1 - 600000)",
+        )
+        .map_err(|e| store.sql("metrics minutes", e))?;
+    type Row = (String, String, i64, i64, Option<i64>, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = stmt
+        .query_map([minute_start], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| store.sql("metrics minutes", e))?;
+    for (name, role, sent, lost, median, p, j) in rows {
+        let l = labels(&[("target", &name), ("role", &role)]);
+        if sent > 0 {
+            loss.get_or_create(&l).set(lost as f64 / sent as f64);
+        }
+        for (family, v) in [(&rtt, median), (&p95, p), (&jitter, j)] {
+            if let Some(us) = v {
+                family.get_or_create(&l).set(us as f64 / 1e6);
+            }
+        }
+    }
+
+    let outages = Family::<Labels, CounterF>::default();
+    reg.register(
+        "wanwatch_outages",
+        "Outages recorded, by kind (lan: the gateway; wan: the internet).",
+        outages.clone(),
+    );
+    let outage_s = Family::<Labels, CounterF>::default();
+    reg.register(
+        "wanwatch_outage_seconds",
+        "Time spent in outages, by kind (ongoing ones up to now).",
+        outage_s.clone(),
+    );
+    let mut stmt = store
+        .conn
+        .prepare("SELECT kind, count(*), sum(coalesce(end_ts, ?1) - start_ts) FROM outages GROUP BY kind")
+        .map_err(|e| store.sql("metrics outages", e))?;
+    let rows: Vec<(String, i64, Option<i64>)> = stmt
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| store.sql("metrics outages", e))?;
+    for kind in ["lan", "wan"] {
+        let (n, ms) = rows.iter().find(|r| r.0 == kind).map_or((0, 0), |r| (r.1, r.2.unwrap_or(0).max(0)));
+        outages.get_or_create(&labels(&[("kind", kind)])).inc_by(n as f64);
+        outage_s.get_or_create(&labels(&[("kind", kind)])).inc_by(ms as f64 / 1000.0);
+    }
+    let events = Family::<Labels, CounterF>::default();
+    reg.register("wanwatch_detections", "Detector events: anomaly and prediction.", events.clone());
+    for kind in ["anomaly", "prediction"] {
+        let n: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM events WHERE kind = ?1", [kind], |r| r.get(0))
+            .map_err(|e| store.sql("metrics events", e))?;
+        events.get_or_create(&labels(&[("kind", kind)])).inc_by(n as f64);
+    }
+
+    // Context probes: the newest value of each series, while it is still current (two hours;
+    // two days for speed tests, which run a few times a day at most).
+    let latest = store.latest_metrics(now - 2 * 86_400_000)?;
+    for (probe, name, metric, help, scale) in CONTEXT {
+        let max_age = if *probe == "bandwidth" { 2 * 86_400_000 } else { 2 * 3_600_000 };
+        let values: Vec<_> = latest
+            .iter()
+            .filter(|l| l.probe == *probe && l.name == *name && l.value.is_some() && now - l.ts <= max_age)
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let family = gauge(&mut reg, metric, help);
+        for l in values {
+            let key = match *probe {
+                "gateway" => "radio",
+                "dns" | "http" | "bandwidth" => "subject",
+                _ => "",
+            };
+            let ls = if key.is_empty() { Vec::new() } else { labels(&[(key, &l.subject)]) };
+            family.get_or_create(&ls).set(l.value.unwrap_or_default() * scale);
+        }
+    }
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, &reg).expect("writing to a String cannot fail");
+    Ok(out)
+}

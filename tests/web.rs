@@ -1,0 +1,250 @@
+//! The LAN web server on a real socket over a real database: the dashboard, Prometheus
+//! metrics (and that the Grafana dashboard only asks for metrics that exist), the report
+//! download, errors; the dashboard rendered in headless Chromium; the agent serving it.
+
+mod bed;
+mod household;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use household::{HOUR, MINUTE};
+use wanwatch::web::Web;
+
+fn get(url: &str) -> (u16, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent.get(url).call().unwrap();
+    let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (r.status().as_u16(), ctype, r.body_mut().read_to_string().unwrap())
+}
+
+/// Two weeks ending a few minutes before `now`, served on a free loopback port.
+fn serve(dir: &Path) -> (Web, i64) {
+    let now = wanwatch::clock::system_wall_ms();
+    let end = now - now.rem_euclid(MINUTE) - 2 * MINUTE;
+    let db = dir.join("wanwatch.db");
+    household::write(&db, end - 14 * 24 * HOUR, 14);
+    let plan = wanwatch::report::Plan { down_mbps: Some(300.0), up_mbps: None };
+    let web = Web::spawn("127.0.0.1:0", db, plan, Arc::new(move || now)).unwrap();
+    (web, now)
+}
+
+/// `name{labels} value` lines of a Prometheus text page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn metrics_follow_prometheus_conventions_and_match_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, _) = serve(dir.path());
+    let (status, ctype, page) = get(&format!("http://{}/metrics", web.addr));
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    assert_eq!(sample(&page, "wanwatch_link_state{state=\"up\"}"), Some(1.0), "{page}");
+    assert_eq!(sample(&page, "wanwatch_link_state{state=\"wan_down\"}"), Some(0.0));
+    assert_eq!(sample(&page, "wanwatch_outages_total{kind=\"wan\"}"), Some(7.0));
+    assert_eq!(sample(&page, "wanwatch_outages_total{kind=\"lan\"}"), Some(1.0));
+    let rtt =
+        sample(&page, "wanwatch_rtt_median_seconds{target=\"cloudflare\",role=\"anchor\"}").expect("cloudflare rtt");
+    assert!((0.030..0.070).contains(&rtt), "base units are seconds: {rtt}");
+    let loss = sample(&page, "wanwatch_loss_ratio{target=\"google\",role=\"anchor\"}").expect("loss");
+    assert!((0.0..=1.0).contains(&loss), "loss is a ratio: {loss}");
+    assert_eq!(sample(&page, "wanwatch_system_cpu_ratio"), Some(0.075));
+    assert!(sample(&page, "wanwatch_gateway_sinr_db{radio=\"5g\"}").is_some());
+    let wind = page.lines().find(|l| l.starts_with("wanwatch_weather_wind_meters_per_second ")).expect("wind");
+    assert!(wind.rsplit(' ').next().unwrap().parse::<f64>().unwrap() < 8.0, "km/h converted to m/s: {wind}");
+    // Every metric line is prefixed, every label set small.
+    for l in page.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(l.starts_with("wanwatch_"), "{l}");
+        assert!(l.matches('=').count() <= 2, "too many labels: {l}");
+    }
+    // The Grafana dashboard asks only for what exists.
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/wanwatch.json")).unwrap(),
+    )
+    .unwrap();
+    let mut names = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| w.starts_with("wanwatch_"))
+            {
+                names += 1;
+                assert!(
+                    page.contains(&format!("\n{word}")),
+                    "Grafana panel `{}` uses {word}, which /metrics lacks",
+                    p["title"]
+                );
+            }
+        }
+    }
+    assert!(names >= 20, "{names}");
+    web.stop();
+}
+
+#[test]
+fn dashboard_report_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, _) = serve(dir.path());
+    let base = format!("http://{}", web.addr);
+    let (status, ctype, page) = get(&format!("{base}/"));
+    assert_eq!((status, ctype.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(page.contains("Internet is up"));
+    assert!(page.contains("<figure id=\"timeline\"><svg"), "24 h plot inline");
+    assert!(page.contains("gateway uptime fell") || page.contains("agent_start"), "events table");
+    assert!(page.contains("example.com@192.168.12.1"), "context table");
+    for needle in ["<script", "src=", "<link", "url("] {
+        assert!(!page.contains(needle), "dashboard refers outside itself: {needle}");
+    }
+    let (status, _, json) = get(&format!("{base}/api/status.json"));
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["state"], "up");
+    let (status, _, report) = get(&format!("{base}/report.html?days=7"));
+    assert_eq!(status, 200);
+    assert!(report.contains("Internet connection report") && report.contains("<svg"));
+    assert!(report.contains("against a plan of 300 Mbit/s"));
+    let (status, ctype, md) = get(&format!("{base}/report.md?days=2"));
+    assert_eq!((status, ctype.starts_with("text/markdown")), (200, true));
+    assert!(md.starts_with("# Internet connection report"));
+    assert_eq!(get(&format!("{base}/nope")).0, 404);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    assert_eq!(agent.post(&format!("{base}/metrics")).send("x").unwrap().status().as_u16(), 405);
+    web.stop();
+}
+
+#[test]
+fn a_missing_database_is_a_503_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = Web::spawn("127.0.0.1:0", dir.path().join("none.db"), Default::default(), Arc::new(|| 0)).unwrap();
+    let (status, _, body) = get(&format!("http://{}/", web.addr));
+    assert_eq!(status, 503);
+    assert!(body.contains("none.db") && body.contains("does not exist"), "{body}");
+    // A port in use is a clear error naming it.
+    let addr = web.addr.to_string();
+    let e = Web::spawn(&addr, dir.path().join("none.db"), Default::default(), Arc::new(|| 0)).err().unwrap();
+    assert!(e.to_string().contains(&addr), "{e}");
+    web.stop();
+}
+
+#[test]
+fn dashboard_renders_in_headless_chromium() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+    else {
+        eprintln!("SKIP dashboard_renders_in_headless_chromium: no chromium here (apt install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (web, _) = serve(dir.path());
+    let url = format!("http://{}/", web.addr);
+    let shot = dir.path().join("dashboard.png");
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--window-size=1024,1400",
+    ];
+    let o = std::process::Command::new(chromium)
+        .args(common)
+        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&o.stderr));
+    let dom = std::process::Command::new(chromium)
+        .args(common)
+        .arg(format!("--user-data-dir={}", dir.path().join("profile2").display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("Internet is up") && dom.contains("<svg"), "rendered DOM: {}", &dom[..dom.len().min(400)]);
+    // The picture: the right size, the green state banner at the top, and the plot's blue line.
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1024, 1400));
+    let px = |x: u32, y: u32| {
+        let i = ((y * info.width + x) * info.color_type.samples() as u32) as usize;
+        (buf[i], buf[i + 1], buf[i + 2])
+    };
+    let count = |want: (u8, u8, u8)| {
+        (0..info.height)
+            .step_by(2)
+            .flat_map(|y| (0..info.width).step_by(2).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let p = px(x, y);
+                (p.0 as i32 - want.0 as i32).abs() < 12
+                    && (p.1 as i32 - want.1 as i32).abs() < 12
+                    && (p.2 as i32 - want.2 as i32).abs() < 12
+            })
+            .count()
+    };
+    let green = count((0x2e, 0x9d, 0x47));
+    let blue = count((38, 110, 190));
+    let keep = std::env::temp_dir().join("wanwatch-dashboard.png");
+    let _ = std::fs::copy(&shot, &keep);
+    println!(
+        "dashboard screenshot {} : {green} banner pixels, {blue} plot pixels (copy at {})",
+        shot.display(),
+        keep.display()
+    );
+    assert!(green > 2000, "state banner not drawn ({green})");
+    assert!(blue > 200, "latency line not drawn ({blue})");
+    web.stop();
+}
+
+#[test]
+fn the_agent_serves_the_dashboard_while_it_runs() {
+    if !bed::can_ping("the_agent_serves_the_dashboard_while_it_runs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(&cfg, format!("[web]\nlisten = \"127.0.0.1:{port}\"\n[report]\nweekly = false\n")).unwrap();
+    let db = dir.path().join("w.db");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap(), "--probes", "none"])
+        .args([
+            "--gateway",
+            "none",
+            "--target",
+            "127.0.0.1",
+            "--interval",
+            "100ms",
+            "--flush-interval",
+            "500ms",
+            "--for",
+            "8s",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut seen = None;
+    for _ in 0..60 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        if let Ok(mut r) = agent.get(&url).call() {
+            let page = r.body_mut().read_to_string().unwrap();
+            if page.contains("wanwatch_link_state{state=\"up\"} 1") {
+                seen = Some(page);
+                break;
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(seen.is_some(), "the running agent never reported the link up on /metrics");
+}
