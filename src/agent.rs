@@ -98,6 +98,8 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
             .unwrap_or_else(|| cfg.db.parent().unwrap_or(std::path::Path::new(".")).join("reports"));
         crate::report::weekly::spawn(cfg.db.clone(), dir, plan, wall_fn.clone(), panel_stop.clone())
     });
+    // Notifications, if a destination is configured: they read what the writer stored.
+    let notifier = crate::notify::Notifier::spawn(cfg.notify.clone(), cfg.db.clone(), wall_fn.clone());
     // The learned detectors, on their own thread, fed one closed minute at a time.
     let live = cfg.detect.enabled.then(|| {
         let tx = ctx_tx_detect.clone();
@@ -207,6 +209,9 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     }
     if let Some(w) = web {
         w.stop();
+    }
+    if let Some(n) = notifier {
+        n.stop();
     }
     if let Some(w) = weekly {
         let _ = w.join();

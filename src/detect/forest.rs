@@ -83,18 +83,11 @@ impl ForestDetector {
     }
 }
 
-/// Writes atomically (temp file + rename): a power cut leaves the old file or the new one.
-pub fn save<T: Serialize>(value: &T, path: &Path) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let json = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)
-}
+pub use crate::jsonfile::save;
 
 /// One forest (`Saved`), or all channels' by name (`Vec<(String, Saved)>`).
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a saved forest ({e})", path.display()))
+    crate::jsonfile::load(path, "a saved forest")
 }
 
 #[cfg(test)]

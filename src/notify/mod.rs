@@ -1,0 +1,413 @@
+//! Notifications: outages, degradations, anomalies and predictions sent to ntfy, a JSON
+//! webhook and MQTT (with Home Assistant discovery).
+//!
+//! ```text
+//! database (outages, events, status) --watch--> Note --Limiter--> queue --> ntfy / webhook / mqtt
+//!                                                                  |
+//!                                                    <db>.notify.json (survives restarts)
+//! ```
+//!
+//! The notifier reads what the agent already wrote instead of hooking into the agent, so what is
+//! announced is exactly what is recorded, and a message that cannot go out (the internet is
+//! down: exactly when it matters) waits in a queue saved next to the database and goes when the
+//! link is back, even across a restart.
+
+pub mod http;
+pub mod limit;
+pub mod mqtt;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::outputs::NotifyConfig;
+use crate::sample::WallMs;
+use crate::store::Store;
+use crate::timefmt::{format_span, format_time, local_offset_s};
+use http::Sent;
+use limit::{Limiter, Note};
+
+pub type NowFn = Arc<dyn Fn() -> WallMs + Send + Sync>;
+
+/// One message and the destinations still to deliver it to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Queued {
+    note: Note,
+    pending: Vec<String>,
+}
+
+/// What the notifier remembers across restarts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    /// False until the cursors were set from the database (history is never announced).
+    started: bool,
+    last_event_id: i64,
+    last_outage_id: i64,
+    open_outages: Vec<i64>,
+    last_state: String,
+    limiter: Limiter,
+    queue: Vec<Queued>,
+}
+
+/// The state file for `db`.
+pub fn state_file(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.notify.json", db.display()))
+}
+
+fn hms(ts: WallMs) -> String {
+    format_time(ts + local_offset_s(ts) * 1000)[11..].to_string()
+}
+
+/// A running notifier thread.
+pub struct Notifier {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Notifier {
+    /// Start when at least one destination is configured.
+    pub fn spawn(cfg: NotifyConfig, db: PathBuf, now: NowFn) -> Option<Notifier> {
+        if cfg.ntfy.is_none() && cfg.webhook.is_none() && cfg.mqtt.is_none() {
+            return None;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("notify".into())
+            .spawn(move || Worker::new(cfg, db, now).run(&s))
+            .expect("spawning a thread");
+        Some(Notifier { stop, thread })
+    }
+
+    /// Finish the current attempt, save the queue, say "offline" on MQTT.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+/// Per-destination retry timing (in memory: after a restart everything is tried at once).
+struct Backoff {
+    next: Option<Instant>,
+    wait: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: None, wait: Duration::from_secs(2) }
+    }
+    fn ready(&self) -> bool {
+        self.next.is_none_or(|t| Instant::now() >= t)
+    }
+    fn failed(&mut self) {
+        self.next = Some(Instant::now() + self.wait);
+        self.wait = (self.wait * 2).min(Duration::from_secs(120));
+    }
+    fn ok(&mut self) {
+        *self = Backoff::new();
+    }
+}
+
+struct Worker {
+    cfg: NotifyConfig,
+    db: PathBuf,
+    now: NowFn,
+    file: PathBuf,
+    state: State,
+    dirty: bool,
+    mqtt: Option<mqtt::Mqtt>,
+    backoff: Vec<(String, Backoff)>,
+    last_figures: Option<(Instant, mqtt::Figures)>,
+}
+
+impl Worker {
+    fn new(cfg: NotifyConfig, db: PathBuf, now: NowFn) -> Worker {
+        let file = state_file(&db);
+        let state = if file.exists() {
+            crate::jsonfile::load(&file, "a wanwatch notification queue").unwrap_or_else(|e| {
+                // Keep the bad file for a look; start clean rather than not at all.
+                tracing::warn!("{e}; starting with an empty queue");
+                let _ = std::fs::rename(&file, file.with_extension("json.bad"));
+                State::default()
+            })
+        } else {
+            State::default()
+        };
+        let mut dests = Vec::new();
+        if cfg.ntfy.is_some() {
+            dests.push("ntfy".to_string());
+        }
+        if cfg.webhook.is_some() {
+            dests.push("webhook".to_string());
+        }
+        if cfg.mqtt.is_some() {
+            dests.push("mqtt".to_string());
+        }
+        let mqtt = cfg.mqtt.as_ref().map(mqtt::Mqtt::new);
+        let backoff = dests.into_iter().map(|d| (d, Backoff::new())).collect();
+        Worker { cfg, db, now, file, state, dirty: false, mqtt, backoff, last_figures: None }
+    }
+
+    fn destinations(&self) -> Vec<String> {
+        self.backoff.iter().map(|b| b.0.clone()).collect()
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        let mut next_watch = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(m) = &mut self.mqtt {
+                m.poll(Duration::from_millis(100));
+            }
+            if Instant::now() >= next_watch {
+                next_watch = Instant::now() + Duration::from_secs(2);
+                if let Err(e) = self.watch() {
+                    tracing::debug!("notify: {e}");
+                }
+                self.publish_figures();
+            }
+            self.deliver();
+            if self.dirty {
+                match crate::jsonfile::save(&self.state, &self.file) {
+                    Ok(()) => self.dirty = false,
+                    Err(e) => tracing::warn!("notify: saving the queue to {}: {e}", self.file.display()),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if self.dirty {
+            let _ = crate::jsonfile::save(&self.state, &self.file);
+        }
+        if let Some(m) = self.mqtt.take() {
+            m.close();
+        }
+    }
+
+    /// Read what is new in the database and queue the notes it makes.
+    fn watch(&mut self) -> Result<(), String> {
+        if !self.db.exists() {
+            return Ok(());
+        }
+        let store = Store::open_read_only(&self.db).map_err(|e| e.to_string())?;
+        let now = (self.now)();
+        let notes = self.notes(&store).map_err(|e| e.to_string())?;
+        let interval = self.cfg.min_interval.as_millis() as i64;
+        let mut out: Vec<Note> = notes.into_iter().filter_map(|n| self.state.limiter.offer(n, now, interval)).collect();
+        out.extend(self.state.limiter.due(now, interval));
+        for note in out {
+            tracing::info!(kind = %note.kind, "notify: {}", note.title);
+            self.state.queue.push(Queued { note, pending: self.destinations() });
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn notes(&mut self, store: &Store) -> Result<Vec<Note>, rusqlite::Error> {
+        let conn = &store.conn;
+        let s = &mut self.state;
+        let state: String = conn
+            .query_row("SELECT value FROM status WHERE key = 'state'", [], |r| r.get(0))
+            .unwrap_or_else(|_| "unknown".into());
+        if !s.started {
+            // First start on this database: announce from now on, not the history.
+            s.last_event_id = conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?;
+            s.last_outage_id = conn.query_row("SELECT coalesce(max(id), 0) FROM outages", [], |r| r.get(0))?;
+            s.last_state = state;
+            s.started = true;
+            self.dirty = true;
+            return Ok(Vec::new());
+        }
+        let mut notes = Vec::new();
+        let mut stmt = conn.prepare("SELECT id, kind, start_ts, end_ts FROM outages WHERE id > ?1 ORDER BY id")?;
+        let new: Vec<(i64, String, WallMs, Option<WallMs>)> = stmt
+            .query_map([s.last_outage_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, kind, start, end) in new {
+            s.last_outage_id = id;
+            self.dirty = true;
+            let what = if kind == "wan" { "Internet" } else { "Home network" };
+            let why = if kind == "wan" {
+                "the gateway answers but no internet anchor does"
+            } else {
+                "the gateway itself stopped answering (router, Wi-Fi or cable)"
+            };
+            notes.push(match end {
+                Some(end) => Note {
+                    kind: "outage".into(),
+                    ts: end,
+                    title: format!("{what} was down for {}", format_span(end - start)),
+                    body: format!("From {} to {}: {why}.", hms(start), hms(end)),
+                    priority: 3,
+                },
+                None => {
+                    s.open_outages.push(id);
+                    Note {
+                        kind: "outage".into(),
+                        ts: start,
+                        title: format!("{what} down"),
+                        body: format!("Since {}: {why}.", hms(start)),
+                        priority: if kind == "wan" { 4 } else { 3 },
+                    }
+                }
+            });
+        }
+        let mut still_open = Vec::new();
+        for id in std::mem::take(&mut s.open_outages) {
+            let row: Option<(String, WallMs, Option<WallMs>)> = conn
+                .query_row("SELECT kind, start_ts, end_ts FROM outages WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .ok();
+            match row {
+                Some((kind, start, Some(end))) => {
+                    self.dirty = true;
+                    let what = if kind == "wan" { "Internet" } else { "Home network" };
+                    notes.push(Note {
+                        kind: "outage".into(),
+                        ts: end,
+                        title: format!("{what} back after {}", format_span(end - start)),
+                        body: format!("Down from {} to {}.", hms(start), hms(end)),
+                        priority: 3,
+                    });
+                }
+                Some((_, _, None)) => still_open.push(id),
+                None => self.dirty = true, // deleted by retention
+            }
+        }
+        s.open_outages = still_open;
+        let mut stmt = conn.prepare("SELECT id, ts, kind, detail FROM events WHERE id > ?1 ORDER BY id")?;
+        let events: Vec<(i64, WallMs, String, String)> = stmt
+            .query_map([s.last_event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, ts, kind, detail) in events {
+            s.last_event_id = id;
+            self.dirty = true;
+            let (k, title) = match kind.as_str() {
+                "anomaly" => ("anomaly", "Unusual internet behaviour"),
+                "prediction" => ("prediction", "Degradation predicted"),
+                "gateway_reboot" => ("gateway", "Gateway rebooted"),
+                _ => continue,
+            };
+            notes.push(Note { kind: k.into(), ts, title: title.into(), body: detail, priority: 3 });
+        }
+        if state != s.last_state {
+            if state == "degraded" {
+                let since: Option<WallMs> = conn
+                    .query_row("SELECT value FROM status WHERE key = 'state_since'", [], |r| r.get::<_, String>(0))
+                    .ok()
+                    .and_then(|v| v.parse().ok());
+                let ts = since.unwrap_or_else(|| (self.now)());
+                notes.push(Note {
+                    kind: "degraded".into(),
+                    ts,
+                    title: "Internet degraded".into(),
+                    body: format!("Loss or latency above the configured limits since {}.", hms(ts)),
+                    priority: 3,
+                });
+            }
+            s.last_state = state;
+            self.dirty = true;
+        }
+        Ok(notes)
+    }
+
+    /// Try each queued message on each destination still owed it, oldest first; a destination
+    /// that fails waits (backoff) and keeps its order.
+    fn deliver(&mut self) {
+        let now = (self.now)();
+        let max_age = self.cfg.max_age.as_millis() as i64;
+        let before = self.state.queue.len();
+        self.state.queue.retain(|q| {
+            let keep = now - q.note.ts <= max_age || now < q.note.ts;
+            if !keep {
+                tracing::warn!(
+                    "notify: giving up on \"{}\" after {}: {}",
+                    q.note.title,
+                    format_span(now - q.note.ts),
+                    q.pending.join(", ")
+                );
+            }
+            keep
+        });
+        self.dirty |= self.state.queue.len() != before;
+        for (dest, backoff) in &mut self.backoff {
+            if !backoff.ready() {
+                continue;
+            }
+            for q in self.state.queue.iter_mut().filter(|q| q.pending.contains(dest)) {
+                let sent = match dest.as_str() {
+                    "ntfy" => http::ntfy(self.cfg.ntfy.as_ref().expect("configured"), &q.note),
+                    "webhook" => http::webhook(self.cfg.webhook.as_ref().expect("configured"), &q.note),
+                    _ => match &self.mqtt {
+                        Some(m) if m.send(&q.note) => Sent::Ok,
+                        _ => Sent::Retry("broker not connected".into()),
+                    },
+                };
+                match sent {
+                    Sent::Ok => {
+                        backoff.ok();
+                        q.pending.retain(|d| d != dest);
+                        self.dirty = true;
+                    }
+                    Sent::Refused(why) => {
+                        tracing::error!("notify: {dest} refused \"{}\" ({why}); check its settings", q.note.title);
+                        q.pending.retain(|d| d != dest);
+                        self.dirty = true;
+                    }
+                    Sent::Retry(why) => {
+                        tracing::debug!("notify: {dest}: {why}; will retry");
+                        backoff.failed();
+                        break;
+                    }
+                }
+            }
+        }
+        let before = self.state.queue.len();
+        self.state.queue.retain(|q| !q.pending.is_empty());
+        self.dirty |= self.state.queue.len() != before;
+    }
+
+    /// MQTT sensors: on change, and at least every minute.
+    fn publish_figures(&mut self) {
+        let Some(m) = &self.mqtt else { return };
+        if !m.connected() {
+            self.last_figures = None;
+            return;
+        }
+        let Ok(store) = Store::open_read_only(&self.db) else { return };
+        let Ok(f) = figures(&store, (self.now)()) else { return };
+        let stale =
+            self.last_figures.as_ref().is_none_or(|(t, old)| *old != f || t.elapsed() >= Duration::from_secs(60));
+        if stale && m.figures(&f) {
+            self.last_figures = Some((Instant::now(), f));
+        }
+    }
+}
+
+/// The link's figures for MQTT: state, the anchors' newest minute, outages in 24 h.
+pub fn figures(store: &Store, now: WallMs) -> Result<mqtt::Figures, rusqlite::Error> {
+    let conn = &store.conn;
+    let state = conn
+        .query_row("SELECT value FROM status WHERE key = 'state'", [], |r| r.get(0))
+        .unwrap_or_else(|_| "unknown".into());
+    let (latency_us, sent, lost): (Option<f64>, Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT avg(m.median_us), sum(m.sent), sum(m.lost) FROM minutes m JOIN targets t ON t.id = m.target
+         WHERE t.role = 'anchor' AND m.ts = (SELECT max(ts) FROM minutes WHERE ts < ?1 AND ts >= ?1 - 600000)",
+        [now - now.rem_euclid(60_000)],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let outages_24h = conn.query_row(
+        "SELECT count(*) FROM outages WHERE kind = 'wan' AND start_ts >= ?1",
+        [now - 86_400_000],
+        |r| r.get(0),
+    )?;
+    Ok(mqtt::Figures {
+        state,
+        latency_ms: latency_us.map(|u| u / 1000.0),
+        loss_pct: sent.filter(|s| *s > 0).zip(lost).map(|(s, l)| l as f64 / s as f64 * 100.0),
+        outages_24h,
+    })
+}
