@@ -17,6 +17,8 @@ smoke-aarch64: aarch64
 	rm -rf target/smoke && mkdir -p target/smoke
 	$(QEMU) $(BIN) run --probes none --db target/smoke/w.db --gateway none --target 127.0.0.1 --interval 200ms --for 5s
 	$(QEMU) $(BIN) export --db target/smoke/w.db --table samples | awk 'END { if (NR < 20) { print "only " NR " lines exported"; exit 1 } print NR - 1 " samples from the aarch64 build" }'
+	$(QEMU) $(BIN) report --db target/smoke/w.db --since 1h --out target/smoke/report.html
+	grep -q "<svg" target/smoke/report.html
 	$(QEMU) $(BIN) doctor --db target/smoke/w.db --offline --config /dev/null || true
 
 # A .deb for Raspberry Pi OS (arm64): cargo install cargo-deb first.

@@ -13,6 +13,13 @@ fn wanwatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wanwatch")).args(args).env("TZ", "UTC").output().unwrap()
 }
 
+/// `wanwatch report --db DB --since A --until B EXTRA...`
+fn report(db: &Path, since: &str, until: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["report", "--db", db.to_str().unwrap(), "--since", since, "--until", until];
+    args.extend_from_slice(extra);
+    wanwatch(&args)
+}
+
 fn db_with_two_weeks(dir: &Path) -> (PathBuf, household::Truth) {
     let db = dir.join("wanwatch.db");
     let truth = household::write(&db, START, 14);
@@ -24,17 +31,7 @@ fn html_report_tells_the_story_the_data_holds() {
     let dir = tempfile::tempdir().unwrap();
     let (db, truth) = db_with_two_weeks(dir.path());
     let out = dir.path().join("report.html");
-    let r = wanwatch(&[
-        "report",
-        "--db",
-        db.to_str().unwrap(),
-        "--since",
-        "2026-11-09",
-        "--until",
-        "2026-11-23",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let r = report(&db, "2026-11-09", "2026-11-23", &["--out", out.to_str().unwrap()]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let html = std::fs::read_to_string(&out).unwrap();
     std::fs::copy(&out, std::env::temp_dir().join("wanwatch-report-test.html")).unwrap();
@@ -92,17 +89,7 @@ fn html_report_tells_the_story_the_data_holds() {
 fn markdown_report_is_the_same_story_without_figures() {
     let dir = tempfile::tempdir().unwrap();
     let (db, truth) = db_with_two_weeks(dir.path());
-    let r = wanwatch(&[
-        "report",
-        "--db",
-        db.to_str().unwrap(),
-        "--since",
-        "2026-11-09",
-        "--until",
-        "2026-11-23",
-        "--format",
-        "md",
-    ]);
+    let r = report(&db, "2026-11-09", "2026-11-23", &["--format", "md"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let md = String::from_utf8(r.stdout).unwrap();
     assert!(md.starts_with("# Internet connection report, 2026-11-09 00:00 to 2026-11-23 00:00"), "{}", &md[..100]);
@@ -124,7 +111,7 @@ fn report_errors_name_the_problem() {
     let r = wanwatch(&["report", "--db", db.to_str().unwrap(), "--since", "last tuesday"]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("--since") && err.contains("last tuesday"), "{err}");
-    let r = wanwatch(&["report", "--db", db.to_str().unwrap(), "--since", "2026-11-20", "--until", "2026-11-10"]);
+    let r = report(&db, "2026-11-20", "2026-11-10", &[]);
     assert!(String::from_utf8_lossy(&r.stderr).contains("--until must be after --since"));
 }
 
@@ -132,17 +119,7 @@ fn report_errors_name_the_problem() {
 fn an_empty_period_still_makes_a_readable_report() {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = db_with_two_weeks(dir.path());
-    let r = wanwatch(&[
-        "report",
-        "--db",
-        db.to_str().unwrap(),
-        "--since",
-        "2025-01-01",
-        "--until",
-        "2025-01-08",
-        "--format",
-        "md",
-    ]);
+    let r = report(&db, "2025-01-01", "2025-01-08", &["--format", "md"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let md = String::from_utf8(r.stdout).unwrap();
     assert!(md.contains("No outages in this period."));

@@ -134,40 +134,60 @@ impl Mqtt {
                 "device": device,
             })
         };
+        // (component, key, name, state topic leaf, what Home Assistant needs to know of it)
+        let sensors = [
+            (
+                "binary_sensor",
+                "internet",
+                "Internet",
+                "internet",
+                json!({"device_class": "connectivity", "payload_on": "ON", "payload_off": "OFF"}),
+            ),
+            (
+                "sensor",
+                "state",
+                "Link state",
+                "state",
+                json!({"device_class": "enum", "options": ["up", "degraded", "lan_down", "wan_down", "unknown"]}),
+            ),
+            (
+                "sensor",
+                "latency",
+                "Internet latency",
+                "latency_ms",
+                json!({"device_class": "duration", "unit_of_measurement": "ms", "state_class": "measurement"}),
+            ),
+            (
+                "sensor",
+                "loss",
+                "Packet loss",
+                "loss_pct",
+                json!({"unit_of_measurement": "%", "state_class": "measurement", "icon": "mdi:lan-disconnect"}),
+            ),
+            (
+                "sensor",
+                "outages_24h",
+                "Internet outages (24 h)",
+                "outages_24h",
+                json!({"state_class": "measurement", "icon": "mdi:web-off"}),
+            ),
+            (
+                "sensor",
+                "last_event",
+                "Last alert",
+                "event",
+                json!({"value_template": "{{ value_json.title[:250] }}", "json_attributes_topic": self.topic("event")}),
+            ),
+        ];
         let mut configs = Vec::new();
-        let mut internet = base("internet", "Internet");
-        internet["state_topic"] = json!(self.topic("internet"));
-        internet["device_class"] = json!("connectivity");
-        internet["payload_on"] = json!("ON");
-        internet["payload_off"] = json!("OFF");
-        configs.push(("binary_sensor", "internet", internet));
-        let mut state = base("state", "Link state");
-        state["state_topic"] = json!(self.topic("state"));
-        state["device_class"] = json!("enum");
-        state["options"] = json!(["up", "degraded", "lan_down", "wan_down", "unknown"]);
-        configs.push(("sensor", "state", state));
-        let mut latency = base("latency", "Internet latency");
-        latency["state_topic"] = json!(self.topic("latency_ms"));
-        latency["device_class"] = json!("duration");
-        latency["unit_of_measurement"] = json!("ms");
-        latency["state_class"] = json!("measurement");
-        configs.push(("sensor", "latency", latency));
-        let mut loss = base("loss", "Packet loss");
-        loss["state_topic"] = json!(self.topic("loss_pct"));
-        loss["unit_of_measurement"] = json!("%");
-        loss["state_class"] = json!("measurement");
-        loss["icon"] = json!("mdi:lan-disconnect");
-        configs.push(("sensor", "loss", loss));
-        let mut outages = base("outages_24h", "Internet outages (24 h)");
-        outages["state_topic"] = json!(self.topic("outages_24h"));
-        outages["state_class"] = json!("measurement");
-        outages["icon"] = json!("mdi:web-off");
-        configs.push(("sensor", "outages_24h", outages));
-        let mut last = base("last_event", "Last alert");
-        last["state_topic"] = json!(self.topic("event"));
-        last["value_template"] = json!("{{ value_json.title[:250] }}");
-        last["json_attributes_topic"] = json!(self.topic("event"));
-        configs.push(("sensor", "last_event", last));
+        for (component, key, name, leaf, extra) in sensors {
+            let mut config = base(key, name);
+            config["state_topic"] = json!(self.topic(leaf));
+            for (k, v) in extra.as_object().expect("an object") {
+                config[k] = v.clone();
+            }
+            configs.push((component, key, config));
+        }
         for (component, key, config) in configs {
             let topic = format!("{}/{component}/wanwatch_{}/{key}/config", self.cfg.discovery_prefix, self.node);
             self.publish(topic, true, config.to_string());

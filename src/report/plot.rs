@@ -2,6 +2,7 @@
 //! text (the browser picks the font), so no font files and no network are needed to view them.
 
 use plotters::coord::Shift;
+use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 
 use super::correlate::{Cell, Split, Verdict};
@@ -105,43 +106,20 @@ pub fn timeline(
         let (top, bottom) = root.split_vertically(260);
         let lat_max = bs.iter().filter_map(|b| b.p95_ms.or(b.latency_ms)).fold(10.0f64, f64::max) * 1.1;
         let loss_max = bs.iter().filter_map(|b| b.loss).fold(0.02f64, f64::max).min(1.0) * 100.0 * 1.1;
-        let shade = |o: &OutageRow| (o.kind == "wan").then(|| (o.start.max(since), o.end.unwrap_or(until).min(until)));
-        let mut chart = ChartBuilder::on(&top)
-            .margin(10)
-            .caption("Latency to the internet (ms): median, p95 faint; outages red", (FONT, 16))
-            .x_label_area_size(22)
-            .y_label_area_size(50)
-            .build_cartesian_2d(since..until, 0.0..lat_max)
-            .map_err(err)?;
-        chart.configure_mesh().x_labels(8).x_label_formatter(&|t| label(*t)).y_desc("ms").draw().map_err(err)?;
-        chart
-            .draw_series(
-                outages.iter().filter_map(shade).map(|(s, e)| {
-                    Rectangle::new([(s, 0.0), (e.max(s + MINUTE_MS), lat_max)], OUTAGE.mix(0.35).filled())
-                }),
-            )
-            .map_err(err)?;
+        let shades: Vec<(WallMs, WallMs)> = outages
+            .iter()
+            .filter(|o| o.kind == "wan")
+            .map(|o| (o.start.max(since), o.end.unwrap_or(until).min(until).max(o.start + MINUTE_MS)))
+            .collect();
+        let caption = "Latency to the internet (ms): median, p95 faint; outages red";
+        let mut chart = panel(&top, caption, "ms", lat_max, (since, until), label, &shades)?;
         for run in runs(&bs, width, |b| b.p95_ms) {
             chart.draw_series(LineSeries::new(run, LINE.mix(0.35).stroke_width(1))).map_err(err)?;
         }
         for run in runs(&bs, width, |b| b.latency_ms) {
             chart.draw_series(LineSeries::new(run, LINE.stroke_width(2))).map_err(err)?;
         }
-        let mut chart = ChartBuilder::on(&bottom)
-            .margin(10)
-            .caption("Packet loss (%)", (FONT, 16))
-            .x_label_area_size(22)
-            .y_label_area_size(50)
-            .build_cartesian_2d(since..until, 0.0..loss_max)
-            .map_err(err)?;
-        chart.configure_mesh().x_labels(8).x_label_formatter(&|t| label(*t)).y_desc("%").draw().map_err(err)?;
-        chart
-            .draw_series(
-                outages.iter().filter_map(shade).map(|(s, e)| {
-                    Rectangle::new([(s, 0.0), (e.max(s + MINUTE_MS), loss_max)], OUTAGE.mix(0.35).filled())
-                }),
-            )
-            .map_err(err)?;
+        let mut chart = panel(&bottom, "Packet loss (%)", "%", loss_max, (since, until), label, &shades)?;
         chart
             .draw_series(bs.iter().filter_map(|b| {
                 let l = b.loss? * 100.0;
@@ -153,6 +131,32 @@ pub fn timeline(
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+type TimeChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordi64, RangedCoordf64>>;
+
+/// One panel of the timeline: time across, 0..`y_max` up, outages shaded.
+fn panel<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    y_desc: &str,
+    y_max: f64,
+    (since, until): (WallMs, WallMs),
+    label: &dyn Fn(WallMs) -> String,
+    shades: &[(WallMs, WallMs)],
+) -> Result<TimeChart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .margin(10)
+        .caption(caption, (FONT, 16))
+        .x_label_area_size(22)
+        .y_label_area_size(50)
+        .build_cartesian_2d(since..until, 0.0..y_max)
+        .map_err(err)?;
+    chart.configure_mesh().x_labels(8).x_label_formatter(&|t| label(*t)).y_desc(y_desc).draw().map_err(err)?;
+    chart
+        .draw_series(shades.iter().map(|&(s, e)| Rectangle::new([(s, 0.0), (e, y_max)], OUTAGE.mix(0.35).filled())))
+        .map_err(err)?;
+    Ok(chart)
 }
 
 /// Green (good) through yellow to red (bad) for 0..=1.
@@ -212,6 +216,36 @@ pub fn heatmap(cells: &[Cell], title: &str, value: impl Fn(&Cell) -> Option<f64>
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// (mean of `x`, pooled loss %) per 10 minutes outside outages, for a scatter: fewer, steadier
+/// points than per minute (a month is 4,320 instead of 43,200 circles in the page).
+pub fn per_ten_minutes(minutes: &[Minute], x: impl Fn(&Minute) -> Option<f64>) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(i64, f64, u32, u64, u64)> = None;
+    let mut flush = |c: Option<(i64, f64, u32, u64, u64)>| {
+        if let Some((_, xs, n, sent, lost)) = c
+            && n > 0
+            && sent > 0
+        {
+            out.push((xs / n as f64, lost as f64 / sent as f64 * 100.0));
+        }
+    };
+    for m in minutes.iter().filter(|m| !m.down) {
+        let (Some(v), true) = (x(m), m.sent > 0) else { continue };
+        let key = m.ts.div_euclid(10 * MINUTE_MS);
+        if cur.is_none_or(|c| c.0 != key) {
+            flush(cur.take());
+            cur = Some((key, 0.0, 0, 0, 0));
+        }
+        let c = cur.as_mut().expect("set above");
+        c.1 += v;
+        c.2 += 1;
+        c.3 += m.sent as u64;
+        c.4 += m.lost as u64;
+    }
+    flush(cur);
+    out
 }
 
 /// A scatter of one context value against loss, e.g. SINR against loss per minute.

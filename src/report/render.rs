@@ -200,7 +200,8 @@ enum Block {
     Table(Table),
 }
 
-fn blocks(r: &Report, progress: &dyn Fn(&str)) -> Result<Vec<Block>, String> {
+/// `figures`: draw the plots (HTML) or leave them out (Markdown).
+fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Block>, String> {
     let d = &r.data;
     let s = &r.summary;
     let a = &r.analysis;
@@ -253,7 +254,9 @@ fn blocks(r: &Report, progress: &dyn Fn(&str)) -> Result<Vec<Block>, String> {
             l[11..].to_string()
         }
     };
-    b.push(Block::Figure(plot::timeline(&d.minutes, &d.outages, d.since, d.until, &label)?));
+    if figures {
+        b.push(Block::Figure(plot::timeline(&d.minutes, &d.outages, d.since, d.until, &label)?));
+    }
     progress("timeline");
 
     b.push(Block::Heading(format!("Outages ({})", d.outages.len())));
@@ -285,18 +288,12 @@ fn blocks(r: &Report, progress: &dyn Fn(&str)) -> Result<Vec<Block>, String> {
 
     b.push(Block::Heading("When it goes wrong: the week by hour".into()));
     let loss_max = a.week.iter().filter_map(|c| c.loss()).fold(0.01f64, f64::max);
-    b.push(Block::Figure(plot::heatmap(
-        &a.week,
-        &format!("Packet loss by hour of week (red = {})", pct(Some(loss_max))),
-        |c| c.loss(),
-        loss_max,
-    )?));
-    b.push(Block::Figure(plot::heatmap(
-        &a.week,
-        "Share of bad minutes (outage, loss > 2% or latency > 2x typical); red = 25%",
-        |c| c.bad_share(),
-        0.25,
-    )?));
+    if figures {
+        let title = format!("Packet loss by hour of week (red = {})", pct(Some(loss_max)));
+        b.push(Block::Figure(plot::heatmap(&a.week, &title, |c| c.loss(), loss_max)?));
+        let title = "Share of bad minutes (outage, loss > 2% or latency > 2x typical); red = 25%";
+        b.push(Block::Figure(plot::heatmap(&a.week, title, |c| c.bad_share(), 0.25)?));
+    }
     progress("heatmaps");
     let windows = |ws: &[super::correlate::Window]| {
         ws.iter()
@@ -315,27 +312,34 @@ fn blocks(r: &Report, progress: &dyn Fn(&str)) -> Result<Vec<Block>, String> {
     }
 
     b.push(Block::Heading("What goes with it".into()));
-    b.push(Block::Figure(plot::effects(&a.splits)?));
+    if figures {
+        b.push(Block::Figure(plot::effects(&a.splits)?));
+    }
     for sp in &a.splits {
         b.push(Block::Para(split_sentence(sp)));
     }
     for c in &a.correlations {
         b.push(Block::Para(correlation_words(c)));
     }
-    let sinr: Vec<(f64, f64)> =
-        d.minutes.iter().filter(|m| !m.down).filter_map(|m| Some((m.ctx.sinr_db?, m.loss()? * 100.0))).collect();
-    if !sinr.is_empty() {
-        b.push(Block::Figure(plot::scatter(
-            &sinr,
-            "Gateway SINR against packet loss, per minute",
-            "SINR (dB)",
-            "loss (%)",
-        )?));
-    }
-    let rain: Vec<(f64, f64)> =
-        d.minutes.iter().filter(|m| !m.down).filter_map(|m| Some((m.ctx.precip_mm_h?, m.loss()? * 100.0))).collect();
-    if !rain.is_empty() {
-        b.push(Block::Figure(plot::scatter(&rain, "Rain against packet loss, per minute", "rain (mm/h)", "loss (%)")?));
+    if figures {
+        let sinr = plot::per_ten_minutes(&d.minutes, |m| m.ctx.sinr_db);
+        if !sinr.is_empty() {
+            b.push(Block::Figure(plot::scatter(
+                &sinr,
+                "Gateway SINR against packet loss, per 10 minutes",
+                "SINR (dB)",
+                "loss (%)",
+            )?));
+        }
+        let rain = plot::per_ten_minutes(&d.minutes, |m| m.ctx.precip_mm_h);
+        if !rain.is_empty() {
+            b.push(Block::Figure(plot::scatter(
+                &rain,
+                "Rain against packet loss, per 10 minutes",
+                "rain (mm/h)",
+                "loss (%)",
+            )?));
+        }
     }
     if !a.bands.is_empty() {
         let rows = a
@@ -394,7 +398,7 @@ pub fn html(r: &Report, progress: &dyn Fn(&str)) -> Result<String, String> {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{CSS}</style></head><body>\n<h1>{t}</h1>\n",
         t = esc(&title(r))
     );
-    for b in blocks(r, progress)? {
+    for b in blocks(r, true, progress)? {
         match b {
             Block::Heading(h) => {
                 let _ = writeln!(out, "<h2>{}</h2>", esc(&h));
@@ -415,7 +419,7 @@ pub fn html(r: &Report, progress: &dyn Fn(&str)) -> Result<String, String> {
 /// Markdown for pasting into a support chat: the same text and tables, no figures.
 pub fn markdown(r: &Report, progress: &dyn Fn(&str)) -> Result<String, String> {
     let mut out = format!("# {}\n\n", title(r));
-    for b in blocks(r, progress)? {
+    for b in blocks(r, false, progress)? {
         match b {
             Block::Heading(h) => {
                 let _ = writeln!(out, "## {h}\n");

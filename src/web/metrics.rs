@@ -86,8 +86,9 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
     let mut stmt = store
         .conn
         .prepare(
-            "SELECT t.name, t.role, m.sent, m.lost, m.median_us, m.p95_us, m.jitter_us FROM targets t
-             JOIN minutes m ON m.target = t.id
+            // CROSS JOIN: targets outside, so each target's minute is a primary-key lookup.
+            "SELECT t.name, t.role, m.sent, m.lost, m.median_us, m.p95_us, m.jitter_us FROM targets t CROSS JOIN minutes m
+             WHERE m.target = t.id
              AND m.ts = (SELECT max(ts) FROM minutes WHERE target = t.id AND ts < ?1 AND ts >= ?1 - 600000)",
         )
         .map_err(|e| store.sql("metrics minutes", e))?;
