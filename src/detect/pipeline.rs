@@ -195,7 +195,11 @@ struct Channel {
     cal_forecast: Calibrator,
     cal_autoencoder: Calibrator,
     cal_forest: Calibrator,
-    cal_ensemble: Calibrator,
+    /// The ensemble calibrated per line-up: without the forest (before its baseline is over)
+    /// and with it. Correlated detectors make Fisher's sum heavier-tailed with four voices than
+    /// with three, so the day the forest joined used to read the old three-voice history as a
+    /// surprise (NAB: 52 alarms in steps 864-1440, 43 of them false).
+    cal_ensemble: [Calibrator; 2],
     cal_zscore: Calibrator,
     forest: ForestDetector,
     zscore: ZScore,
@@ -228,7 +232,7 @@ impl Pipeline {
                 cal_forecast: Calibrator::new(week, min),
                 cal_autoencoder: Calibrator::new(week, min),
                 cal_forest: Calibrator::new(week, min),
-                cal_ensemble: Calibrator::new(week, min),
+                cal_ensemble: [Calibrator::new(week, min), Calibrator::new(week, min)],
                 cal_zscore: Calibrator::new(week, min),
                 forest: ForestDetector::new(settings.baseline_ms, settings.refit_ms, week),
                 zscore: ZScore::new(24 * 3_600_000),
@@ -327,9 +331,16 @@ impl Pipeline {
         // Fisher's method: the surprise of the product of the tail probabilities, which is
         // comparable however many detectors are ready (the forest joins after its baseline). The
         // detectors are correlated, so Fisher's answer is calibrated again on its own history.
-        let raw_ensemble = fisher(&parts.iter().flatten().copied().collect::<Vec<_>>());
-        let any = parts.iter().any(Option::is_some);
-        r.ensemble = if any { ch.cal_ensemble.surprise(raw_ensemble) } else { None };
+        let without_forest = [r.forecast, r.autoencoder, zs_surprise];
+        let raw_core = fisher(&without_forest.iter().flatten().copied().collect::<Vec<_>>());
+        let raw_full = r.forest.is_some().then(|| fisher(&parts.iter().flatten().copied().collect::<Vec<_>>()));
+        let core_any = without_forest.iter().any(Option::is_some);
+        // The full line-up's verdict once its calibrator has history, else the core's.
+        r.ensemble = match raw_full.and_then(|v| ch.cal_ensemble[1].surprise(v)) {
+            Some(s) => Some(s),
+            None if core_any => ch.cal_ensemble[0].surprise(raw_core),
+            None => None,
+        };
 
         // The calibrators learn from every step but outages: scores come in runs (one spike
         // stays in a window for a while), and leaving the runs out makes the tail look thinner
@@ -345,8 +356,11 @@ impl Pipeline {
             if let Some(v) = raw_forest {
                 ch.cal_forest.observe(v);
             }
-            if any {
-                ch.cal_ensemble.observe(raw_ensemble);
+            if core_any {
+                ch.cal_ensemble[0].observe(raw_core);
+            }
+            if let Some(v) = raw_full {
+                ch.cal_ensemble[1].observe(v);
             }
             if let Some(v) = zs {
                 ch.cal_zscore.observe(v);
