@@ -48,6 +48,8 @@ pub struct Comparison {
 pub struct Split {
     pub label: String,
     pub versus: String,
+    /// Compared within the same hour of day (the ratio is adjusted for the time of day).
+    pub same_hour: bool,
     pub minutes_in: usize,
     pub minutes_out: usize,
     pub hours_in: usize,
@@ -96,10 +98,39 @@ impl Sums {
         self.lat_n += o.lat_n;
         self.down += o.down;
     }
-    fn measures(&self) -> [f64; 3] {
-        let div = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-        [div(self.lost, self.sent), div(self.lat_sum, self.lat_n), div(self.down, self.minutes)]
+    /// (numerator, denominator) of measure `k`: loss, latency, outage share.
+    fn parts(&self, k: usize) -> (f64, f64) {
+        match k {
+            0 => (self.lost, self.sent),
+            1 => (self.lat_sum, self.lat_n),
+            _ => (self.down, self.minutes),
+        }
     }
+    fn measures(&self) -> [f64; 3] {
+        [0, 1, 2].map(|k| {
+            let (a, b) = self.parts(k);
+            if b > 0.0 { a / b } else { f64::NAN }
+        })
+    }
+}
+
+/// Inside vs outside, compared stratum by stratum (indirect standardisation): what inside
+/// measured over what it would have measured at outside's rate in the same strata. With one
+/// stratum this is the plain ratio of rates; with the hour of day as strata, rain that happens
+/// to fall in the evenings is not blamed for the evenings.
+fn standardised(strata: &[[Sums; 2]]) -> [f64; 3] {
+    [0, 1, 2].map(|k| {
+        let (mut observed, mut expected, mut any) = (0.0, 0.0, false);
+        for s in strata {
+            let ((num_in, den_in), (num_out, den_out)) = (s[1].parts(k), s[0].parts(k));
+            if den_in > 0.0 && den_out > 0.0 {
+                observed += num_in;
+                expected += den_in * num_out / den_out;
+                any = true;
+            }
+        }
+        if any { ratio(observed, expected) } else { f64::NAN }
+    })
 }
 
 fn ratio(inside: f64, outside: f64) -> f64 {
@@ -111,39 +142,65 @@ fn ratio(inside: f64, outside: f64) -> f64 {
     }
 }
 
+/// How a split's two sides are made comparable.
+#[derive(Clone, Copy)]
+pub enum Strata<'a> {
+    /// All minutes together: the plain ratio (for splits that are about the time itself).
+    None,
+    /// Minutes compared within the same local hour of day; the function gives a clock hour's
+    /// start its hour of day (0-23).
+    HourOfDay(&'a dyn Fn(WallMs) -> usize),
+}
+
 /// Compare the minutes where `side` is Some(true) against Some(false); None minutes (context
 /// unknown) are left out.
-pub fn split(minutes: &[Minute], label: &str, versus: &str, side: impl Fn(&Minute) -> Option<bool>) -> Split {
+pub fn split(
+    minutes: &[Minute],
+    label: &str,
+    versus: &str,
+    strata: Strata,
+    side: impl Fn(&Minute) -> Option<bool>,
+) -> Split {
     let mut blocks: BTreeMap<i64, [Sums; 2]> = BTreeMap::new();
     for m in minutes {
         if let Some(s) = side(m) {
             blocks.entry(m.ts.div_euclid(HOUR_MS)).or_default()[usize::from(s)].add(m);
         }
     }
-    let blocks: Vec<[Sums; 2]> = blocks.into_values().collect();
+    // A block is one clock hour, so it lies in one stratum.
+    let n_strata = if matches!(strata, Strata::None) { 1 } else { 24 };
+    let stratum_of = |hour: i64| match strata {
+        Strata::None => 0,
+        Strata::HourOfDay(f) => f(hour * HOUR_MS) % 24,
+    };
+    let blocks: Vec<(usize, [Sums; 2])> = blocks.into_iter().map(|(h, b)| (stratum_of(h), b)).collect();
     let total = |pick: &dyn Fn(usize) -> usize| {
-        let mut t = [Sums::default(); 2];
+        let mut t = vec![[Sums::default(); 2]; n_strata];
         for i in 0..blocks.len() {
-            let b = &blocks[pick(i)];
-            t[0].plus(&b[0]);
-            t[1].plus(&b[1]);
+            let (s, b) = &blocks[pick(i)];
+            t[*s][0].plus(&b[0]);
+            t[*s][1].plus(&b[1]);
         }
         t
     };
-    let all = total(&|i| i);
-    let hours = |side: usize| blocks.iter().filter(|b| b[side].minutes > 0.0).count();
+    let by_stratum = total(&|i| i);
+    let mut all = [Sums::default(); 2];
+    for s in &by_stratum {
+        all[0].plus(&s[0]);
+        all[1].plus(&s[1]);
+    }
+    let hours = |side: usize| blocks.iter().filter(|b| b.1[side].minutes > 0.0).count();
     let (hours_in, hours_out) = (hours(1), hours(0));
-    let point: Vec<f64> = (0..3).map(|k| ratio(all[1].measures()[k], all[0].measures()[k])).collect();
+    let point = standardised(&by_stratum);
     // Fixed seed: the same database gives the same report.
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let mut boot: [Vec<f64>; 3] = Default::default();
     if !blocks.is_empty() {
         for _ in 0..RESAMPLES {
             let picks: Vec<usize> = (0..blocks.len()).map(|_| rng.random_range(0..blocks.len())).collect();
-            let t = total(&|i| picks[i]);
-            let (a, b) = (t[1].measures(), t[0].measures());
+            let r = standardised(&total(&|i| picks[i]));
             for k in 0..3 {
-                boot[k].push(ratio(a[k], b[k]));
+                boot[k].push(r[k]);
             }
         }
     }
@@ -171,6 +228,7 @@ pub fn split(minutes: &[Minute], label: &str, versus: &str, side: impl Fn(&Minut
     Split {
         label: label.into(),
         versus: versus.into(),
+        same_hour: matches!(strata, Strata::HourOfDay(_)),
         minutes_in: all[1].minutes as usize,
         minutes_out: all[0].minutes as usize,
         hours_in,
@@ -428,32 +486,37 @@ pub fn analyse(minutes: &[Minute], offset_s: impl Fn(WallMs) -> i64 + Copy) -> A
     let sinr_q1 = quantile(minutes.iter().filter_map(|m| m.ctx.sinr_db), 0.25);
     let local_hour = |m: &Minute| hour_of_week(m.ts, offset_s(m.ts)) % 24;
     let weekday = |m: &Minute| hour_of_week(m.ts, offset_s(m.ts)) / 24;
+    let hour_of_day = |ts: WallMs| hour_of_week(ts, offset_s(ts)) % 24;
+    // Context is compared within the same hour of day: rain, wind, heat, a busy LAN and a
+    // congested cell all cluster in certain hours, and the hours have their own loss.
+    let same_hour = Strata::HourOfDay(&hour_of_day);
+    let rain = |m: &Minute| {
+        m.ctx.precip_mm_h.and_then(|p| {
+            if p > 1.0 {
+                Some(true)
+            } else if p < 0.1 {
+                Some(false)
+            } else {
+                None
+            }
+        })
+    };
     let mut splits = vec![
-        split(minutes, "rain over 1 mm/h", "dry", |m| {
-            m.ctx.precip_mm_h.and_then(|p| {
-                if p > 1.0 {
-                    Some(true)
-                } else if p < 0.1 {
-                    Some(false)
-                } else {
-                    None
-                }
-            })
+        split(minutes, "rain over 1 mm/h", "dry", same_hour, rain),
+        split(minutes, "wind over 30 km/h", "calmer", same_hour, |m| m.ctx.wind_kmh.map(|w| w > 30.0)),
+        split(minutes, "over 30 °C outside", "cooler", same_hour, |m| m.ctx.temp_c.map(|t| t > 30.0)),
+        split(minutes, "evenings 19:00-23:00", "other hours", Strata::None, |m| {
+            Some((19..23).contains(&local_hour(m)))
         }),
-        split(minutes, "wind over 30 km/h", "calmer", |m| m.ctx.wind_kmh.map(|w| w > 30.0)),
-        split(minutes, "over 30 °C outside", "cooler", |m| m.ctx.temp_c.map(|t| t > 30.0)),
-        split(minutes, "evenings 19:00-23:00", "other hours", |m| Some((19..23).contains(&local_hour(m)))),
-        split(minutes, "weekends", "weekdays", |m| Some(weekday(m) >= 5)),
+        split(minutes, "weekends", "weekdays", same_hour, |m| Some(weekday(m) >= 5)),
     ];
     if let Some(q) = devices_q3 {
-        splits.push(split(minutes, &format!("more than {q:.0} devices on the LAN"), "fewer", |m| {
-            m.ctx.devices.map(|d| d > q)
-        }));
+        let label = format!("more than {q:.0} devices on the LAN");
+        splits.push(split(minutes, &label, "fewer", same_hour, |m| m.ctx.devices.map(|d| d > q)));
     }
     if let Some(q) = sinr_q1 {
-        splits.push(split(minutes, &format!("SINR below {q:.1} dB (weakest quarter)"), "stronger", |m| {
-            m.ctx.sinr_db.map(|s| s < q)
-        }));
+        let label = format!("SINR below {q:.1} dB (weakest quarter)");
+        splits.push(split(minutes, &label, "stronger", same_hour, |m| m.ctx.sinr_db.map(|s| s < q)));
     }
     let up = |m: &Minute| !m.down;
     let correlations = vec![
@@ -521,7 +584,7 @@ mod tests {
     #[test]
     fn a_real_rain_effect_is_found_with_its_size() {
         let ms = rainy(3.0, 1);
-        let s = split(&ms, "rain", "dry", |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
+        let s = split(&ms, "rain", "dry", Strata::None, |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
         assert_eq!(s.hours_in, 42);
         assert_eq!(s.minutes_in, 42 * 60);
         assert!((s.loss.ratio - 3.0).abs() < 0.3, "ratio {}", s.loss.ratio);
@@ -535,7 +598,7 @@ mod tests {
     fn the_interval_covers_the_true_effect_about_95_times_in_100() {
         let covered = (10..30)
             .filter(|&seed| {
-                let s = split(&rainy(3.0, seed), "rain", "dry", |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
+                let s = split(&rainy(3.0, seed), "rain", "dry", Strata::None, |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
                 s.loss.ci.0 <= 3.0 && 3.0 <= s.loss.ci.1
             })
             .count();
@@ -549,7 +612,7 @@ mod tests {
         let wrong = (0..10)
             .filter(|&seed| {
                 let ms = rainy(1.0, seed);
-                split(&ms, "rain", "dry", |m| m.ctx.precip_mm_h.map(|p| p > 1.0)).loss.verdict
+                split(&ms, "rain", "dry", Strata::None, |m| m.ctx.precip_mm_h.map(|p| p > 1.0)).loss.verdict
                     != Verdict::NoClearDifference
             })
             .count();
@@ -562,7 +625,7 @@ mod tests {
         ms.truncate(24 * 60); // one day: 3 rainy hours
         let mut few = ms.clone();
         few.retain(|m| (m.ts / HOUR_MS) % 8 != 3 || m.ts < ms[0].ts + 12 * HOUR_MS);
-        let s = split(&few, "rain", "dry", |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
+        let s = split(&few, "rain", "dry", Strata::None, |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
         assert!(s.hours_in < MIN_HOURS);
         assert_eq!(s.loss.verdict, Verdict::TooLittleData);
     }
@@ -591,6 +654,47 @@ mod tests {
         assert!(c.rho < -0.9 && c.ci.1 < 0.0, "{c:?}");
         let none = spearman(&ms, "devices", |m| m.ctx.devices, |m| m.median_ms);
         assert!(none.ci.0 < 0.0 && none.ci.1 > 0.0, "{none:?}");
+    }
+
+    #[test]
+    fn a_busy_lan_is_not_blamed_for_the_evening() {
+        // Evenings double loss; the LAN is busy in the evenings; devices themselves do nothing.
+        let mut rng = StdRng::seed_from_u64(5);
+        let ms: Vec<Minute> = (0..14 * 1440)
+            .map(|i| {
+                let ts = 1_795_392_000_000 + i as i64 * MINUTE_MS;
+                let evening = (19..23).contains(&((ts / HOUR_MS) % 24));
+                let p = if evening { 0.02 } else { 0.01 };
+                let lost = (0..60).filter(|_| rng.random::<f64>() < p).count() as u32;
+                // Busy in most evenings and in some other hours, so the two can be told apart.
+                let busy = rng.random::<f64>() < if evening { 0.7 } else { 0.2 };
+                let devices = if busy { 18.0 } else { 9.0 };
+                let ctx = Context { devices: Some(devices), ..Context::default() };
+                Minute { ts, sent: 60, lost, median_ms: Some(30.0), p95_ms: None, down: false, ctx }
+            })
+            .collect();
+        let busy = |m: &Minute| m.ctx.devices.map(|d| d > 12.0);
+        let crude = split(&ms, "busy", "quiet", Strata::None, busy);
+        assert_eq!(crude.loss.verdict, Verdict::Higher, "the crude ratio is fooled: {:?}", crude.loss);
+        let hour = |ts: WallMs| ((ts / HOUR_MS) % 24) as usize;
+        let fair = split(&ms, "busy", "quiet", Strata::HourOfDay(&hour), busy);
+        assert!(fair.same_hour);
+        assert_eq!(fair.loss.verdict, Verdict::NoClearDifference, "{:?}", fair.loss);
+        // A real rain effect survives the adjustment (rain in random hours, loss tripled).
+        let rain_hours: Vec<bool> = (0..14 * 24).map(|_| rng.random::<f64>() < 0.125).collect();
+        let wet: Vec<Minute> = ms
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let rain = rain_hours[i / 60];
+                let p = if rain { 0.03 } else { 0.01 };
+                let lost = (0..60).filter(|_| rng.random::<f64>() < p).count() as u32;
+                let ctx = Context { precip_mm_h: Some(if rain { 3.0 } else { 0.0 }), ..Context::default() };
+                Minute { lost, ctx, ..m.clone() }
+            })
+            .collect();
+        let s = split(&wet, "rain", "dry", Strata::HourOfDay(&hour), |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
+        assert!((s.loss.ratio - 3.0).abs() < 0.4 && s.loss.verdict == Verdict::Higher, "{:?}", s.loss);
     }
 
     #[test]

@@ -43,7 +43,8 @@ fn effect_words(c: &Comparison) -> String {
     };
     match c.verdict {
         Verdict::TooLittleData => "too little data to tell".into(),
-        Verdict::Higher if c.ratio.is_infinite() => format!("only seen then ({})", interval(c)),
+        // Nothing outside to compare with: an interval of "inf-inf" says nothing more.
+        Verdict::Higher if c.ratio.is_infinite() => "only seen then".into(),
         Verdict::Higher => format!("{:.1}x higher ({})", c.ratio, interval(c)),
         Verdict::Lower if c.ratio == 0.0 => format!("none seen then ({})", interval(c)),
         Verdict::Lower => format!("{:.1}x lower ({})", 1.0 / c.ratio, interval(c)),
@@ -55,7 +56,7 @@ fn effect_words(c: &Comparison) -> String {
 /// 1 mm/h than when dry (n = 840 minutes in 14 separate hours vs 9,000 minutes)."
 pub fn split_sentence(s: &Split) -> String {
     format!(
-        "{}: packet loss {} ({} vs {}), latency {}, outage time {} (n = {} minutes in {} separate hours, vs {} minutes {}).",
+        "{}: packet loss {} ({} vs {}), latency {}, outage time {} (n = {} minutes in {} separate hours, vs {} minutes {}{}).",
         s.label,
         effect_words(&s.loss),
         pct(Some(s.loss.inside).filter(|x| x.is_finite())),
@@ -65,7 +66,8 @@ pub fn split_sentence(s: &Split) -> String {
         s.minutes_in,
         s.hours_in,
         s.minutes_out,
-        s.versus
+        s.versus,
+        if s.same_hour { "; ratios compare the same hours of the day" } else { "" }
     )
 }
 
