@@ -193,6 +193,45 @@ fn lan_cut_is_a_lan_outage_with_the_right_times() {
     }
 }
 
+/// The whole alert path on a real cut: agent -> database -> notifier -> webhook, where the
+/// webhook lives on the internet side, so it is unreachable exactly while the outage lasts.
+/// "Internet down" must wait in the queue and arrive after the link is back, then "back".
+#[test]
+fn an_outage_alert_waits_for_the_link_and_then_arrives() {
+    if !skip_unless_root("an_outage_alert_waits_for_the_link_and_then_arrives") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut bed = Bed::new("wan_cut.toml");
+    let got: std::sync::Arc<Mutex<Vec<(i64, String)>>> = Default::default();
+    let g = got.clone();
+    let _hook = Server::start("198.18.2.2:8081", Some(&bed.wan), move |req| {
+        g.lock().unwrap().push((wall_ms(), req.body.clone()));
+        bed::http::Reply::text(200, "ok")
+    });
+    let w = Workdir::new();
+    let extra = "[notify]\nmin_interval = \"1s\"\n[notify.webhook]\nurl = \"http://198.18.2.2:8081/hook\"\n[web]\nenabled = false\n";
+    let cfg = config(&w, "200ms", "500ms", &bed.anchors(), extra);
+    let db_path = w.path("w.db");
+    bed.start_responder();
+    let cuts = bed.run_cuts();
+    bed.run_agent(&db_path, &cfg, &["--for", "22s"]);
+    let (_, down, up) = cuts.join().unwrap()[0].clone();
+    let got = got.lock().unwrap().clone();
+    let titles: Vec<(i64, String)> = got
+        .iter()
+        .map(|(t, b)| {
+            (*t, serde_json::from_str::<serde_json::Value>(b).unwrap()["title"].as_str().unwrap().to_string())
+        })
+        .collect();
+    println!("cut {down}..{up}; webhook got {:?}", titles.iter().map(|(t, s)| (t - down, s)).collect::<Vec<_>>());
+    // Exactly these two: the moment of "degraded" before the outage was declared is no message.
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert_eq!(titles[0].1, "Internet down");
+    assert!(titles[0].0 >= up, "delivered while the internet was down?");
+    assert!(titles[1].1.starts_with("Internet back after "), "{titles:?}");
+}
+
 #[test]
 fn isp_blackhole_windows_are_wan_outages() {
     if skip_unless_root("isp_blackhole_windows_are_wan_outages") {

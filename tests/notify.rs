@@ -354,3 +354,40 @@ fn mqtt_home_assistant_discovery_state_and_queued_events() {
     n.stop();
     wait_for("offline", 10, || watch.lock().unwrap().iter().any(|m| m.1 == "offline"));
 }
+
+#[test]
+fn degraded_is_announced_only_when_it_lasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let port = free_port();
+    let rec = Recorder::start(&format!("127.0.0.1:{port}"));
+    let mut c = cfg(None, Some(format!("http://127.0.0.1:{port}/hook")), None);
+    c.min_interval = Duration::from_secs(1);
+    let n = Notifier::spawn(c, db.clone(), Arc::new(now)).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let state = |s: &str, since: i64| {
+        // One transaction, as the agent's writer does it.
+        let mut c = rusqlite::Connection::open(&db).unwrap();
+        let tx = c.transaction().unwrap();
+        tx.execute("INSERT OR REPLACE INTO status (key, value) VALUES ('state', ?1)", [s]).unwrap();
+        tx.execute("INSERT OR REPLACE INTO status (key, value) VALUES ('state_since', ?1)", [since.to_string()])
+            .unwrap();
+        tx.commit().unwrap();
+    };
+    // The first lost pings of an outage: degraded for a moment, then down. No "degraded" message.
+    state("degraded", now());
+    std::thread::sleep(Duration::from_millis(2500));
+    state("wan_down", now());
+    std::thread::sleep(Duration::from_millis(2500));
+    state("up", now());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(rec.got().is_empty(), "{:?}", rec.got());
+    // Degraded for over a minute (the agent restarted mid-way, say): announced once.
+    state("degraded", now() - 90_000);
+    wait_for("the degraded message", 10, || !rec.got().is_empty());
+    std::thread::sleep(Duration::from_millis(4500));
+    n.stop();
+    let got = rec.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].body.contains("\"title\":\"Internet degraded\""), "{}", got[0].body);
+}

@@ -33,6 +33,9 @@ use limit::{Limiter, Note};
 
 pub type NowFn = Arc<dyn Fn() -> WallMs + Send + Sync>;
 
+/// How long the link must stay degraded before it is announced.
+const DEGRADED_AFTER_MS: i64 = 60_000;
+
 /// One message and the destinations still to deliver it to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Queued {
@@ -49,6 +52,9 @@ struct State {
     last_outage_id: i64,
     open_outages: Vec<i64>,
     last_state: String,
+    /// When the link turned degraded, until that is announced or over.
+    #[serde(default)]
+    degraded_since: Option<WallMs>,
     limiter: Limiter,
     queue: Vec<Queued>,
 }
@@ -293,22 +299,29 @@ impl Worker {
             };
             notes.push(Note { kind: k.into(), ts, title: title.into(), body: detail, priority: 3 });
         }
+        // Degraded is announced once it has lasted a minute: the first lost pings of an outage
+        // make the link "degraded" for a second or two, and that is not news of its own.
         if state != s.last_state {
-            if state == "degraded" {
-                let since: Option<WallMs> = conn
-                    .query_row("SELECT value FROM status WHERE key = 'state_since'", [], |r| r.get::<_, String>(0))
+            s.degraded_since = (state == "degraded").then(|| {
+                conn.query_row("SELECT value FROM status WHERE key = 'state_since'", [], |r| r.get::<_, String>(0))
                     .ok()
-                    .and_then(|v| v.parse().ok());
-                let ts = since.unwrap_or_else(|| (self.now)());
-                notes.push(Note {
-                    kind: "degraded".into(),
-                    ts,
-                    title: "Internet degraded".into(),
-                    body: format!("Loss or latency above the configured limits since {}.", hms(ts)),
-                    priority: 3,
-                });
-            }
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| (self.now)())
+            });
             s.last_state = state;
+            self.dirty = true;
+        }
+        if let Some(since) = s.degraded_since
+            && (self.now)() - since >= DEGRADED_AFTER_MS
+        {
+            notes.push(Note {
+                kind: "degraded".into(),
+                ts: since,
+                title: "Internet degraded".into(),
+                body: format!("Loss or latency above the configured limits since {}.", hms(since)),
+                priority: 3,
+            });
+            s.degraded_since = None;
             self.dirty = true;
         }
         Ok(notes)

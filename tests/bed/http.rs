@@ -14,6 +14,8 @@ pub struct Request {
     /// Path with the query string.
     pub target: String,
     pub body_len: u64,
+    /// The first 64 KiB of the body, as text.
+    pub body: String,
 }
 
 pub enum Reply {
@@ -114,10 +116,14 @@ fn serve(s: TcpStream, handler: Handler, requests: Arc<AtomicU64>) {
                 content_length = v.trim().parse().unwrap_or(0);
             }
         }
-        // Read (and count) the request body.
-        let body_len = std::io::copy(&mut (&mut reader).take(content_length), &mut std::io::sink()).unwrap_or(0);
+        // Read (and count) the request body; keep its first 64 KiB (a webhook's JSON), count the
+        // rest (a speed test's upload).
+        let mut body = Vec::new();
+        let kept = (&mut reader).take(content_length.min(64 << 10)).read_to_end(&mut body).unwrap_or(0) as u64;
+        let rest = std::io::copy(&mut (&mut reader).take(content_length - kept), &mut std::io::sink()).unwrap_or(0);
+        let body_len = kept + rest;
         requests.fetch_add(1, Ordering::SeqCst);
-        let req = Request { method, target, body_len };
+        let req = Request { method, target, body_len, body: String::from_utf8_lossy(&body).into_owned() };
         let ok = match handler(&req) {
             Reply::Body { status, delay, content_type, body } => {
                 std::thread::sleep(delay);
