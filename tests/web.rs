@@ -147,6 +147,7 @@ fn dashboard_renders_in_headless_chromium() {
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
+        "--disable-dev-shm-usage",
         "--hide-scrollbars",
         "--no-first-run",
         "--window-size=1024,1400",

@@ -14,7 +14,7 @@ pub struct Request {
     /// Path with the query string.
     pub target: String,
     pub body_len: u64,
-    /// The first 64 KiB of the body, as text.
+    /// The body as text when it is at most 64 KiB (empty for larger ones).
     pub body: String,
 }
 
@@ -116,12 +116,14 @@ fn serve(s: TcpStream, handler: Handler, requests: Arc<AtomicU64>) {
                 content_length = v.trim().parse().unwrap_or(0);
             }
         }
-        // Read (and count) the request body; keep its first 64 KiB (a webhook's JSON), count the
-        // rest (a speed test's upload).
+        // Read the request body: kept when small (a webhook's JSON), only counted when large (a
+        // speed test's upload, streamed to nowhere as fast as the link allows).
         let mut body = Vec::new();
-        let kept = (&mut reader).take(content_length.min(64 << 10)).read_to_end(&mut body).unwrap_or(0) as u64;
-        let rest = std::io::copy(&mut (&mut reader).take(content_length - kept), &mut std::io::sink()).unwrap_or(0);
-        let body_len = kept + rest;
+        let body_len = if content_length <= 64 << 10 {
+            (&mut reader).take(content_length).read_to_end(&mut body).unwrap_or(0) as u64
+        } else {
+            std::io::copy(&mut (&mut reader).take(content_length), &mut std::io::sink()).unwrap_or(0)
+        };
         requests.fetch_add(1, Ordering::SeqCst);
         let req = Request { method, target, body_len, body: String::from_utf8_lossy(&body).into_owned() };
         let ok = match handler(&req) {
