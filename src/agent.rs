@@ -34,13 +34,18 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     let targets: Vec<Target> = cfg.targets.iter().map(|t| t.target.clone()).collect();
 
     let clock = Arc::new(std::sync::Mutex::new(Clock::new()));
-    let now = {
+    // Wall time from the agent's clock, for every thread that stamps or judges time.
+    let wall_fn: clock::WallFn = {
         let clock = clock.clone();
-        Box::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms()))
+        Arc::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms()))
     };
-    let writer = Writer::spawn(store, &targets, cfg.store.clone(), now)
+    let boxed = |f: &clock::WallFn| -> Box<dyn Fn() -> i64 + Send> {
+        let f = f.clone();
+        Box::new(move || f())
+    };
+    let writer = Writer::spawn(store, &targets, cfg.store.clone(), boxed(&wall_fn))
         .with_context(|| format!("preparing database {}", cfg.db.display()))?;
-    let wall = || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms());
+    let wall = || wall_fn();
     let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
     tracing::info!(db = %cfg.db.display(), config = %cfg.source, targets = %names.join(", "), "wanwatch running");
     writer.send(Record::Event {
@@ -60,22 +65,17 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     // The OLED and LED, if there are any, on their own thread.
     let panel_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let panel = (cfg.display.enabled || cfg.led.enabled).then(|| {
-        let clock = clock.clone();
         crate::panel::Panel {
             display: cfg.display.clone(),
             led: cfg.led.clone(),
             db: cfg.db.clone(),
-            now: Box::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms())),
+            now: boxed(&wall_fn),
             gateway: cfg.targets.iter().find(|t| t.target.role == crate::sample::Role::Gateway).map(|t| t.target.addr),
             stale_after: cfg.store.flush_interval * 2 + Duration::from_secs(60),
         }
         .spawn(panel_stop.clone())
     });
     // The LAN dashboard and Prometheus endpoint; a port in use is a warning, not a dead agent.
-    let wall_fn: crate::web::NowFn = {
-        let clock = clock.clone();
-        Arc::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms()))
-    };
     let plan = crate::report::Plan { down_mbps: cfg.report.plan_down_mbps, up_mbps: cfg.report.plan_up_mbps };
     let web = if cfg.web.enabled {
         match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, wall_fn.clone()) {

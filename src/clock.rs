@@ -45,6 +45,10 @@ pub struct Clock {
     slew: Option<(i64, Instant)>,
 }
 
+/// The agent's wall clock as a value threads can share (the web server, the notifier, the
+/// weekly report); the agent builds it once from its `Clock`.
+pub type WallFn = std::sync::Arc<dyn Fn() -> WallMs + Send + Sync>;
+
 pub fn system_wall_ms() -> WallMs {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as WallMs,

@@ -73,6 +73,11 @@ pub fn with_unit(v: f64, unit: &str) -> String {
     }
 }
 
+/// "2026-11-25 19:04:05" in the household's local time (the report, alerts).
+pub fn format_local(ms: WallMs) -> String {
+    format_time(ms + local_offset_s(ms) * 1000)
+}
+
 /// The local time zone's offset from UTC at `ms`, in seconds (0 when unknown).
 pub fn local_offset_s(ms: WallMs) -> i64 {
     let t: libc::time_t = (ms / 1000) as libc::time_t;

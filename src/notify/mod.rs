@@ -24,14 +24,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::WallFn;
 use crate::config::outputs::NotifyConfig;
 use crate::sample::WallMs;
 use crate::store::Store;
-use crate::timefmt::{format_span, format_time, local_offset_s};
+use crate::timefmt::{format_local, format_span};
 use http::Sent;
 use limit::{Limiter, Note};
-
-pub type NowFn = Arc<dyn Fn() -> WallMs + Send + Sync>;
 
 /// How long the link must stay degraded before it is announced.
 const DEGRADED_AFTER_MS: i64 = 60_000;
@@ -65,7 +64,7 @@ pub fn state_file(db: &Path) -> PathBuf {
 }
 
 fn hms(ts: WallMs) -> String {
-    format_time(ts + local_offset_s(ts) * 1000)[11..].to_string()
+    format_local(ts)[11..].to_string()
 }
 
 /// A running notifier thread.
@@ -76,7 +75,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// Start when at least one destination is configured.
-    pub fn spawn(cfg: NotifyConfig, db: PathBuf, now: NowFn) -> Option<Notifier> {
+    pub fn spawn(cfg: NotifyConfig, db: PathBuf, now: WallFn) -> Option<Notifier> {
         if cfg.ntfy.is_none() && cfg.webhook.is_none() && cfg.mqtt.is_none() {
             return None;
         }
@@ -121,17 +120,19 @@ impl Backoff {
 struct Worker {
     cfg: NotifyConfig,
     db: PathBuf,
-    now: NowFn,
+    now: WallFn,
     file: PathBuf,
     state: State,
     dirty: bool,
     mqtt: Option<mqtt::Mqtt>,
     backoff: Vec<(String, Backoff)>,
     last_figures: Option<(Instant, mqtt::Figures)>,
+    /// Kept open between looks (every 2 s); dropped after an error so the next look reopens it.
+    store: Option<Store>,
 }
 
 impl Worker {
-    fn new(cfg: NotifyConfig, db: PathBuf, now: NowFn) -> Worker {
+    fn new(cfg: NotifyConfig, db: PathBuf, now: WallFn) -> Worker {
         let file = state_file(&db);
         let state = if file.exists() {
             crate::jsonfile::load(&file, "a wanwatch notification queue").unwrap_or_else(|e| {
@@ -155,7 +156,7 @@ impl Worker {
         }
         let mqtt = cfg.mqtt.as_ref().map(mqtt::Mqtt::new);
         let backoff = dests.into_iter().map(|d| (d, Backoff::new())).collect();
-        Worker { cfg, db, now, file, state, dirty: false, mqtt, backoff, last_figures: None }
+        Worker { cfg, db, now, file, state, dirty: false, mqtt, backoff, last_figures: None, store: None }
     }
 
     fn destinations(&self) -> Vec<String> {
@@ -170,10 +171,19 @@ impl Worker {
             }
             if Instant::now() >= next_watch {
                 next_watch = Instant::now() + Duration::from_secs(2);
-                if let Err(e) = self.watch() {
-                    tracing::debug!("notify: {e}");
+                let store = self.store.take().or_else(|| {
+                    // Not there yet: the agent's first flush creates it.
+                    self.db.exists().then(|| Store::open_read_only(&self.db).ok()).flatten()
+                });
+                if let Some(store) = store {
+                    match self.watch(&store) {
+                        Ok(()) => {
+                            self.publish_figures(&store);
+                            self.store = Some(store);
+                        }
+                        Err(e) => tracing::debug!("notify: {e}"),
+                    }
                 }
-                self.publish_figures();
             }
             self.deliver();
             if self.dirty {
@@ -193,13 +203,9 @@ impl Worker {
     }
 
     /// Read what is new in the database and queue the notes it makes.
-    fn watch(&mut self) -> Result<(), String> {
-        if !self.db.exists() {
-            return Ok(());
-        }
-        let store = Store::open_read_only(&self.db).map_err(|e| e.to_string())?;
+    fn watch(&mut self, store: &Store) -> Result<(), String> {
         let now = (self.now)();
-        let notes = self.notes(&store).map_err(|e| e.to_string())?;
+        let notes = self.notes(store).map_err(|e| e.to_string())?;
         let interval = self.cfg.min_interval.as_millis() as i64;
         let mut out: Vec<Note> = notes.into_iter().filter_map(|n| self.state.limiter.offer(n, now, interval)).collect();
         out.extend(self.state.limiter.due(now, interval));
@@ -384,14 +390,13 @@ impl Worker {
     }
 
     /// MQTT sensors: on change, and at least every minute.
-    fn publish_figures(&mut self) {
+    fn publish_figures(&mut self, store: &Store) {
         let Some(m) = &self.mqtt else { return };
         if !m.connected() {
             self.last_figures = None;
             return;
         }
-        let Ok(store) = Store::open_read_only(&self.db) else { return };
-        let Ok(f) = figures(&store, (self.now)()) else { return };
+        let Ok(f) = figures(store, (self.now)()) else { return };
         let stale =
             self.last_figures.as_ref().is_none_or(|(t, old)| *old != f || t.elapsed() >= Duration::from_secs(60));
         if stale && m.figures(&f) {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::data::{MINUTE_MS, Minute};
+use super::data::Minute;
 use crate::sample::WallMs;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -548,14 +548,9 @@ pub fn window_label(w: &Window) -> String {
     )
 }
 
-/// Minutes between two times, for labels.
-pub fn minutes_between(a: WallMs, b: WallMs) -> i64 {
-    (b - a) / MINUTE_MS
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::data::Context;
+    use super::super::data::{Context, MINUTE_MS};
     use super::*;
 
     /// Two weeks of minutes; it rains in 1 hour in 8, and rain multiplies loss by `effect`.

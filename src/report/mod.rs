@@ -111,4 +111,4 @@ pub fn build(
 }
 
 /// The stages `build` and `render::html` report to `progress`, for a progress bar's length.
-pub const STAGES: u64 = 8;
+pub const STAGES: u64 = 7;

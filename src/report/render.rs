@@ -11,7 +11,7 @@ use crate::timefmt;
 
 /// Local wall time "2026-11-25 18:04" for the household's reader.
 pub fn local(ts: WallMs) -> String {
-    let t = timefmt::format_time(ts + timefmt::local_offset_s(ts) * 1000);
+    let t = timefmt::format_local(ts);
     t[..t.len().min(16)].to_string()
 }
 
@@ -31,7 +31,8 @@ fn ms(x: Option<f64>) -> String {
     x.map_or("-".into(), |x| format!("{x:.0} ms"))
 }
 
-fn esc(s: &str) -> String {
+/// HTML-escape text (also for the dashboard).
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -55,7 +55,7 @@ pub fn spawn(
     db: PathBuf,
     dir: PathBuf,
     plan: Plan,
-    now: crate::web::NowFn,
+    now: crate::clock::WallFn,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     use std::sync::atomic::Ordering;

@@ -6,14 +6,10 @@ use std::fmt::Write;
 
 use crate::report::data::Data;
 use crate::report::plot;
-use crate::report::render::local;
+use crate::report::render::{esc, local};
 use crate::sample::{LinkState, WallMs};
 use crate::store::Store;
 use crate::timefmt::{format_span, with_unit};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
 
 fn state_words(s: LinkState) -> (&'static str, &'static str) {
     match s {

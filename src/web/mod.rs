@@ -22,8 +22,6 @@ use crate::report::Plan;
 use crate::sample::WallMs;
 use crate::store::Store;
 
-pub type NowFn = Arc<dyn Fn() -> WallMs + Send + Sync>;
-
 /// A running server; dropped or stopped, its threads end within a second.
 pub struct Web {
     pub addr: SocketAddr,
@@ -52,7 +50,7 @@ pub fn is_local(ip: IpAddr) -> bool {
 impl Web {
     /// Listen on `listen` and answer from `db` on two threads (a slow report does not block a
     /// Prometheus scrape).
-    pub fn spawn(listen: &str, db: PathBuf, plan: Plan, now: NowFn) -> Result<Web, BindError> {
+    pub fn spawn(listen: &str, db: PathBuf, plan: Plan, now: crate::clock::WallFn) -> Result<Web, BindError> {
         let server = Server::http(listen).map_err(|e| BindError { addr: listen.to_string(), why: e.to_string() })?;
         let addr = server
             .server_addr()
