@@ -16,7 +16,7 @@ import argparse, csv, glob, json, os, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXTRA = []  # --replay-args
-DETECTORS = ["ensemble", "forecast", "autoencoder", "forest", "rules", "predict", "zscore"]
+DETECTORS = ["ensemble", "forecast", "autoencoder", "forest", "rules", "predict", "zscore", "zweek"]
 
 
 def replay(binary, files, root, out_dir, cols=("timestamp", "value"), extra=()):

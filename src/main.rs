@@ -102,7 +102,7 @@ enum Command {
         #[arg(long, value_name = "FILE.json")]
         out: Option<PathBuf>,
         /// Write every detector's alarms here, one <detector>.json each (ensemble, forecast,
-        /// autoencoder, forest, rules, predict, zscore).
+        /// autoencoder, forest, rules, predict, zscore, zweek).
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
         /// Write the ensemble's events with their explanations here (JSON lines).

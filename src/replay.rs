@@ -175,7 +175,9 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
                 "autoencoder",
                 "forest",
                 "ensemble",
+                "agreement",
                 "zscore",
+                "zweek",
                 "rule",
                 "kind",
             ]);
@@ -199,7 +201,9 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
                 f(r.autoencoder),
                 f(r.forest),
                 f(r.ensemble),
+                f(r.agreement),
                 f(r.zscore),
+                f(r.zweek),
                 r.rule.map(|_| "1".to_string()).unwrap_or_default(),
                 r.kind.map(|k| k.0.to_string()).unwrap_or_default(),
             ]);

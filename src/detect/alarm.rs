@@ -6,14 +6,22 @@
 //! surprising than anything of the past week, less a decay per day. On a healthy link the chance
 //! that a step is the week's most surprising is about one in a week's steps, whatever the shape
 //! of the scores; after a bad evening, the next alert needs something worse or some days' rest.
+//!
+//! The ensemble's gate remembers longer (60 days) and forgets slower (its level halves every
+//! 50 days): its level is a week z-score, which a link's bad habits (the same evening slump
+//! every day) keep reaching again and again; the family hears of a slump once, and again when
+//! it gets worse.
 
 use std::collections::VecDeque;
 
-use super::pipeline::{ChannelResult, Detector};
+use super::pipeline::{ChannelResult, Detector, ENSEMBLE_OFF, ENSEMBLE_ON};
 
 const DAY_MS: f64 = 86_400_000.0;
 /// How fast the record a new alert must beat fades, in surprise (log10) per day.
 pub const GATE_DECAY_PER_DAY: f64 = 1.0;
+/// The ensemble's record: how long it is remembered, and how fast it fades (log2 per day).
+pub const ENSEMBLE_GATE_SPAN_MS: i64 = 60 * 86_400_000;
+pub const ENSEMBLE_GATE_DECAY_PER_DAY: f64 = 0.02;
 
 #[derive(Debug, Clone)]
 pub struct RecordGate {
@@ -139,10 +147,17 @@ impl Alarms {
         let streams = detectors
             .iter()
             .map(|&d| {
-                let h = Hysteresis::new(threshold, threshold / 2.0, cool);
-                let gated = !matches!(d, Detector::ZScore | Detector::Rules);
-                let gate = RecordGate::new(7 * 86_400_000, GATE_DECAY_PER_DAY, threshold / 2.0);
-                (d, if gated { h.with_gate(gate) } else { h })
+                let h = match d {
+                    Detector::Ensemble | Detector::ZWeek => Hysteresis::new(ENSEMBLE_ON, ENSEMBLE_OFF, cool)
+                        .with_gate(RecordGate::new(ENSEMBLE_GATE_SPAN_MS, ENSEMBLE_GATE_DECAY_PER_DAY, ENSEMBLE_OFF)),
+                    Detector::ZScore | Detector::Rules => Hysteresis::new(threshold, threshold / 2.0, cool),
+                    _ => Hysteresis::new(threshold, threshold / 2.0, cool).with_gate(RecordGate::new(
+                        7 * 86_400_000,
+                        GATE_DECAY_PER_DAY,
+                        threshold / 2.0,
+                    )),
+                };
+                (d, h)
             })
             .collect();
         Alarms { streams }
@@ -192,6 +207,27 @@ mod tests {
         assert!(h.step(100, 3.9).is_none(), "below `on` does not open");
         assert_eq!(h.step(101, f64::INFINITY), Some(Transition::Opened(101)));
         assert_eq!(h.finish().map(|e| e.start), Some(101));
+    }
+
+    #[test]
+    fn the_ensemble_remembers_its_worst_for_weeks() {
+        let day = 86_400_000;
+        let mut a = Alarms::new(4.0, 60_000, &[Detector::Ensemble]);
+        let at = |level: f64| vec![ChannelResult { ensemble: Some(level), ..Default::default() }];
+        let opened = |c: Vec<Change>| c.iter().any(|c| matches!(c.transition, Transition::Opened(_)));
+        let mut quiet = |a: &mut Alarms, from: i64| {
+            for m in 1..=60 {
+                a.step(from + m * 60_000, &at(0.0));
+            }
+        };
+        assert!(!opened(a.step(0, &at(1.9))), "below a week z of 4 (log2 = 2): nothing");
+        assert!(opened(a.step(60_000, &at(5.0))), "z = 32 opens");
+        quiet(&mut a, 60_000);
+        // ten days on, the record 5.0 has faded to 4.8: 4.5 is the same habit again
+        assert!(!opened(a.step(10 * day, &at(4.5))));
+        quiet(&mut a, 10 * day);
+        // thirty days on it has faded to 4.4 (the 4.5 of day 10 to 4.1): 4.5 is news again
+        assert!(opened(a.step(30 * day, &at(4.5))));
     }
 
     #[test]

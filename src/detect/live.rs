@@ -217,9 +217,9 @@ impl Detection {
             let record = match (c.detector, c.transition) {
                 (Detector::Ensemble, Transition::Opened(t)) => {
                     let detail = format!(
-                        "{} [surprise {:.1}; {}]",
+                        "{} [week z {:.1}; {}]",
                         pipeline::explain(&spec, r, t, offset),
-                        r.level(Detector::Ensemble).min(99.0),
+                        r.zweek.unwrap_or(0.0).min(1e6),
                         contributors(r, self.pipe.threshold())
                     );
                     self.open = Some((t, detail.clone()));
@@ -293,8 +293,11 @@ fn contributors(r: &pipeline::ChannelResult, threshold: f64) -> String {
         .filter(|(s, _)| s.is_some_and(|s| s >= threshold / 2.0))
         .map(|(_, n)| *n)
         .collect();
+    if r.zweek.is_some_and(|z| z >= 2f64.powf(pipeline::ENSEMBLE_ON)) {
+        names.push("week z-score");
+    }
     if r.zscore.is_some_and(|z| z >= super::baseline::THRESHOLD) {
-        names.push("z-score");
+        names.push("day z-score");
     }
     if r.rule.is_some() {
         names.push("rule");

@@ -4,8 +4,9 @@
 //! Flow of one step: `features` (robust normalisation, windows) -> `models` (ONNX forecaster,
 //! autoencoder, classifier via tract) + `forest` (Extended Isolation Forest) -> `calibrate`
 //! (each score to a surprise on this link's own history) -> `pipeline` (ensemble, rules,
-//! prediction, explanation) -> `alarm` (hysteresis: one event per incident). `baseline` is the
-//! rolling z-score every detector is compared with; `live` runs it all in the agent.
+//! prediction, explanation) -> `alarm` (hysteresis: one event per incident). `baseline` holds the
+//! rolling z-scores: the 24 h one every detector is compared with, the week one the ensemble
+//! stands on; `live` runs it all in the agent.
 
 pub mod alarm;
 pub mod baseline;
