@@ -215,7 +215,7 @@ mod tests {
         let mut a = Alarms::new(4.0, 60_000, &[Detector::Ensemble]);
         let at = |level: f64| vec![ChannelResult { ensemble: Some(level), ..Default::default() }];
         let opened = |c: Vec<Change>| c.iter().any(|c| matches!(c.transition, Transition::Opened(_)));
-        let mut quiet = |a: &mut Alarms, from: i64| {
+        let quiet = |a: &mut Alarms, from: i64| {
             for m in 1..=60 {
                 a.step(from + m * 60_000, &at(0.0));
             }
