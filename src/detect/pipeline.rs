@@ -237,11 +237,11 @@ struct Channel {
     cal_forecast: Calibrator,
     cal_autoencoder: Calibrator,
     cal_forest: Calibrator,
-    /// The ensemble calibrated per line-up: without the forest (before its baseline is over)
-    /// and with it. Correlated detectors make Fisher's sum heavier-tailed with four voices than
+    /// The agreement (Fisher sum) calibrated per line-up: without the forest (before its
+    /// baseline is over) and with it. Correlated detectors make Fisher's sum heavier-tailed with four voices than
     /// with three, so the day the forest joined used to read the old three-voice history as a
     /// surprise (NAB: 52 alarms in steps 864-1440, 43 of them false).
-    cal_ensemble: [Calibrator; 2],
+    cal_agreement: [Calibrator; 2],
     cal_zscore: Calibrator,
     forest: ForestDetector,
     zscore: ZScore,
@@ -276,7 +276,7 @@ impl Pipeline {
                 cal_forecast: Calibrator::new(week, min),
                 cal_autoencoder: Calibrator::new(week, min),
                 cal_forest: Calibrator::new(week, min),
-                cal_ensemble: [Calibrator::new(week, min), Calibrator::new(week, min)],
+                cal_agreement: [Calibrator::new(week, min), Calibrator::new(week, min)],
                 cal_zscore: Calibrator::new(week, min),
                 forest: ForestDetector::new(settings.baseline_ms, settings.refit_ms, week),
                 zscore: ZScore::new(24 * 3_600_000),
@@ -383,9 +383,9 @@ impl Pipeline {
         let raw_full = r.forest.is_some().then(|| fisher(&parts.iter().flatten().copied().collect::<Vec<_>>()));
         let core_any = without_forest.iter().any(Option::is_some);
         // The full line-up's verdict once its calibrator has history, else the core's.
-        r.agreement = match raw_full.and_then(|v| ch.cal_ensemble[1].surprise(v)) {
+        r.agreement = match raw_full.and_then(|v| ch.cal_agreement[1].surprise(v)) {
             Some(s) => Some(s),
-            None if core_any => ch.cal_ensemble[0].surprise(raw_core),
+            None if core_any => ch.cal_agreement[0].surprise(raw_core),
             None => None,
         };
         r.ensemble = r.zweek.map(|z| ensemble_level(z, r.autoencoder));
@@ -405,10 +405,10 @@ impl Pipeline {
                 ch.cal_forest.observe(v);
             }
             if core_any {
-                ch.cal_ensemble[0].observe(raw_core);
+                ch.cal_agreement[0].observe(raw_core);
             }
             if let Some(v) = raw_full {
-                ch.cal_ensemble[1].observe(v);
+                ch.cal_agreement[1].observe(v);
             }
             if let Some(v) = zs {
                 ch.cal_zscore.observe(v);
