@@ -13,9 +13,12 @@ use crate::clock::{self, Adjustment, Clock};
 use crate::config::Config;
 use crate::detect::state::StateMachine;
 use crate::probe::ping::{self, Sockets};
-use crate::sample::{Record, Target};
+use crate::sample::{Blind, BlindKind, Record, Target};
 use crate::store::Store;
 use crate::store::writer::{Writer, WriterReport};
+
+/// A gap this long between two turns of the once-a-second loop is a blind spot.
+const STALL: Duration = Duration::from_secs(5);
 
 /// What a run did, for logs and tests.
 #[derive(Debug, Default)]
@@ -30,7 +33,10 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     // Open the sockets before anything is written, so a permission problem is the first and
     // only thing the user sees (and no empty database is left behind).
     let sockets = Arc::new(Sockets::open(&cfg.targets)?);
+    // One writer per database; held until this function returns.
+    let _lock = crate::store::lock::AgentLock::acquire(&cfg.db)?;
     let store = Store::open(&cfg.db, cfg.store.journal_size_limit_bytes)?;
+    let previous_write = store.last_write_ts()?;
     let targets: Vec<Target> = cfg.targets.iter().map(|t| t.target.clone()).collect();
 
     let clock = Arc::new(std::sync::Mutex::new(Clock::new()));
@@ -48,6 +54,16 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     let wall = || wall_fn();
     let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
     tracing::info!(db = %cfg.db.display(), config = %cfg.source, targets = %names.join(", "), "wanwatch running");
+    if let Some(last) = previous_write {
+        // From the last run's last write to now nothing was measured. (A clock still wrong
+        // at boot makes this empty for now; the run's shift moves its end when NTP sets it.)
+        writer.send(Record::Blind(Blind {
+            start: last,
+            end: wall().max(last),
+            kind: BlindKind::NotRunning,
+            detail: "wanwatch was not running".into(),
+        }));
+    }
     writer.send(Record::Event {
         ts: wall(),
         kind: "agent_start".into(),
@@ -107,7 +123,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
             let _ = tx.blocking_send(r);
         });
         let offset = crate::timefmt::local_offset_s(wall());
-        crate::detect::live::Live::spawn(&cfg.detect, &targets, &cfg.db, offset, sink)
+        crate::detect::live::Live::spawn(&cfg.detect, &targets, &cfg.db, offset, wall_fn.clone(), sink)
     });
     drop(ctx_tx_detect);
     let mut minutes = crate::detect::live::MinuteBuilder::new(targets.len());
@@ -129,6 +145,9 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     let mut sm = StateMachine::new(cfg.state.clone(), targets.iter().map(|t| t.role).collect());
     let mut report = RunReport::default();
     let mut clock_check = tokio::time::interval(Duration::from_secs(1));
+    // The loop's last turn: a turn that comes much later than a second means the process did
+    // not run in between (SIGSTOP, starved, suspended), and that time was not measured.
+    let mut last_turn = (Instant::now(), wall());
     let deadline = run_for.map(|d| tokio::time::Instant::now() + d);
     let stop_signal = shutdown_signal();
     tokio::pin!(stop_signal);
@@ -165,6 +184,18 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
                 if let Some(adj) = adj {
                     on_clock_adjustment(adj, &writer, &mut sm, wall());
                 }
+                let turn = (Instant::now(), wall());
+                let idle = turn.0.saturating_duration_since(last_turn.0);
+                if idle > STALL {
+                    tracing::warn!("wanwatch did not run for {}; recorded as not measured", humantime::format_duration(Duration::from_millis(idle.as_millis() as u64)));
+                    writer.send(Record::Blind(Blind {
+                        start: last_turn.1,
+                        end: turn.1,
+                        kind: BlindKind::Stalled,
+                        detail: format!("the agent did not run for {} ms (stopped, starved or suspended)", idle.as_millis()),
+                    }));
+                }
+                last_turn = turn;
             }
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => break,
             sig = &mut stop_signal => {

@@ -29,8 +29,11 @@ pub fn run(cfg: &Config, offline: bool) -> Vec<Check> {
     let mut out = Vec::new();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
 
-    out.push(match rt.block_on(async { crate::probe::ping::Sockets::open(&cfg.targets).map(|_| ()) }) {
-        Ok(()) => check("ICMP", Level::Ok, "can open ICMP sockets for every target"),
+    out.push(match rt.block_on(async { crate::probe::ping::Sockets::open(&cfg.targets).map(|s| s.kinds()) }) {
+        Ok(kinds) => {
+            let kinds: Vec<String> = kinds.iter().map(|(f, k)| format!("{f} {}", k.as_str())).collect();
+            check("ICMP", Level::Ok, format!("can open ICMP sockets for every target ({})", kinds.join(", ")))
+        }
         Err(e) => check("ICMP", Level::Fail, e.to_string()),
     });
     out.push(database(&cfg.db));
@@ -59,7 +62,8 @@ pub fn run(cfg: &Config, offline: bool) -> Vec<Check> {
         });
     }
     out.push(clock());
-    if !offline {
+    // Only what the configuration uses: a disabled gateway probe is not a warning.
+    if !offline && cfg.probes.gateway_api.enabled {
         out.push(gateway(cfg, &rt));
     }
     out

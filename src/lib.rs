@@ -27,6 +27,7 @@ pub mod doctor;
 pub mod hw;
 pub mod jsonfile;
 pub mod led;
+pub mod logging;
 pub mod notify;
 pub mod panel;
 pub mod probe;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use wanwatch::config::{self, Overrides, file::parse_duration};
 use wanwatch::detect::models::Source;
@@ -75,7 +75,8 @@ enum Command {
         /// Up to (not including) this time; same forms as --since.
         #[arg(long, value_name = "T")]
         until: Option<String>,
-        /// With --format sqlite: the file to write.
+        /// The file to write (default for csv/jsonl: standard output; required for sqlite). An
+        /// existing file is not overwritten.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -88,7 +89,7 @@ enum Command {
         offline: bool,
     },
     /// Run the detection pipeline over CSV files at full speed and write the alarm times
-    /// (JSON {series: [timestamps]}, as ../shared/datasets/score_events.py reads).
+    /// (JSON {series: [timestamps]}, the form scripts/score.py scores).
     Replay {
         /// CSV files with a header row.
         #[arg(required = true, value_name = "FILE.csv")]
@@ -181,7 +182,7 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(io::stderr).init();
+    wanwatch::logging::init();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS, // `wanwatch export | head`
@@ -190,16 +191,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// WANWATCH_LOG (default "info"), with tract held at warnings unless named: its debug output is
-/// thousands of lines per model load, enough to fill a pipe and stall whoever logs next.
-fn log_filter() -> tracing_subscriber::EnvFilter {
-    let mut f = std::env::var("WANWATCH_LOG").unwrap_or_else(|_| "info".into());
-    if !f.contains("tract") {
-        f.push_str(",tract_hir=warn,tract_core=warn,tract_onnx=warn,tract_onnx_opl=warn,tract_linalg=warn");
-    }
-    tracing_subscriber::EnvFilter::try_new(&f).unwrap_or_else(|_| "info".into())
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -246,7 +237,13 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 eprintln!("copied {} to {}", db.display(), out.display());
                 return Ok(());
             }
-            let Some(table) = table else { bail!("--table is required: samples, minutes, outages or events") };
+            let Some(table) = table else {
+                let names: Vec<String> = Table::value_variants()
+                    .iter()
+                    .filter_map(|t| t.to_possible_value().map(|v| v.get_name().to_string()))
+                    .collect();
+                bail!("--table is required: one of {}", names.join(", "))
+            };
             let now = clock::system_wall_ms();
             let parse = |flag: &str, v: &Option<String>, default| -> anyhow::Result<i64> {
                 v.as_deref()
@@ -254,7 +251,43 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             };
             let since = parse("--since", &since, i64::MIN)?;
             let until = parse("--until", &until, i64::MAX)?;
-            export::write_table(&store, table, format, since, until, io::stdout().lock())?;
+            if until <= since {
+                bail!(
+                    "--until ({}) must be after --since ({})",
+                    timefmt::format_time(until),
+                    timefmt::format_time(since)
+                );
+            }
+            match out {
+                None => {
+                    export::write_table(&store, table, format, since, until, io::stdout().lock())?;
+                }
+                Some(path) => {
+                    // Written beside, then renamed: a failed export leaves no partial file.
+                    if path.exists() {
+                        bail!("{} already exists; choose a new file", path.display());
+                    }
+                    let mut tmp = path.as_os_str().to_owned();
+                    tmp.push(".partial");
+                    let tmp = PathBuf::from(tmp);
+                    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+                    let mut w = io::BufWriter::new(file);
+                    let written = export::write_table(&store, table, format, since, until, &mut w)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|rows| {
+                            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                            std::fs::rename(&tmp, &path)?;
+                            Ok(rows)
+                        });
+                    match written {
+                        Ok(rows) => eprintln!("wrote {rows} rows to {}", path.display()),
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&tmp);
+                            return Err(e.context(format!("exporting to {}", path.display())));
+                        }
+                    }
+                }
+            }
             Ok(())
         }
         Command::Doctor { common, offline } => {
@@ -301,19 +334,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Config { common } => {
             let cfg = common.load(Overrides::default())?;
-            println!("# source: {}", cfg.source);
-            println!("db = {:?}", cfg.db.display().to_string());
-            for t in &cfg.targets {
-                println!(
-                    "target {} role={} interval={} timeout={}",
-                    t.target,
-                    t.target.role.as_str(),
-                    humantime::format_duration(t.interval),
-                    humantime::format_duration(t.timeout)
-                );
-            }
-            println!("{:?}", cfg.state);
-            println!("{:?}", cfg.store);
+            // Written, not println!'d: `wanwatch config | head` ends quietly.
+            io::stdout().lock().write_all(cfg.to_toml().as_bytes())?;
             Ok(())
         }
     }

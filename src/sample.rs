@@ -55,26 +55,99 @@ impl fmt::Display for Target {
     }
 }
 
-/// Why a probe got no answer. Stored as a small integer so a lost sample costs one byte more
-/// than an answered one.
+/// Why a probe got no answer. Stored as a small integer (and, for an ICMP error, the address
+/// of the router that sent it) so a lost sample costs a byte or two more than an answered one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// No reply within the timeout (or the reply came later than that).
-    Timeout = 1,
-    /// The request could not even be sent: no route, link down, network unreachable.
-    SendError = 2,
+    Timeout,
+    /// The request could not even be sent: no route, link down, no neighbour answer.
+    SendError,
+    /// A router answered our echo with an ICMP error: evidence of where and why it broke
+    /// ("192.168.12.1 said network unreachable").
+    Icmp { error: IcmpError, router: IpAddr },
+}
+
+/// The ICMP errors (v4 types 3, 11, 12; v6 types 1-4) that quote an echo of ours, grouped by
+/// what they tell a household. The discriminant is the stored code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpError {
+    NetUnreachable = 10,
+    HostUnreachable = 11,
+    ProtocolUnreachable = 12,
+    PortUnreachable = 13,
+    /// Fragmentation needed / packet too big.
+    TooBig = 14,
+    /// Administratively prohibited (a firewall or a `prohibit` route).
+    Prohibited = 15,
+    /// Any other destination-unreachable code.
+    Unreachable = 16,
+    /// Time exceeded in transit (a routing loop, or a hop limit).
+    TtlExceeded = 17,
+    ParameterProblem = 18,
+}
+
+impl IcmpError {
+    pub const ALL: [IcmpError; 9] = [
+        IcmpError::NetUnreachable,
+        IcmpError::HostUnreachable,
+        IcmpError::ProtocolUnreachable,
+        IcmpError::PortUnreachable,
+        IcmpError::TooBig,
+        IcmpError::Prohibited,
+        IcmpError::Unreachable,
+        IcmpError::TtlExceeded,
+        IcmpError::ParameterProblem,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IcmpError::NetUnreachable => "net_unreachable",
+            IcmpError::HostUnreachable => "host_unreachable",
+            IcmpError::ProtocolUnreachable => "protocol_unreachable",
+            IcmpError::PortUnreachable => "port_unreachable",
+            IcmpError::TooBig => "too_big",
+            IcmpError::Prohibited => "prohibited",
+            IcmpError::Unreachable => "unreachable",
+            IcmpError::TtlExceeded => "ttl_exceeded",
+            IcmpError::ParameterProblem => "parameter_problem",
+        }
+    }
+
+    /// In words, for a person: "network unreachable".
+    pub fn describe(self) -> &'static str {
+        match self {
+            IcmpError::NetUnreachable => "network unreachable",
+            IcmpError::HostUnreachable => "host unreachable",
+            IcmpError::ProtocolUnreachable => "protocol unreachable",
+            IcmpError::PortUnreachable => "port unreachable",
+            IcmpError::TooBig => "packet too big",
+            IcmpError::Prohibited => "administratively prohibited",
+            IcmpError::Unreachable => "destination unreachable",
+            IcmpError::TtlExceeded => "time to live exceeded",
+            IcmpError::ParameterProblem => "parameter problem",
+        }
+    }
 }
 
 impl Failure {
     pub fn code(self) -> i64 {
-        self as i64
+        match self {
+            Failure::Timeout => 1,
+            Failure::SendError => 2,
+            Failure::Icmp { error, .. } => error as i64,
+        }
     }
 
-    pub fn from_code(code: i64) -> Option<Failure> {
+    /// The failure a stored code (and router address, for ICMP errors) stands for.
+    pub fn from_code(code: i64, router: Option<IpAddr>) -> Option<Failure> {
         match code {
             1 => Some(Failure::Timeout),
             2 => Some(Failure::SendError),
-            _ => None,
+            _ => {
+                let error = IcmpError::ALL.into_iter().find(|e| *e as i64 == code)?;
+                Some(Failure::Icmp { error, router: router? })
+            }
         }
     }
 
@@ -82,7 +155,23 @@ impl Failure {
         match self {
             Failure::Timeout => "timeout",
             Failure::SendError => "send-error",
+            Failure::Icmp { error, .. } => error.as_str(),
         }
+    }
+
+    /// The router that said so, for an ICMP error.
+    pub fn router(self) -> Option<IpAddr> {
+        match self {
+            Failure::Icmp { router, .. } => Some(router),
+            _ => None,
+        }
+    }
+
+    /// Every stored code and its name, for SQL that spells them out (exports).
+    pub fn names() -> Vec<(i64, &'static str)> {
+        let mut v = vec![(1, "timeout"), (2, "send-error")];
+        v.extend(IcmpError::ALL.iter().map(|e| (*e as i64, e.as_str())));
+        v
     }
 }
 
@@ -200,6 +289,35 @@ pub enum Record {
     Metric(Metric),
     /// A line from the router's log.
     Syslog(SyslogLine),
+    /// Nothing was measured from `start` to `end`.
+    Blind(Blind),
+}
+
+/// Why nothing was measured for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlindKind {
+    /// Between the previous run's last write and this run's start.
+    NotRunning,
+    /// The running agent did not get to run (SIGSTOP, starved, the Pi suspended).
+    Stalled,
+}
+
+impl BlindKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlindKind::NotRunning => "not_running",
+            BlindKind::Stalled => "stalled",
+        }
+    }
+}
+
+/// A stretch of time the agent did not measure: neither up nor down, unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blind {
+    pub start: WallMs,
+    pub end: WallMs,
+    pub kind: BlindKind,
+    pub detail: String,
 }
 
 /// One value of one series: `probe` measured `name` of `subject` (e.g. dns / "example.com@1.1.1.1"

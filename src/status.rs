@@ -21,18 +21,33 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         LinkState::Unknown => "UNKNOWN",
     };
     let _ = writeln!(out, "wanwatch  {}", store.path.display());
-    let since =
-        agent.since.map(|s| format!(" since {} UTC ({})", format_time(s), format_span(now - s))).unwrap_or_default();
-    let _ = writeln!(out, "Link:  {state}{since}");
-    let agent_line = match agent.heartbeat {
-        // The writer beats at every flush; allow a few missed flushes before calling it stopped.
-        Some(hb) if now - hb < 5 * 60_000 => {
-            format!("running (last write {} ago)", format_span(now - hb))
+    let (link, agent_line) = match (&agent.running, agent.heartbeat) {
+        (Some(pid), hb) => {
+            let since = agent
+                .since
+                .map(|s| format!(" since {} UTC ({})", format_time(s), format_span(now - s)))
+                .unwrap_or_default();
+            let wrote = hb.map(|hb| format!(", last write {} ago", format_span(now - hb))).unwrap_or_default();
+            (format!("{state}{since}"), format!("running (PID {pid}{wrote})"))
         }
-        Some(hb) => format!("NOT RUNNING: last write {} UTC ({} ago)", format_time(hb), format_span(now - hb)),
-        None => "never ran on this database".to_string(),
+        // Not running: the state is what the agent last knew, not a clock that keeps counting.
+        (None, Some(hb)) => {
+            let (ended, how) = match agent.clean_stop {
+                Some(stop) => (stop, "stopped cleanly"),
+                None => (hb, "no clean stop recorded: crashed, killed or lost power"),
+            };
+            let link = format!("{state} (last known, as of {} UTC)", format_time(hb.max(ended)));
+            (link, format!("STOPPED since {} UTC ({} ago; {how})", format_time(ended), format_span(now - ended)))
+        }
+        (None, None) => (state.to_string(), "never ran on this database".to_string()),
     };
+    let _ = writeln!(out, "Link:  {link}");
     let _ = writeln!(out, "Agent: {agent_line}");
+    let blind = store.blind_spots(now - 24 * HOUR_MS, now)?;
+    if !blind.is_empty() {
+        let ms: i64 = blind.iter().map(|b| b.ms()).sum();
+        let _ = writeln!(out, "Not measured in the last 24 h: {} in {} stretch(es)", format_span(ms), blind.len());
+    }
     let _ = writeln!(out);
 
     let hour = store.summaries(now - HOUR_MS, now + 1)?;

@@ -14,7 +14,12 @@ pub fn parse_time(s: &str, now: WallMs) -> Result<WallMs, String> {
         return Ok(now);
     }
     if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(now - d.as_millis() as WallMs);
+        // "1000000y" ago is before the epoch: an error, not a wrapped-around time.
+        return i64::try_from(d.as_millis())
+            .ok()
+            .and_then(|d| now.checked_sub(d))
+            .filter(|t| *t >= 0)
+            .ok_or_else(|| format!("`{s}` ago is before 1970"));
     }
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(to_ms(t));

@@ -241,16 +241,75 @@ fn sqlite_export_is_a_consistent_copy_while_the_agent_writes() {
     assert!(agent.wait().unwrap().success());
 }
 
+/// Regression (issue 12.10): `config` printed Rust debug output, omitted most sections and
+/// panicked in `| head`. Now: TOML, every section, secrets redacted, and it reads back to the
+/// same configuration.
 #[test]
-fn config_subcommand_prints_the_effective_targets() {
+fn config_prints_every_section_as_toml_that_reads_back_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("w.toml");
-    std::fs::write(&cfg, "[ping]\ngateway = \"192.0.2.1\"\nanchors = [\"198.51.100.7\"]\ninterval = \"5s\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[ping]\ngateway = \"192.0.2.1\"\nanchors = [\"198.51.100.7\"]\ninterval = \"5s\"\n\
+         [weather]\nlatitude = 41.9\nlongitude = -87.6\n\
+         [notify.ntfy]\nurl = \"https://ntfy.example/family-secret-topic\"\ntoken = \"tk_supersecret\"\n\
+         [notify.mqtt]\nhost = \"127.0.0.1\"\npassword = \"hunter2\"\n",
+    )
+    .unwrap();
     let o = wanwatch(&["config", "--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("target gateway (192.0.2.1) role=gateway interval=5s"), "{out}");
-    assert!(out.contains("target 198.51.100.7 role=anchor"), "{out}");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let parsed: toml::Table = toml::from_str(&out).unwrap_or_else(|e| panic!("not TOML ({e}):\n{out}"));
+    for section in [
+        "ping",
+        "state",
+        "store",
+        "dns",
+        "http",
+        "bandwidth",
+        "gateway_api",
+        "weather",
+        "syslog",
+        "devices",
+        "system",
+        "display",
+        "led",
+        "detect",
+        "report",
+        "web",
+        "notify",
+    ] {
+        assert!(parsed.contains_key(section), "no [{section}] in:\n{out}");
+    }
+    assert!(!out.contains("StateConfig {") && !out.contains("Duration"), "debug output:\n{out}");
+    for secret in ["tk_supersecret", "hunter2", "family-secret-topic"] {
+        assert!(!out.contains(secret), "{secret} printed:\n{out}");
+    }
+    assert!(out.contains("ntfy.example"), "where alerts go is still shown:\n{out}");
+    assert!(out.contains("interval = \"5s\""), "{out}");
+
+    // Read back (without the redacted secrets): the same configuration, printed the same.
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, "[ping]\ngateway = \"192.0.2.1\"\nanchors = [\"198.51.100.7\"]\ninterval = \"5s\"\n")
+        .unwrap();
+    let first = wanwatch(&["config", "--config", plain.to_str().unwrap()]);
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, &first.stdout).unwrap();
+    let second = wanwatch(&["config", "--config", printed.to_str().unwrap()]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let body = |o: &Output| String::from_utf8_lossy(&o.stdout).lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&first), body(&second));
+
+    // Into a closed pipe: quiet success, no panic.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["config", "--config", plain.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success() && !stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 #[test]
@@ -294,4 +353,175 @@ fn doctor_says_what_to_fix() {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(!o.status.success());
     assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("database") && l.contains("corrupt")), "{out}");
+}
+
+/// Regression (issue 12.3): two agents on one database both wrote, recording every outage
+/// twice. The second is refused, naming the first's PID; readers keep working beside it.
+#[test]
+fn a_second_agent_on_the_same_database_is_refused() {
+    if !can_ping("a_second_agent_on_the_same_database_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let first = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["run", "--probes", "none", "--db", db.to_str().unwrap(), "--gateway", "none"])
+        .args(["--target", "127.0.0.1", "--interval", "100ms", "--flush-interval", "200ms", "--for", "8s"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let second =
+        wanwatch(&["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--for", "3s"]);
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    let err = stderr(&second);
+    assert!(err.contains(&format!("PID {}", first.id())), "the first agent's PID is named: {err}");
+    // Readers beside the running agent.
+    let st = wanwatch(&["status", "--db", db.to_str().unwrap()]);
+    assert!(st.status.success(), "{}", stderr(&st));
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.contains(&format!("Agent: running (PID {}", first.id())), "{text}");
+    let ex = wanwatch(&["export", "--db", db.to_str().unwrap(), "--table", "samples"]);
+    assert!(ex.status.success(), "{}", stderr(&ex));
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let starts: i64 = c.query_row("SELECT count(*) FROM events WHERE kind = 'agent_start'", [], |r| r.get(0)).unwrap();
+    assert_eq!(starts, 1, "only the first agent wrote");
+}
+
+/// Regression (issue 12.4): after a stop `status` said "running" and kept counting "UP since".
+#[test]
+fn status_after_a_stop_says_stopped_and_last_known() {
+    if !can_ping("status_after_a_stop_says_stopped_and_last_known") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = recorded_db(dir.path());
+    let st = wanwatch(&["status", "--db", db.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.contains("Agent: STOPPED since") && text.contains("stopped cleanly"), "{text}");
+    assert!(text.contains("UP (last known, as of"), "{text}");
+    assert!(!text.contains("running"), "{text}");
+
+    // Killed (no clean stop): said so.
+    let db2 = dir.path().join("killed.db");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["run", "--probes", "none", "--db", db2.to_str().unwrap(), "--gateway", "none"])
+        .args(["--target", "127.0.0.1", "--interval", "100ms", "--flush-interval", "200ms"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let st = wanwatch(&["status", "--db", db2.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.contains("Agent: STOPPED since") && text.contains("no clean stop recorded"), "{text}");
+}
+
+/// Regression (issue 12.9): colour codes in a pipe and in the journal ("[blob data]").
+#[test]
+fn the_log_has_no_colour_off_a_terminal_and_journal_priorities_under_systemd() {
+    if !can_ping("the_log_has_no_colour_off_a_terminal_and_journal_priorities_under_systemd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let args = ["run", "--probes", "none", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1"];
+    let piped = Command::new(env!("CARGO_BIN_EXE_wanwatch")).args(args).args(["--for", "1s"]).output().unwrap();
+    let log = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped.status.success(), "{log}");
+    assert!(log.contains("wanwatch running") && !log.contains('\x1b'), "{log:?}");
+
+    // The journal: stderr is a stream whose device:inode JOURNAL_STREAM names.
+    let f2 = std::fs::File::create(dir.path().join("journal2")).unwrap();
+    let (dev2, ino2) = (
+        std::os::unix::fs::MetadataExt::dev(&f2.metadata().unwrap()),
+        std::os::unix::fs::MetadataExt::ino(&f2.metadata().unwrap()),
+    );
+    let status = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(args)
+        .args(["--for", "1s"])
+        .env("JOURNAL_STREAM", format!("{dev2}:{ino2}"))
+        .env("WANWATCH_LOG", "debug")
+        .stderr(f2)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let log = std::fs::read_to_string(dir.path().join("journal2")).unwrap();
+    assert!(!log.contains('\x1b'), "{log:?}");
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with('<')).collect();
+    assert!(lines.iter().any(|l| l.starts_with("<6>") && l.contains("wanwatch running")), "{log}");
+    assert!(lines.iter().any(|l| l.starts_with("<7>")), "debug lines carry priority 7: {log}");
+    // No timestamp of our own: the journal stamps lines.
+    assert!(!lines[0][3..].starts_with("20"), "{log}");
+    // A stream that is not the journal's (the variable inherited, the stream not) stays plain.
+    let inherited = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(args)
+        .args(["--for", "1s"])
+        .env("JOURNAL_STREAM", format!("{dev2}:{ino2}"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&inherited.stderr);
+    assert!(!log.lines().any(|l| l.starts_with("<6>")), "{log}");
+}
+
+/// Regression (issue 12.10): reversed or overflowing time ranges gave an empty export, the
+/// missing-table error listed four of six tables, `--out` was ignored for csv/jsonl, `replay
+/// --help` named a path outside the project, and `doctor` checked what was switched off.
+#[test]
+fn export_and_doctor_say_exactly_what_is_wrong() {
+    if !can_ping("export_and_doctor_say_exactly_what_is_wrong") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = recorded_db(dir.path());
+    let db = db.to_str().unwrap();
+    let o = wanwatch(&["export", "--db", db, "--table", "samples", "--since", "1h", "--until", "2h"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--until") && stderr(&o).contains("must be after"),
+        "{}",
+        stderr(&o)
+    );
+    let o = wanwatch(&["export", "--db", db, "--table", "samples", "--since", "100000000y"]);
+    assert!(!o.status.success() && stderr(&o).contains("--since"), "{}", stderr(&o));
+    let o = wanwatch(&["export", "--db", db]);
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    for t in ["samples", "minutes", "outages", "events", "metrics", "syslog"] {
+        assert!(e.contains(t), "the --table error does not list {t}: {e}");
+    }
+    // --out is honoured for csv and jsonl, and never overwrites.
+    let out = dir.path().join("samples.jsonl");
+    let o =
+        wanwatch(&["export", "--db", db, "--table", "samples", "--format", "jsonl", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "with --out nothing goes to stdout");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.lines().count() >= 20, "{text}");
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(first.get("said_by").is_some(), "the ICMP error's sender is a column: {first}");
+    let o = wanwatch(&["export", "--db", db, "--table", "samples", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("already exists"), "{}", stderr(&o));
+
+    let help = Command::new(env!("CARGO_BIN_EXE_wanwatch")).args(["replay", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Usage") && !help.contains("../"), "{help}");
+
+    // Doctor checks only what the configuration uses.
+    let cfg = dir.path().join("off.toml");
+    std::fs::write(
+        &cfg,
+        "[ping]\ngateway = \"none\"\nanchors = [\"127.0.0.1\"]\n[gateway_api]\nenabled = false\n[display]\nenabled = false\n[led]\nenabled = false\n",
+    )
+    .unwrap();
+    let o = wanwatch(&["doctor", "--config", cfg.to_str().unwrap(), "--db", db]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for off in ["gateway API", "I2C", "GPIO"] {
+        assert!(!out.contains(off), "doctor checked the disabled {off}:\n{out}");
+    }
+    assert!(out.contains("ICMP") && out.contains("database"), "{out}");
 }

@@ -70,3 +70,71 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
     let o = bed::loopback_agent(&db).args(["--for", "1s"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Regression (issue 12.6): 30 s with the agent stopped read as nothing at all. A SIGSTOP'd
+/// agent and the time between two runs are recorded as not measured, exported, and reported.
+#[test]
+fn time_the_agent_did_not_run_is_recorded_as_not_measured() {
+    if !can_ping("time_the_agent_did_not_run_is_recorded_as_not_measured") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let run = |secs: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+            .args(["run", "--probes", "none", "--db", db.to_str().unwrap(), "--gateway", "none"])
+            .args(["--target", "127.0.0.1", "--interval", "200ms", "--flush-interval", "500ms", "--for", secs])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let agent = run("14s");
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = agent.id() as i32;
+    let stopped_at = now_ms();
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(7));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let stopped_ms = now_ms() - stopped_at;
+    let out = agent.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first_end = now_ms();
+    std::thread::sleep(Duration::from_secs(3));
+    let second_start = now_ms();
+    let out = run("3s").wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let c = Connection::open(&db).unwrap();
+    let rows: Vec<(String, i64, i64)> = c
+        .prepare("SELECT kind, start_ts, end_ts FROM blind ORDER BY start_ts")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (kind, a, b) = &rows[0];
+    assert_eq!(kind, "stalled");
+    // The stall is the SIGSTOP (7 s) give or take the loop's 1 s turn.
+    assert!((b - a - stopped_ms).abs() <= 1500, "stall {} ms for a {stopped_ms} ms stop", b - a);
+    assert!((a - stopped_at).abs() <= 1500, "stall starts at {a}, stopped at {stopped_at}");
+    let (kind, a, b) = &rows[1];
+    assert_eq!(kind, "not_running");
+    assert!(*a <= first_end && *a >= first_end - 2000, "from the first run's last write: {a} vs {first_end}");
+    assert!(*b >= second_start && *b <= second_start + 3000, "to the second run's start: {b} vs {second_start}");
+
+    // Exported, and the report counts measured time only.
+    let ex = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["export", "--db", db.to_str().unwrap(), "--table", "blind", "--format", "jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ex.stdout).lines().count(), 2);
+    let rep = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["report", "--db", db.to_str().unwrap(), "--since", "10m", "--format", "md"])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&rep.stdout);
+    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    assert!(md.contains("not measured") && md.contains("2 stretches"), "{md}");
+}

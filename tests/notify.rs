@@ -391,3 +391,47 @@ fn degraded_is_announced_only_when_it_lasts() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].body.contains("\"title\":\"Internet degraded\""), "{}", got[0].body);
 }
+
+/// Regression (issue 12.8): before anything is known Home Assistant was told "OFF"
+/// (disconnected) and numeric sensors "unknown" (refused); `object_id` is deprecated.
+#[test]
+fn mqtt_unknown_state_is_none_for_home_assistant() {
+    let port = free_port();
+    if !["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].iter().any(|p| Path::new(p).exists()) {
+        eprintln!("SKIP mqtt_unknown_state_is_none_for_home_assistant: no mosquitto here (apt install mosquitto)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let broker = Broker::start(port).expect("mosquitto starts");
+    let mqtt = MqttConfig {
+        host: "127.0.0.1".into(),
+        port,
+        username: None,
+        password: None,
+        topic: "wanwatch".into(),
+        discovery_prefix: "homeassistant".into(),
+    };
+    let n = Notifier::spawn(cfg(None, None, Some(mqtt)), db.clone(), Arc::new(now)).unwrap();
+    let got = subscribe(broker.1, &["homeassistant/#", "wanwatch/#"]);
+    wait_for("state topics", 30, || got.lock().unwrap().iter().any(|m| m.0 == "wanwatch/loss_pct"));
+    std::thread::sleep(Duration::from_millis(500));
+    n.stop();
+    let got = got.lock().unwrap().clone();
+    let last = |topic: &str| got.iter().rev().find(|m| m.0 == topic).map(|m| m.1.clone());
+    assert_eq!(last("wanwatch/state").as_deref(), Some("unknown"));
+    assert_eq!(last("wanwatch/internet").as_deref(), Some("None"), "unknown is not disconnected");
+    assert_eq!(last("wanwatch/latency_ms").as_deref(), Some("None"));
+    assert_eq!(last("wanwatch/loss_pct").as_deref(), Some("None"));
+    let configs: Vec<serde_json::Value> = got
+        .iter()
+        .filter(|m| m.0.starts_with("homeassistant/") && m.0.ends_with("/config"))
+        .map(|m| serde_json::from_str(&m.1).unwrap())
+        .collect();
+    assert!(configs.len() >= 6, "{configs:?}");
+    for c in &configs {
+        assert!(c.get("object_id").is_none(), "deprecated object_id in {c}");
+        let id = c["default_entity_id"].as_str().unwrap_or_default();
+        assert!(id.starts_with("sensor.wanwatch_") || id.starts_with("binary_sensor.wanwatch_"), "{c}");
+    }
+}

@@ -250,6 +250,7 @@ api_key_file = "{key}"
 url = "{web}"
 [syslog]
 listen = "127.0.0.1:{syslog_port}"
+allow_from = ["127.0.0.1"]
 tcp = true
 files = ["{log}"]
 [devices]

@@ -65,6 +65,8 @@ pub struct RawPing {
 pub struct RawTarget {
     pub addr: IpAddr,
     pub name: Option<String>,
+    /// The interface for a link-local IPv6 address ("eth0").
+    pub iface: Option<String>,
     pub role: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "opt_duration")]
     pub interval: Option<Spanned<Duration>>,

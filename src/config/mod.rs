@@ -8,6 +8,7 @@ pub mod file;
 pub mod outputs;
 pub mod probes;
 pub mod route;
+pub mod show;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -274,7 +275,7 @@ impl Builder<'_> {
                 let t_timeout =
                     self.duration_in(&t.timeout, "ping.target.timeout", timeout, 10 * MS, 60 * 1000 * MS)?;
                 let name = t.name.clone().unwrap_or_else(|| t.addr.to_string());
-                add(simple(t.addr, role, &name, t_interval, t_timeout, None));
+                add(simple(t.addr, role, &name, t_interval, t_timeout, t.iface.clone()));
             }
         }
         if !targets.iter().any(|t| t.target.role == Role::Anchor) {
@@ -448,6 +449,12 @@ impl Builder<'_> {
         }
         if p.syslog.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(self.bad("syslog", "listen", format!("`{}` is not ADDR:PORT", p.syslog.listen)));
+        }
+        if let Err(e) = crate::probe::syslog::Admit::new(&p.syslog.allow_from, &[]) {
+            return Err(self.bad("syslog", "allow_from", e));
+        }
+        if p.syslog.max_lines_per_s == 0 {
+            return Err(self.bad("syslog", "max_lines_per_s", "must be at least 1"));
         }
         if let Some(list) = &over.probes {
             let on = |name: &str| list.iter().any(|p| p == name);

@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     super::file::parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportConfig {
     /// Write last week's report (HTML) every Monday.
@@ -30,7 +30,7 @@ impl Default for ReportConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub enabled: bool,
@@ -45,15 +45,15 @@ impl Default for WebConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// At most one message per kind (outage, degraded, anomaly, prediction) this often; what
     /// happens in between is sent as one digest when the interval is over.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub min_interval: Duration,
     /// Give up on a message this old (it stays in the database's event log regardless).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub max_age: Duration,
     pub ntfy: Option<NtfyConfig>,
     pub webhook: Option<WebhookConfig>,
@@ -72,7 +72,7 @@ impl Default for NotifyConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NtfyConfig {
     /// The topic URL, e.g. "https://ntfy.sh/my-family-wan".
@@ -82,14 +82,14 @@ pub struct NtfyConfig {
     pub token: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Receives a JSON POST per message.
     pub url: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     pub host: String,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
@@ -20,13 +20,13 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub interval: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub timeout: Duration,
     /// Names to resolve (A records).
     pub names: Vec<String>,
@@ -46,13 +46,13 @@ impl Default for DnsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub interval: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub timeout: Duration,
     pub urls: Vec<String>,
 }
@@ -68,7 +68,7 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpeedServer {
     /// Cloudflare's speed endpoints: `/__down?bytes=N`, `/__up`.
@@ -77,12 +77,12 @@ pub enum SpeedServer {
     Librespeed,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BandwidthConfig {
     pub enabled: bool,
     /// A test runs at a random time in every period of this length.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub every: Duration,
     pub server: SpeedServer,
     /// Base URL of the server.
@@ -92,9 +92,9 @@ pub struct BandwidthConfig {
     /// The tests never use more than this much data per calendar month (UTC).
     pub monthly_budget_mb: u64,
     /// The ramp stops once one step takes about this long.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub step_target: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub timeout: Duration,
 }
 
@@ -113,7 +113,7 @@ impl Default for BandwidthConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GatewayKind {
     Auto,
@@ -123,13 +123,13 @@ pub enum GatewayKind {
     Nokia,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayApiConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub interval: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub timeout: Duration,
     pub kind: GatewayKind,
     /// Base URL of the gateway's web interface; "auto" is http://<default gateway>.
@@ -148,22 +148,22 @@ impl Default for GatewayApiConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WeatherProvider {
     OpenMeteo,
     Openweather,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WeatherConfig {
     /// Off until a place is given.
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub interval: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub timeout: Duration,
     /// "open-meteo" (no key) unless an OpenWeather key is configured.
     pub provider: Option<WeatherProvider>,
@@ -193,7 +193,7 @@ impl WeatherConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyslogConfig {
     pub enabled: bool,
@@ -207,6 +207,12 @@ pub struct SyslogConfig {
     pub files: Vec<PathBuf>,
     /// Wi-Fi (dis)associations per minute above which a storm is recorded.
     pub wifi_storm_per_min: u32,
+    /// Who may send router logs: "gateway" (the default gateway(s)), "lan" (private,
+    /// link-local and loopback addresses), or addresses / CIDR blocks. Anything else is
+    /// counted and dropped: a log line becomes evidence in the ISP report.
+    pub allow_from: Vec<String>,
+    /// Log lines stored per second at most (bursts of 10x that pass); the rest are counted.
+    pub max_lines_per_s: u32,
 }
 
 impl Default for SyslogConfig {
@@ -218,15 +224,17 @@ impl Default for SyslogConfig {
             tcp: false,
             files: Vec::new(),
             wifi_storm_per_min: 20,
+            allow_from: vec!["gateway".into()],
+            max_lines_per_s: 20,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevicesConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub interval: Duration,
 }
 
@@ -236,11 +244,11 @@ impl Default for DevicesConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SystemConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub interval: Duration,
     /// Where /sys is (tests point it at a fixture).
     pub sysfs: PathBuf,
@@ -253,7 +261,7 @@ impl Default for SystemConfig {
 }
 
 /// All the context probes' settings.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbesConfig {
     pub dns: DnsConfig,
@@ -275,7 +283,7 @@ pub fn parse_server(s: &str) -> Option<std::net::SocketAddr> {
 }
 
 /// The OLED on the Pi's I2C bus.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DisplayConfig {
     pub enabled: bool,
@@ -310,7 +318,7 @@ impl Default for DisplayConfig {
 }
 
 /// The status LED on a GPIO pin.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedConfig {
     pub enabled: bool,
@@ -325,7 +333,7 @@ impl Default for LedConfig {
 }
 
 /// The learned detectors (see `detect::pipeline`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     pub enabled: bool,
@@ -333,7 +341,7 @@ pub struct DetectConfig {
     /// classifier.onnx, re-read when a file changes.
     pub models: String,
     /// Learning period before the isolation forest is first fitted.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
     pub baseline: Duration,
     /// Target false-alarm rate on a healthy link.
     pub alarms_per_week: f64,

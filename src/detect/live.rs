@@ -93,7 +93,14 @@ pub struct Live {
 
 impl Live {
     /// Starts the thread. `out` takes the events; `db` is read once for the warm start.
-    pub fn spawn(cfg: &DetectConfig, targets: &[Target], db: &Path, utc_offset_s: i64, out: Sink) -> Live {
+    pub fn spawn(
+        cfg: &DetectConfig,
+        targets: &[Target],
+        db: &Path,
+        utc_offset_s: i64,
+        now: crate::clock::WallFn,
+        out: Sink,
+    ) -> Live {
         let (tx, rx) = mpsc::channel::<(WallMs, Vec<Option<f64>>)>();
         let specs = channels(targets);
         let addrs: Vec<String> = targets.iter().map(|t| t.addr.to_string()).collect();
@@ -110,11 +117,11 @@ impl Live {
             .name("wanwatch-detect".into())
             .spawn(move || {
                 let mut d = Detection::new(settings, source, specs, &db, out);
-                d.warm_start(&db, &addrs);
+                d.warm_start(&db, &addrs, now());
                 for (ts, values) in rx {
                     d.step(ts, &values);
                 }
-                d.finish();
+                d.finish(now());
             })
             .expect("spawn detection thread");
         Live { tx, handle }
@@ -166,10 +173,11 @@ impl Detection {
         Detection { pipe, alarms, out, forest_path, open: None, silent: false }
     }
 
-    /// Replays the last day of stored minutes without emitting anything.
-    pub fn warm_start(&mut self, db: &Path, addrs: &[String]) {
+    /// Replays the day of stored minutes before `now` (the agent's clock) without emitting
+    /// anything.
+    pub fn warm_start(&mut self, db: &Path, addrs: &[String], now: WallMs) {
         let Ok(store) = crate::store::Store::open_read_only(db) else { return };
-        let since = crate::clock::system_wall_ms() - 86_400_000;
+        let since = now - 86_400_000;
         let rows = match store.minutes_since(since) {
             Ok(r) => r,
             Err(e) => {
@@ -259,10 +267,10 @@ impl Detection {
         }
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, now: WallMs) {
         if let Some((start, _)) = self.open.take() {
             (self.out)(Record::Event {
-                ts: crate::clock::system_wall_ms(),
+                ts: now,
                 kind: "anomaly_end".into(),
                 detail: format!("anomaly since {} still open at shutdown", timefmt::format_hm(start)),
             });

@@ -126,10 +126,15 @@ impl StateMachine {
         // After a LAN outage the gateway answers a moment before the anchors do: stay in the
         // LAN outage until the anchors have had their chance.
         let lan_outage_lingers = self.state == LinkState::LanDown && !anchors_still_down;
+        // Up is a claim that the internet answered: until an anchor has, and while no verdict
+        // of "down" is in, the state stays unknown (every anchor dead at start is not "up").
+        let anchor_ever_answered = group(Role::Anchor).any(|(_, t)| t.last_ok.is_some());
         let next = if anchors_down && (gateways_down || lan_outage_lingers) {
             LinkState::LanDown
         } else if anchors_down {
             LinkState::WanDown
+        } else if !anchor_ever_answered {
+            LinkState::Unknown
         } else if self.degraded() {
             LinkState::Degraded
         } else {
@@ -426,6 +431,35 @@ mod tests {
             sim.log.extend(recs);
         }
         assert_eq!(sim.outages(), ["wan start 10", "end 15 (5s)"]);
+        assert_eq!(sim.sm.state(), LinkState::Up);
+    }
+
+    /// Regression (issue 12.2): the link read "up" for ~3 s at start with every anchor dead.
+    #[test]
+    fn state_stays_unknown_until_an_anchor_answers_or_all_are_down() {
+        let mut sim = Sim::new(true);
+        for s in 0..2 {
+            sim.second(s, |t| if t == GW { Some(1_000) } else { None });
+            assert_eq!(sim.sm.state(), LinkState::Unknown, "second {s}");
+        }
+        sim.second(2, |t| if t == GW { Some(1_000) } else { None });
+        assert_eq!(sim.sm.state(), LinkState::WanDown);
+        let states: Vec<String> = sim
+            .log
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event { detail, .. } => Some(detail.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(states, ["unknown -> wan_down"]);
+        assert_eq!(sim.outages(), ["wan start 0"]);
+
+        // A gateway answering alone is not the internet being up either.
+        let mut sim = Sim::new(true);
+        sim.second(0, |t| if t == GW { Some(1_000) } else { None });
+        assert_eq!(sim.sm.state(), LinkState::Unknown);
+        sim.second(1, |_| Some(1_000));
         assert_eq!(sim.sm.state(), LinkState::Up);
     }
 }

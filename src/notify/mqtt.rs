@@ -125,11 +125,12 @@ impl Mqtt {
             "sw_version": env!("CARGO_PKG_VERSION"),
         });
         let avail = self.topic("availability");
-        let base = |key: &str, name: &str| {
+        // `default_entity_id` (domain included) replaces the deprecated `object_id`.
+        let base = |component: &str, key: &str, name: &str| {
             json!({
                 "name": name,
                 "unique_id": format!("wanwatch_{}_{key}", self.node),
-                "object_id": format!("wanwatch_{key}"),
+                "default_entity_id": format!("{component}.wanwatch_{key}"),
                 "availability_topic": avail,
                 "device": device,
             })
@@ -181,7 +182,7 @@ impl Mqtt {
         ];
         let mut configs = Vec::new();
         for (component, key, name, leaf, extra) in sensors {
-            let mut config = base(key, name);
+            let mut config = base(component, key, name);
             config["state_topic"] = json!(self.topic(leaf));
             for (k, v) in extra.as_object().expect("an object") {
                 config[k] = v.clone();
@@ -200,8 +201,15 @@ impl Mqtt {
         if !self.connected {
             return false;
         }
-        let num = |v: Option<f64>| v.map_or("unknown".to_string(), |v| format!("{v:.2}"));
-        let internet = if f.state == "up" || f.state == "degraded" { "ON" } else { "OFF" };
+        // "None" is Home Assistant's word for unknown: a numeric sensor refuses the string
+        // "unknown", and a connectivity sensor must not read "disconnected" before anything
+        // is known.
+        let num = |v: Option<f64>| v.map_or("None".to_string(), |v| format!("{v:.2}"));
+        let internet = match f.state.as_str() {
+            "up" | "degraded" => "ON",
+            "lan_down" | "wan_down" => "OFF",
+            _ => "None",
+        };
         self.publish(self.topic("state"), true, f.state.clone())
             && self.publish(self.topic("internet"), true, internet.into())
             && self.publish(self.topic("latency_ms"), true, num(f.latency_ms))

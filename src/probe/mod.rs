@@ -11,6 +11,7 @@ pub mod devices;
 pub mod dns;
 pub mod gateway;
 pub mod http;
+pub mod icmp;
 pub mod ping;
 pub mod syslog;
 pub mod system;
@@ -139,8 +140,14 @@ pub fn spawn_context(cfg: &Config, ctx: &Ctx) -> tokio::task::JoinSet<()> {
         set.spawn(async move { weather::run(c, ctx).await });
     }
     if p.syslog.enabled {
+        let gateways: Vec<std::net::IpAddr> = cfg
+            .targets
+            .iter()
+            .filter(|t| t.target.role == crate::sample::Role::Gateway)
+            .map(|t| t.target.addr)
+            .collect();
         let (c, ctx) = (p.syslog.clone(), ctx.clone());
-        set.spawn(async move { syslog::run(c, ctx).await });
+        set.spawn(async move { syslog::run(c, gateways, ctx).await });
     }
     if p.devices.enabled {
         let (c, ctx) = (p.devices.clone(), ctx.clone());

@@ -1,23 +1,22 @@
-//! ICMP echo with `surge-ping`: one socket per address family shared by all targets, one task
-//! per target sending on its own interval, every ping in flight awaited on its own so a slow
-//! reply never delays the next ping.
+//! ICMP echo to each target: one socket per address family shared by all targets (see
+//! [`super::icmp`] for what counts as an answer and how the RTT is timed), one task per target
+//! sending on its own interval, every ping in flight awaited on its own so a slow reply never
+//! delays the next ping.
 //!
-//! The RTT is surge-ping's: from just after `sendto` returns to the moment its receive task
-//! reads the reply off the socket. Replies are matched by (host, sequence), so a reply that
-//! arrives after the timeout is dropped, never counted against a later ping: a late reply is
-//! one lost ping, not two.
+//! Replies are matched by (host, sequence), so a reply that arrives after the timeout is
+//! dropped, never counted against a later ping: a late reply is one lost ping, not two.
 
 use std::io;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use surge_ping::{Client, ICMP, PingIdentifier, PingSequence, SurgeError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
+use super::icmp::{Pinger, SockKind, kinds_to_try};
 use crate::config::PingTarget;
-use crate::sample::{Failure, Sample};
+use crate::sample::Sample;
 
 /// 16 bytes: small enough to be cheap on a metered 5G plan, large enough to carry a marker.
 const PAYLOAD: &[u8; 16] = b"wanwatch-probe\0\0";
@@ -39,28 +38,48 @@ pub enum PingError {
 
 /// The sockets: one per address family in use.
 pub struct Sockets {
-    v4: Option<Client>,
-    v6: Option<Client>,
+    v4: Option<Pinger>,
+    v6: Option<Pinger>,
 }
 
 impl Sockets {
-    /// Open the sockets `targets` need. Must run inside a tokio runtime.
+    /// Open the sockets `targets` need: an unprivileged ping socket where the system allows
+    /// one, else a raw socket. Must run inside a tokio runtime.
     pub fn open(targets: &[PingTarget]) -> Result<Sockets, PingError> {
-        let open = |kind: ICMP, family: &'static str| {
-            let cfg = surge_ping::Config::builder().kind(kind).build();
-            Client::new(&cfg).map_err(|source| match source.kind() {
+        let open = |v6: bool| {
+            let family = if v6 { "IPv6" } else { "IPv4" };
+            let mut last = None;
+            for kind in kinds_to_try() {
+                match Pinger::open(v6, kind) {
+                    Ok(p) => {
+                        tracing::debug!(family, kind = kind.as_str(), "ICMP socket open");
+                        return Ok(p);
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let source = last.unwrap_or_else(|| io::Error::other("no socket kind to try"));
+            Err(match source.kind() {
                 io::ErrorKind::PermissionDenied => PingError::Permission { family, source },
                 _ => PingError::Socket { family, source },
             })
         };
-        let v4 = targets.iter().any(|t| t.target.addr.is_ipv4()).then(|| open(ICMP::V4, "IPv4")).transpose()?;
-        let v6 = targets.iter().any(|t| t.target.addr.is_ipv6()).then(|| open(ICMP::V6, "IPv6")).transpose()?;
+        let v4 = targets.iter().any(|t| t.target.addr.is_ipv4()).then(|| open(false)).transpose()?;
+        let v6 = targets.iter().any(|t| t.target.addr.is_ipv6()).then(|| open(true)).transpose()?;
         Ok(Sockets { v4, v6 })
     }
 
-    fn client(&self, addr: IpAddr) -> &Client {
-        let c = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
-        c.as_ref().expect("socket opened for every family in use")
+    fn pinger(&self, addr: IpAddr) -> &Pinger {
+        let p = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
+        p.as_ref().expect("socket opened for every family in use")
+    }
+
+    /// The kind of socket in use per family (for `doctor` and logs).
+    pub fn kinds(&self) -> Vec<(&'static str, SockKind)> {
+        [("IPv4", &self.v4), ("IPv6", &self.v6)]
+            .into_iter()
+            .filter_map(|(f, p)| Some((f, p.as_ref()?.kind())))
+            .collect()
     }
 }
 
@@ -75,7 +94,8 @@ pub async fn run_target(
     out: mpsc::Sender<Sample>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = sockets.client(t.target.addr).clone();
+    let pinger = sockets.pinger(t.target.addr).clone();
+    let scope = t.iface.as_deref().map(scope_id).unwrap_or(0);
 
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + start_delay, t.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -90,22 +110,10 @@ pub async fn run_target(
             break;
         }
         seq = seq.wrapping_add(1);
-        let (client, out, t) = (client.clone(), out.clone(), t.clone());
+        let (out, t) = (out.clone(), t.clone());
+        let pinger = pinger.clone();
         in_flight.spawn(async move {
-            let mut p = client.pinger(t.target.addr, PingIdentifier(std::process::id() as u16)).await;
-            p.timeout(t.timeout);
-            if let Some(iface) = &t.iface {
-                p.scope_id(scope_id(iface));
-            }
-            let mono = Instant::now();
-            let rtt = match p.ping(PingSequence(seq), PAYLOAD).await {
-                Ok((_, rtt)) => Ok(rtt.as_micros().min(u32::MAX as u128) as u32),
-                Err(SurgeError::Timeout { .. }) => Err(Failure::Timeout),
-                Err(e) => {
-                    tracing::debug!(target = %t.target, error = %e, "ping not sent");
-                    Err(Failure::SendError)
-                }
-            };
+            let (mono, rtt) = pinger.ping(t.target.addr, scope, seq, PAYLOAD, t.timeout).await;
             let _ = out.send(Sample { target: index, ts: 0, mono, seq, rtt }).await;
         });
         // Reap finished pings so the set stays small.

@@ -3,10 +3,16 @@
 //! common firmwares (OpenWrt netifd/pppd/udhcpc, dnsmasq, hostapd, ASUS).
 //!
 //! Every message is stored; a recognised one also carries its class, and link, reboot and
-//! Wi-Fi storm classes become events.
+//! Wi-Fi storm classes become events ("router 192.168.12.1 says: ..."), which the ISP report
+//! shows. So the receiver is evidence's front door:
+//! * only the configured routers may speak (by default the default gateway; [`Admit`]);
+//! * lines and the events they make are rate-limited, and every line dropped is counted and
+//!   said in an event once a minute;
+//! * control bytes (NUL, terminal escapes) are stored escaped (`\x1b`), so no status screen,
+//!   export or report replays them.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -184,17 +190,150 @@ pub fn classify(app: Option<&str>, message: &str) -> Option<&'static str> {
     None
 }
 
-/// Turns classified messages into events, Wi-Fi storms included.
+/// Who may send router logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admit {
+    nets: Vec<(IpAddr, u8)>,
+    lan: bool,
+}
+
+impl Admit {
+    /// From `[syslog] allow_from`: "gateway" (the `gateways` given), "lan", an address or a
+    /// CIDR block. The error names the entry that is none of these.
+    pub fn new(list: &[String], gateways: &[IpAddr]) -> Result<Admit, String> {
+        let mut a = Admit { nets: Vec::new(), lan: false };
+        for item in list {
+            match item.as_str() {
+                "gateway" => a.nets.extend(gateways.iter().map(|g| (*g, if g.is_ipv4() { 32 } else { 128 }))),
+                "lan" => a.lan = true,
+                other => {
+                    let (addr, bits) = other.split_once('/').unwrap_or((other, ""));
+                    let addr: IpAddr = addr
+                        .parse()
+                        .map_err(|_| format!("`{other}` is not \"gateway\", \"lan\", an IP address or a CIDR block"))?;
+                    let max = if addr.is_ipv4() { 32 } else { 128 };
+                    let bits = if bits.is_empty() {
+                        max
+                    } else {
+                        bits.parse::<u8>()
+                            .ok()
+                            .filter(|b| *b <= max)
+                            .ok_or_else(|| format!("`{other}`: bad prefix length"))?
+                    };
+                    a.nets.push((addr, bits));
+                }
+            }
+        }
+        Ok(a)
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        (self.lan && is_lan(ip)) || self.nets.iter().any(|&(net, bits)| in_net(ip, net, bits))
+    }
+}
+
+/// Private, link-local and loopback: addresses a home router can have, not the internet's.
+pub fn is_lan(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => a.is_private() || a.is_link_local() || a.is_loopback(),
+        IpAddr::V6(a) => a.is_loopback() || a.is_unique_local() || a.is_unicast_link_local(),
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net.to_canonical()) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Control bytes as `\xNN` (tab kept): a log line can carry NUL or a terminal escape that
+/// would otherwise reach an ssh session through `status` or `export`.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\t') {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// A token bucket: `rate` per second, bursts of `burst`.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Bucket {
+        Bucket { rate, burst, tokens: burst, at: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Turns classified messages into events, Wi-Fi storms included; admits and limits lines.
 struct Events {
     wifi: VecDeque<Instant>,
     storm_per_min: u32,
     storm_reported: Option<Instant>,
+    admit: Admit,
+    lines: Bucket,
+    /// Router-log events: a flapping (or lying) router makes at most this many a minute.
+    events: Bucket,
+    /// Dropped since the last report: (not allowed, over the line rate, events over their rate),
+    /// and the last address refused.
+    dropped: (u64, u64, u64),
+    refused_from: Option<String>,
+    reported: Instant,
 }
 
 impl Events {
+    fn new(cfg: &SyslogConfig, admit: Admit) -> Events {
+        let rate = f64::from(cfg.max_lines_per_s);
+        Events {
+            wifi: VecDeque::new(),
+            storm_per_min: cfg.wifi_storm_per_min,
+            storm_reported: None,
+            admit,
+            lines: Bucket::new(rate, rate * 10.0),
+            events: Bucket::new(6.0 / 60.0, 6.0),
+            dropped: (0, 0, 0),
+            refused_from: None,
+            reported: Instant::now(),
+        }
+    }
+
     fn event(&mut self, class: &'static str, host: &str, message: &str) -> Option<(&'static str, String)> {
-        match class {
-            "wan_down" | "wan_up" | "reboot" | "dns_failure" => Some((class, format!("router {host}: {message}"))),
+        let ev = match class {
+            "wan_down" | "wan_up" | "reboot" | "dns_failure" => Some((class, format!("router {host} says: {message}"))),
             "wifi_assoc" => {
                 let now = Instant::now();
                 self.wifi.push_back(now);
@@ -206,18 +345,66 @@ impl Events {
                     self.storm_reported = Some(now);
                     Some((
                         "wifi_storm",
-                        format!("router {host}: {} Wi-Fi (dis)associations in a minute", self.wifi.len()),
+                        format!("router {host} says: {} Wi-Fi (dis)associations in a minute", self.wifi.len()),
                     ))
                 } else {
                     None
                 }
             }
             _ => None,
+        };
+        match ev {
+            Some(e) if self.events.take() => Some(e),
+            Some(_) => {
+                self.dropped.2 += 1;
+                None
+            }
+            None => None,
         }
+    }
+
+    /// Whether a line from `source` may be stored; counts it if not.
+    fn admit(&mut self, source: Option<IpAddr>) -> bool {
+        if let Some(ip) = source
+            && !self.admit.allows(ip)
+        {
+            self.dropped.0 += 1;
+            self.refused_from = Some(ip.to_string());
+            return false;
+        }
+        if !self.lines.take() {
+            self.dropped.1 += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Once a minute, if anything was dropped: what, for the events table.
+    fn drop_report(&mut self, force: bool) -> Option<String> {
+        if self.dropped == (0, 0, 0) || (!force && self.reported.elapsed() < Duration::from_secs(60)) {
+            return None;
+        }
+        let (refused, lines, events) = std::mem::take(&mut self.dropped);
+        self.reported = Instant::now();
+        let mut parts = Vec::new();
+        if refused > 0 {
+            let last = self.refused_from.take().unwrap_or_default();
+            parts.push(format!("{refused} lines from senders not allowed in [syslog] allow_from (last: {last})"));
+        }
+        if lines > 0 {
+            parts.push(format!("{lines} lines over the rate limit"));
+        }
+        if events > 0 {
+            parts.push(format!("{events} router events over the rate limit (kept as log lines)"));
+        }
+        Some(format!("syslog dropped {}", parts.join(", ")))
     }
 }
 
-async fn handle(ctx: &Ctx, events: &tokio::sync::Mutex<Events>, source: &str, raw: &str) {
+/// Totals the receiver dropped, for status and `/metrics`.
+pub static DROPPED_LINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn handle(ctx: &Ctx, events: &tokio::sync::Mutex<Events>, source: &str, ip: Option<IpAddr>, raw: &str) {
     let mut raw = raw;
     if raw.len() > MAX_LEN {
         let mut cut = MAX_LEN;
@@ -229,21 +416,39 @@ async fn handle(ctx: &Ctx, events: &tokio::sync::Mutex<Events>, source: &str, ra
     if raw.trim().is_empty() {
         return;
     }
+    let (admitted, report) = {
+        let mut ev = events.lock().await;
+        let ok = ev.admit(ip);
+        (ok, ev.drop_report(false))
+    };
+    if !admitted {
+        DROPPED_LINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(detail) = report {
+        tracing::warn!("{detail}");
+        ctx.event("syslog_dropped", detail).await;
+    }
+    if !admitted {
+        return;
+    }
     let p = parse(raw);
     let class = classify(p.app.as_deref(), &p.message);
+    let esc = |s: &str| escape_controls(s).into_owned();
     let line = SyslogLine {
         ts: ctx.now(),
         source: source.to_string(),
         facility: p.facility,
         severity: p.severity,
-        host: p.host.clone(),
-        app: p.app.clone(),
-        message: p.message.clone(),
+        host: p.host.as_deref().map(esc),
+        app: p.app.as_deref().map(esc),
+        message: esc(&p.message),
         class,
     };
+    let host = line.host.clone().unwrap_or_else(|| source.to_string());
+    let message = line.message.clone();
     ctx.emit(Record::Syslog(line)).await;
     if let Some(class) = class {
-        let ev = events.lock().await.event(class, p.host.as_deref().unwrap_or(source), &p.message);
+        let ev = events.lock().await.event(class, &host, &message);
         if let Some((kind, detail)) = ev {
             ctx.event(kind, detail).await;
         }
@@ -264,12 +469,9 @@ async fn bind_udp(listen: SocketAddr, fallback: u16) -> std::io::Result<UdpSocke
     }
 }
 
-pub async fn run(cfg: SyslogConfig, ctx: Ctx) {
-    let events = std::sync::Arc::new(tokio::sync::Mutex::new(Events {
-        wifi: VecDeque::new(),
-        storm_per_min: cfg.wifi_storm_per_min,
-        storm_reported: None,
-    }));
+pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
+    let admit = Admit::new(&cfg.allow_from, &gateways).expect("validated in config");
+    let events = std::sync::Arc::new(tokio::sync::Mutex::new(Events::new(&cfg, admit)));
     let listen: SocketAddr = cfg.listen.parse().expect("validated in config");
     let mut tasks = tokio::task::JoinSet::new();
     match bind_udp(listen, cfg.fallback_port).await {
@@ -285,7 +487,7 @@ pub async fn run(cfg: SyslogConfig, ctx: Ctx) {
                             Ok((n, from)) => {
                                 let text = String::from_utf8_lossy(&buf[..n]);
                                 for line in text.lines() {
-                                    handle(&ctx, &events, &from.ip().to_string(), line).await;
+                                    handle(&ctx, &events, &from.ip().to_string(), Some(from.ip()), line).await;
                                 }
                             }
                             Err(e) => tracing::debug!("syslog recv: {e}"),
@@ -305,6 +507,29 @@ pub async fn run(cfg: SyslogConfig, ctx: Ctx) {
             }
             Err(e) => tracing::warn!("syslog: cannot listen on tcp {listen}: {e}"),
         }
+    }
+    {
+        // Drops are said within a minute even when the flood has stopped.
+        let (ctx, events) = (ctx.clone(), events.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut stop = ctx.stop.clone();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => {}
+                }
+                let last = *stop.borrow();
+                let report = events.lock().await.drop_report(last);
+                if let Some(detail) = report {
+                    tracing::warn!("{detail}");
+                    ctx.event("syslog_dropped", detail).await;
+                }
+                if last {
+                    return;
+                }
+            }
+        });
     }
     for file in cfg.files.clone() {
         let (ctx, events) = (ctx.clone(), events.clone());
@@ -332,7 +557,7 @@ async fn serve_tcp(l: TcpListener, ctx: Ctx, events: std::sync::Arc<tokio::sync:
                     }
                     _ => line,
                 };
-                handle(&ctx, &events, &from.ip().to_string(), &line).await;
+                handle(&ctx, &events, &from.ip().to_string(), Some(from.ip()), &line).await;
             }
         });
     }
@@ -366,7 +591,7 @@ async fn follow(path: PathBuf, ctx: Ctx, events: std::sync::Arc<tokio::sync::Mut
             buf.clear();
             if partial.ends_with('\n') {
                 let line = std::mem::take(&mut partial);
-                handle(&ctx, &events, &source, &line).await;
+                handle(&ctx, &events, &source, None, &line).await;
             }
         }
     }
@@ -475,5 +700,33 @@ mod tests {
             let p = parse(&s);
             let _ = classify(p.app.as_deref(), &p.message);
         }
+    }
+
+    #[test]
+    fn only_allowed_senders_are_admitted() {
+        let gw: IpAddr = "192.168.12.1".parse().unwrap();
+        let a = Admit::new(&["gateway".into()], &[gw]).unwrap();
+        assert!(a.allows(gw));
+        assert!(a.allows("::ffff:192.168.12.1".parse().unwrap()), "v4-mapped on a dual-stack socket");
+        assert!(!a.allows("192.168.12.7".parse().unwrap()));
+        assert!(!a.allows("203.0.113.5".parse().unwrap()));
+        let lan = Admit::new(&["lan".into(), "100.64.0.0/10".into()], &[]).unwrap();
+        for ok in
+            ["10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "127.0.0.1", "fd00::1", "fe80::1", "100.64.1.1"]
+        {
+            assert!(lan.allows(ok.parse().unwrap()), "{ok}");
+        }
+        for bad in ["8.8.8.8", "203.0.113.5", "2001:db8::1", "172.32.0.1"] {
+            assert!(!lan.allows(bad.parse().unwrap()), "{bad}");
+        }
+        let e = Admit::new(&["routr".into()], &[]).unwrap_err();
+        assert!(e.contains("`routr`"), "{e}");
+        assert!(Admit::new(&["10.0.0.0/33".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn control_bytes_are_escaped() {
+        assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
+        assert_eq!(escape_controls("a\u{1b}[2Jb\0c"), "a\\x1b[2Jb\\x00c");
     }
 }

@@ -83,6 +83,8 @@ pub struct Data {
     pub speed: Vec<SpeedTest>,
     /// The anchors' names, for the report's header.
     pub anchors: Vec<String>,
+    /// Stretches the agent did not measure (not running, stalled).
+    pub blind: Vec<crate::store::query::BlindSpot>,
 }
 
 /// How long a context reading stays true: weather is polled every 15-30 min, the gateway and
@@ -135,7 +137,8 @@ impl Data {
         )?;
         let speed = speed_tests(store, since, until)?;
         progress("events");
-        Ok(Data { since, until, minutes, outages, events, router, speed, anchors })
+        let blind = store.blind_spots(since, until)?;
+        Ok(Data { since, until, minutes, outages, events, router, speed, anchors, blind })
     }
 
     /// The context readings nearest before `ts` (what the gateway and the weather were doing).

@@ -32,6 +32,11 @@ pub struct Summary {
     /// Minutes with measurements, and the minutes in the period.
     pub measured_minutes: usize,
     pub period_minutes: i64,
+    /// Time measured: the measured minutes less the blind spots inside them.
+    pub measured_ms: i64,
+    /// Time the agent did not measure (not running, stalled), and in how many stretches.
+    pub blind_ms: i64,
+    pub blind_spots: usize,
     /// Share of measured time the internet was up (not in a WAN outage).
     pub uptime: Option<f64>,
     pub wan_outages: usize,
@@ -57,6 +62,7 @@ pub fn summarise(d: &Data, plan: &Plan) -> Summary {
     let wan: Vec<&data::OutageRow> = d.outages.iter().filter(|o| o.kind == "wan").collect();
     let downtime_ms: i64 = wan.iter().map(|o| clip(o)).sum();
     let measured = d.minutes.iter().filter(|m| m.sent > 0).count();
+    let measured_ms = measured as i64 * MINUTE_MS - blind_inside_measured(d);
     let (mut sent, mut lost) = (0u64, 0u64);
     for m in d.minutes.iter().filter(|m| !m.down) {
         sent += m.sent as u64;
@@ -67,8 +73,10 @@ pub fn summarise(d: &Data, plan: &Plan) -> Summary {
     Summary {
         measured_minutes: measured,
         period_minutes: (d.until - d.since) / MINUTE_MS,
-        uptime: (measured > 0)
-            .then(|| (1.0 - downtime_ms as f64 / (measured as f64 * MINUTE_MS as f64)).clamp(0.0, 1.0)),
+        measured_ms,
+        blind_ms: d.blind.iter().map(|b| b.ms()).sum(),
+        blind_spots: d.blind.len(),
+        uptime: (measured_ms > 0).then(|| (1.0 - downtime_ms as f64 / measured_ms as f64).clamp(0.0, 1.0)),
         wan_outages: wan.len(),
         lan_outages: d.outages.iter().filter(|o| o.kind == "lan").count(),
         downtime_ms,
@@ -83,6 +91,23 @@ pub fn summarise(d: &Data, plan: &Plan) -> Summary {
         anomalies: d.events.iter().filter(|e| e.kind == "anomaly").count(),
         predictions: d.events.iter().filter(|e| e.kind == "prediction").count(),
     }
+}
+
+/// The part of the blind spots that falls inside minutes that have samples: a 30 s stall in
+/// an otherwise measured minute is 30 s not measured, not a full minute measured.
+fn blind_inside_measured(d: &Data) -> i64 {
+    let measured: std::collections::HashSet<WallMs> = d.minutes.iter().filter(|m| m.sent > 0).map(|m| m.ts).collect();
+    let mut total = 0;
+    for b in &d.blind {
+        let mut m = b.start - b.start.rem_euclid(MINUTE_MS);
+        while m < b.end {
+            if measured.contains(&m) {
+                total += (b.end.min(m + MINUTE_MS) - b.start.max(m)).max(0);
+            }
+            m += MINUTE_MS;
+        }
+    }
+    total
 }
 
 /// Everything one report shows.

@@ -94,7 +94,7 @@ fn headline(r: &Report) -> String {
     let days = s.period_minutes as f64 / 1440.0;
     let mut t = format!(
         "Over {days:.1} days ({} of the time measured), the internet was down {} time{} for {} in total",
-        pct(Some(s.measured_minutes as f64 / s.period_minutes.max(1) as f64)),
+        pct(Some(s.measured_ms as f64 / (s.period_minutes.max(1) * 60_000) as f64)),
         s.wan_outages,
         if s.wan_outages == 1 { "" } else { "s" },
         timefmt::format_span(s.downtime_ms)
@@ -244,6 +244,19 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
             vec![
                 "measured".into(),
                 format!("{} of {} minutes; anchors: {}", s.measured_minutes, s.period_minutes, d.anchors.join(", ")),
+            ],
+            vec![
+                "not measured".into(),
+                if s.blind_spots == 0 {
+                    "no gaps recorded".into()
+                } else {
+                    format!(
+                        "{} in {} stretch{} (wanwatch not running or stalled); uptime counts measured time only",
+                        timefmt::format_span(s.blind_ms),
+                        s.blind_spots,
+                        if s.blind_spots == 1 { "" } else { "es" }
+                    )
+                },
             ],
         ],
     }));

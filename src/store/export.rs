@@ -19,6 +19,8 @@ pub enum Table {
     Metrics,
     /// The router's log.
     Syslog,
+    /// Stretches nothing was measured (the agent not running or stalled).
+    Blind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,10 +53,15 @@ fn query(table: Table) -> String {
         Table::Samples => format!(
             "SELECT {t} AS time, s.ts AS ts_ms, g.name AS target, g.addr AS addr, s.seq AS seq,
                     round(s.rtt_us / 1000.0, 3) AS rtt_ms,
-                    CASE s.fail WHEN 1 THEN 'timeout' WHEN 2 THEN 'send-error' END AS lost
+                    CASE s.fail {reasons} END AS lost, s.err_from AS said_by
              FROM samples s JOIN targets g ON g.id = s.target
              WHERE s.ts >= ?1 AND s.ts < ?2 ORDER BY s.ts, g.id",
-            t = iso("s.ts")
+            t = iso("s.ts"),
+            reasons = crate::sample::Failure::names()
+                .iter()
+                .map(|(code, name)| format!("WHEN {code} THEN '{name}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         Table::Minutes => format!(
             "SELECT {t} AS time, m.ts AS ts_ms, g.name AS target, g.addr AS addr, m.sent, m.lost,
@@ -88,6 +95,13 @@ fn query(table: Table) -> String {
             "SELECT {t} AS time, ts AS ts_ms, kind, detail FROM events
              WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, id",
             t = iso("ts")
+        ),
+        Table::Blind => format!(
+            "SELECT {s} AS start, {e} AS end, round((end_ts - start_ts) / 1000.0, 1) AS duration_s,
+                    start_ts AS start_ms, end_ts AS end_ms, kind, detail
+             FROM blind WHERE start_ts < ?2 AND end_ts >= ?1 ORDER BY start_ts",
+            s = iso("start_ts"),
+            e = iso("end_ts")
         ),
     }
 }

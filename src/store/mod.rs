@@ -5,6 +5,7 @@
 //! `PRAGMA user_version`.
 
 pub mod export;
+pub mod lock;
 pub mod query;
 pub mod retention;
 pub mod rollup;

@@ -38,6 +38,10 @@ pub struct AgentStatus {
     pub since: Option<WallMs>,
     /// The newest sample's time: when the agent last wrote.
     pub heartbeat: Option<WallMs>,
+    /// The PID of the agent writing this database now (it holds the lock), if any.
+    pub running: Option<String>,
+    /// When the last run ended: its `agent_stop` event, if it stopped cleanly.
+    pub clean_stop: Option<WallMs>,
 }
 
 impl Store {
@@ -53,7 +57,18 @@ impl Store {
         let since = self.status_value("state_since")?.and_then(|s| s.parse().ok());
         // The newest sample is the heartbeat (no separate row rewritten at every flush).
         let heartbeat = self.last_sample_ts()?;
-        Ok(AgentStatus { state, since, heartbeat })
+        let running = super::lock::running_agent(&self.path);
+        // A stop recorded after the newest start: the last run ended cleanly.
+        let clean_stop = self
+            .conn
+            .query_row(
+                "SELECT max(ts) FROM events WHERE kind = 'agent_stop'
+                   AND ts >= coalesce((SELECT max(ts) FROM events WHERE kind = 'agent_start'), 0)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql("read the last stop", e))?;
+        Ok(AgentStatus { state, since, heartbeat, running, clean_stop })
     }
 
     /// Per-target counts and RTT quantiles over `[since, until)` from the raw samples.
@@ -110,6 +125,51 @@ impl Store {
     /// The newest sample time, if any.
     pub fn last_sample_ts(&self) -> Result<Option<WallMs>, StoreError> {
         self.conn.query_row("SELECT max(ts) FROM samples", [], |r| r.get(0)).map_err(|e| self.sql("read samples", e))
+    }
+
+    /// The last moment the previous run is known to have been measuring: its newest sample or
+    /// its clean stop, whichever is later.
+    pub fn last_write_ts(&self) -> Result<Option<WallMs>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT max(coalesce((SELECT max(ts) FROM samples), 0),
+                            coalesce((SELECT max(ts) FROM events WHERE kind = 'agent_stop'), 0))",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|t| (t > 0).then_some(t))
+            .map_err(|e| self.sql("read the last write", e))
+    }
+
+    /// Blind spots overlapping `[since, until)`, clipped to it, oldest first.
+    pub fn blind_spots(&self, since: WallMs, until: WallMs) -> Result<Vec<BlindSpot>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT max(start_ts, ?1), min(end_ts, ?2), kind, detail FROM blind
+                 WHERE start_ts < ?2 AND end_ts > ?1 ORDER BY start_ts",
+            )
+            .map_err(|e| self.sql("read blind spots", e))?;
+        stmt.query_map([since, until], |r| {
+            Ok(BlindSpot { start: r.get(0)?, end: r.get(1)?, kind: r.get(2)?, detail: r.get(3)? })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.sql("read blind spots", e))
+    }
+}
+
+/// A stretch of time nothing was measured (see `sample::Blind`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlindSpot {
+    pub start: WallMs,
+    pub end: WallMs,
+    pub kind: String,
+    pub detail: String,
+}
+
+impl BlindSpot {
+    pub fn ms(&self) -> i64 {
+        (self.end - self.start).max(0)
     }
 }
 

@@ -19,7 +19,7 @@ const MIGRATIONS: &[&str] = &[
         target INTEGER NOT NULL REFERENCES targets(id),
         seq    INTEGER NOT NULL,  -- ICMP sequence number
         rtt_us INTEGER,           -- round trip in microseconds; NULL when lost
-        fail   INTEGER,           -- why lost: 1 timeout, 2 send error; NULL when answered
+        fail   INTEGER,           -- why lost: 1 timeout, 2 send error, 10-18 ICMP error; NULL when answered
         PRIMARY KEY (ts, target, seq)
     ) WITHOUT ROWID;
     -- One row per target per minute, recomputed from samples whenever that minute gets samples.
@@ -93,6 +93,21 @@ const MIGRATIONS: &[&str] = &[
     // series' rows by time. Context metrics are ~10 rows a minute, so the extra index is cheap.
     "
     CREATE INDEX metrics_series_ts ON metrics(series, ts);
+    ",
+    // 4: a ping answered by an ICMP error is a loss with a reason (fail 10-18, see
+    // `sample::IcmpError`) and a witness: the address of the router that sent the error.
+    // Blind spots: time the agent did not measure (not running between two runs, or the
+    // process stopped, starved or suspended). Uptime counts measured time only.
+    "
+    ALTER TABLE samples ADD COLUMN err_from TEXT;
+    CREATE TABLE blind (
+        id       INTEGER PRIMARY KEY,
+        start_ts INTEGER NOT NULL,
+        end_ts   INTEGER NOT NULL,
+        kind     TEXT NOT NULL,     -- not_running | stalled
+        detail   TEXT NOT NULL
+    );
+    CREATE INDEX blind_start ON blind(start_ts);
     ",
 ];
 

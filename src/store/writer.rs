@@ -69,7 +69,9 @@ impl Writer {
                 first_outage: None,
                 first_event: None,
                 first_syslog: None,
+                first_blind: None,
                 metric_keys: Some(Vec::new()),
+                metric_range: None,
             },
             report: WriterReport::default(),
             last_error: None,
@@ -166,8 +168,10 @@ struct RunLog {
     first_outage: Option<i64>,
     first_event: Option<i64>,
     first_syslog: Option<i64>,
+    first_blind: Option<i64>,
     /// (ts, series id) of every metric, while the run is young.
     metric_keys: Option<Vec<(WallMs, i64)>>,
+    metric_range: Option<(WallMs, WallMs)>,
 }
 
 struct WriterState {
@@ -306,14 +310,15 @@ impl WriterState {
         let run = &mut self.run;
         let mut samples = 0;
         let mut insert_sample = conn.prepare_cached(
-            "INSERT OR IGNORE INTO samples (ts, target, seq, rtt_us, fail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO samples (ts, target, seq, rtt_us, fail, err_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for rec in &self.pending {
             match rec {
                 Record::Sample(s) => {
                     let id = self.ids[s.target];
                     let fail = s.rtt.err().map(|f| f.code());
-                    insert_sample.execute(params![s.ts, id, s.seq, s.rtt.ok(), fail])?;
+                    let from = s.rtt.err().and_then(|f| f.router()).map(|a| a.to_string());
+                    insert_sample.execute(params![s.ts, id, s.seq, s.rtt.ok(), fail, from])?;
                     touched.insert(minute_of(s.ts));
                     if let Some(k) = run.keys.as_mut() {
                         k.push((s.ts, id, s.seq));
@@ -361,6 +366,7 @@ impl WriterState {
                     if let Some(k) = run.metric_keys.as_mut() {
                         k.push((m.ts, id));
                     }
+                    run.metric_range = Some(run.metric_range.map_or((m.ts, m.ts), |(a, b)| (a.min(m.ts), b.max(m.ts))));
                 }
                 Record::Syslog(l) => {
                     conn.prepare_cached(
@@ -369,6 +375,11 @@ impl WriterState {
                     )?
                     .execute(params![l.ts, l.source, l.facility, l.severity, l.host, l.app, l.message, l.class])?;
                     run.first_syslog.get_or_insert(conn.last_insert_rowid());
+                }
+                Record::Blind(b) => {
+                    conn.prepare_cached("INSERT INTO blind (start_ts, end_ts, kind, detail) VALUES (?1, ?2, ?3, ?4)")?
+                        .execute(params![b.start, b.end.max(b.start), b.kind.as_str(), b.detail])?;
+                    run.first_blind.get_or_insert(conn.last_insert_rowid());
                 }
                 Record::ShiftRun { delta_ms } => {
                     shift_run(conn, *delta_ms, run, &mut touched)?;
@@ -379,6 +390,7 @@ impl WriterState {
                         k.iter_mut().for_each(|(ts, _)| *ts += delta_ms);
                     }
                     run.ts_range = run.ts_range.map(|(a, b)| (a + delta_ms, b + delta_ms));
+                    run.metric_range = run.metric_range.map(|(a, b)| (a + delta_ms, b + delta_ms));
                 }
             }
         }
@@ -446,6 +458,36 @@ fn shift_run(conn: &Connection, delta: i64, run: &RunLog, touched: &mut BTreeSet
     }
     if let Some(id) = run.first_event {
         conn.execute("UPDATE events SET ts = ts + ?1 WHERE id >= ?2", params![delta, id])?;
+    }
+    // Context rows move with the rest of the run, so a rain shower or a router's "WAN down"
+    // still sits beside the outage it came with.
+    match (run.metric_keys.as_deref(), run.metric_range) {
+        (Some(keys), _) => {
+            let mut update =
+                conn.prepare_cached("UPDATE OR IGNORE metrics SET ts = ts + ?1 WHERE ts = ?2 AND series = ?3")?;
+            for &(ts, series) in keys {
+                update.execute(params![delta, ts, series])?;
+            }
+        }
+        (None, Some((lo, hi))) => {
+            conn.execute(
+                "UPDATE OR IGNORE metrics SET ts = ts + ?1 WHERE ts >= ?2 AND ts <= ?3",
+                params![delta, lo, hi],
+            )?;
+        }
+        (None, None) => {}
+    }
+    if let Some(id) = run.first_syslog {
+        conn.execute("UPDATE syslog SET ts = ts + ?1 WHERE id >= ?2", params![delta, id])?;
+    }
+    // A blind spot before this run started keeps its start (the previous run's last write,
+    // stamped by a clock that was right then); its end and every stall move with the run.
+    if let Some(id) = run.first_blind {
+        conn.execute(
+            "UPDATE blind SET start_ts = start_ts + CASE kind WHEN 'not_running' THEN 0 ELSE ?1 END,
+                              end_ts = max(end_ts + ?1, start_ts) WHERE id >= ?2",
+            params![delta, id],
+        )?;
     }
     Ok(())
 }

@@ -196,6 +196,28 @@ impl Bed {
         set_link(&self.lan, &self.gw, side, up);
     }
 
+    /// The router's routes to the anchors: `Some("unreachable" | "prohibit" | "blackhole")`
+    /// breaks them the way a router whose WAN is down does (the first two answer with ICMP
+    /// errors, the last drops silently); `None` puts the real routes back.
+    pub fn set_anchor_route(&self, kind: Option<&str>) {
+        set_anchor_route(&self.gw, kind);
+    }
+
+    /// The router's ICMP error rate limit: the kernel's default (on), or off (every error sent).
+    pub fn icmp_rate_limit(&self, on: bool) {
+        let (v4, v6) = if on { ("1000", "1000") } else { ("0", "0") };
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.gw,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.icmp_ratelimit={v4}"),
+            &format!("net.ipv6.icmp.ratelimit={v6}"),
+        ]);
+    }
+
     /// Run the scenario's link cuts on a thread; returns the wall times (ms) each cut and
     /// restore actually happened.
     pub fn run_cuts(&self) -> std::thread::JoinHandle<Vec<(String, i64, i64)>> {
@@ -221,6 +243,14 @@ impl Bed {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.lan, env!("CARGO_BIN_EXE_wanwatch")]).args(args);
         c.stdin(Stdio::null());
+        c
+    }
+
+    /// Any command inside the LAN namespace (stdout piped), e.g. iputils `ping` beside the agent.
+    pub fn in_lan(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.lan]).args(args);
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         c
     }
 
@@ -285,6 +315,17 @@ fn lan_routes(lan: &str) {
 fn gateway_routes(gw: &str) {
     sh(&["ip", "-n", gw, "route", "replace", "198.19.0.0/16", "via", "198.18.2.2"]);
     sh(&["ip", "-n", gw, "-6", "route", "replace", "fd00:19::/32", "via", "fd00:18:2::2"]);
+}
+
+/// [`Bed::set_anchor_route`] for the router namespace `gw`, from any thread.
+pub fn set_anchor_route(gw: &str, kind: Option<&str>) {
+    match kind {
+        None => gateway_routes(gw),
+        Some(k) => {
+            sh(&["ip", "-n", gw, "route", "replace", k, "198.19.0.0/16"]);
+            sh(&["ip", "-n", gw, "-6", "route", "replace", k, "fd00:19::/32"]);
+        }
+    }
 }
 
 /// Move this thread into a network namespace; sockets it opens from now on live there.

@@ -1,0 +1,78 @@
+//! Where the log goes and how it looks. A person at a terminal gets colour; a pipe, a file or
+//! `journalctl` gets plain text (escape codes there read as "[blob data]"). Under systemd
+//! (`JOURNAL_STREAM` names our stderr) each line carries the journal's own priority prefix
+//! (`<3>` error ... `<7>` debug, as sd-daemon(3) describes) and no timestamp: the journal
+//! stamps lines itself, and `journalctl -p warning` then finds the warnings.
+
+use std::io::IsTerminal;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, time::SystemTime};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Install the process-wide subscriber (once, from `main`).
+pub fn init() {
+    let journal = stderr_is_journal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr);
+    if journal {
+        builder.with_ansi(false).event_format(Priority(format().without_time())).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+fn format() -> format::Format<format::Full, SystemTime> {
+    format::Format::default().with_ansi(false).with_target(false)
+}
+
+/// WANWATCH_LOG (default "info"), with tract held at warnings unless named: its debug output is
+/// thousands of lines per model load, enough to fill a pipe and stall whoever logs next.
+fn filter() -> tracing_subscriber::EnvFilter {
+    let mut f = std::env::var("WANWATCH_LOG").unwrap_or_else(|_| "info".into());
+    if !f.contains("tract") {
+        f.push_str(",tract_hir=warn,tract_core=warn,tract_onnx=warn,tract_onnx_opl=warn,tract_linalg=warn");
+    }
+    tracing_subscriber::EnvFilter::try_new(&f).unwrap_or_else(|_| "info".into())
+}
+
+/// True when systemd connected our stderr to the journal: `JOURNAL_STREAM` is "DEV:INODE" of
+/// that stream (a child that inherited the variable but not the stream must not use it).
+pub fn stderr_is_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = v.split_once(':') else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat writes into a valid stat buffer.
+    if unsafe { libc::fstat(2, st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat succeeded, so the buffer is initialised.
+    let st = unsafe { st.assume_init() };
+    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+}
+
+/// The journal's priority for a level.
+pub fn priority(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// Prefixes each line with `<N>`, then formats as `F` does.
+struct Priority<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for Priority<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        write!(writer, "<{}>", priority(event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}

@@ -1,0 +1,647 @@
+//! ICMP echo on our own sockets: what a reply *is*, and when it arrived.
+//!
+//! Why not a ping crate: two things decide whether a stored sample is true, and none of the
+//! crates gives them to us.
+//! * **An ICMP error is not a reply.** A router whose WAN is down answers our echo with
+//!   *Destination Unreachable*; that is a lost ping with a reason and a witness (the router's
+//!   address), never an RTT. On a raw socket errors arrive as ICMP packets quoting our echo; on
+//!   an unprivileged ping socket (`SOCK_DGRAM`) they arrive on the socket's error queue
+//!   (`IP_RECVERR`), as iputils' `ping` reads them.
+//! * **The RTT is the wire's, not the scheduler's.** The send time is taken just before
+//!   `sendto`; the receive time is the kernel's (`SO_TIMESTAMPNS`), so time this process spends
+//!   descheduled before it reads the reply is not taken off (or added to) the RTT.
+//!
+//! Parsing is pure (`parse_*`), so every packet shape is unit-tested without a socket.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
+
+use crate::sample::{Failure, IcmpError};
+
+/// How the socket was opened: an unprivileged ping socket (the kernel picks our identifier and
+/// hands us only our own replies) or a raw socket (root / CAP_NET_RAW: we filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockKind {
+    Dgram,
+    Raw,
+}
+
+impl SockKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SockKind::Dgram => "ping socket",
+            SockKind::Raw => "raw socket",
+        }
+    }
+}
+
+/// Which kinds to try, in order. `WANWATCH_ICMP_SOCKET=dgram|raw` forces one (the tests run
+/// both paths on the same machine); the default prefers the unprivileged ping socket.
+pub fn kinds_to_try() -> Vec<SockKind> {
+    match std::env::var("WANWATCH_ICMP_SOCKET").as_deref() {
+        Ok("dgram") => vec![SockKind::Dgram],
+        Ok("raw") => vec![SockKind::Raw],
+        _ => vec![SockKind::Dgram, SockKind::Raw],
+    }
+}
+
+/// What came back for one of our echo requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// An echo reply from `from`.
+    Reply { from: IpAddr, ident: u16, seq: u16 },
+    /// An ICMP error quoting our echo to `target`, sent by `router`.
+    Error { target: IpAddr, ident: u16, seq: u16, router: IpAddr, error: IcmpError },
+    /// The kernel could not deliver our echo to `target` (no ARP/neighbour answer, ...).
+    Local { target: IpAddr, seq: u16 },
+}
+
+// ICMP types.
+const V4_ECHO_REPLY: u8 = 0;
+const V4_UNREACH: u8 = 3;
+const V4_ECHO: u8 = 8;
+const V4_TIME_EXCEEDED: u8 = 11;
+const V4_PARAM: u8 = 12;
+const V6_UNREACH: u8 = 1;
+const V6_TOO_BIG: u8 = 2;
+const V6_TIME_EXCEEDED: u8 = 3;
+const V6_PARAM: u8 = 4;
+const V6_ECHO: u8 = 128;
+const V6_ECHO_REPLY: u8 = 129;
+
+/// The error an ICMP (v4) type/code pair means; None for types that are not errors about our
+/// echo (source quench, redirects).
+pub fn icmp4_error(kind: u8, code: u8) -> Option<IcmpError> {
+    Some(match (kind, code) {
+        (V4_UNREACH, 0 | 6 | 11) => IcmpError::NetUnreachable,
+        (V4_UNREACH, 1 | 7 | 12) => IcmpError::HostUnreachable,
+        (V4_UNREACH, 2) => IcmpError::ProtocolUnreachable,
+        (V4_UNREACH, 3) => IcmpError::PortUnreachable,
+        (V4_UNREACH, 4) => IcmpError::TooBig,
+        (V4_UNREACH, 9 | 10 | 13 | 14 | 15) => IcmpError::Prohibited,
+        (V4_UNREACH, _) => IcmpError::Unreachable,
+        (V4_TIME_EXCEEDED, _) => IcmpError::TtlExceeded,
+        (V4_PARAM, _) => IcmpError::ParameterProblem,
+        _ => return None,
+    })
+}
+
+/// The same for ICMPv6 (types 1-4).
+pub fn icmp6_error(kind: u8, code: u8) -> Option<IcmpError> {
+    Some(match (kind, code) {
+        (V6_UNREACH, 0) => IcmpError::NetUnreachable,
+        (V6_UNREACH, 1 | 5 | 6) => IcmpError::Prohibited,
+        (V6_UNREACH, 3) => IcmpError::HostUnreachable,
+        (V6_UNREACH, 4) => IcmpError::PortUnreachable,
+        (V6_UNREACH, _) => IcmpError::Unreachable,
+        (V6_TOO_BIG, _) => IcmpError::TooBig,
+        (V6_TIME_EXCEEDED, _) => IcmpError::TtlExceeded,
+        (V6_PARAM, _) => IcmpError::ParameterProblem,
+        _ => return None,
+    })
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// An echo request (or the quoted start of one): identifier and sequence.
+fn echo_header(b: &[u8], echo_type: u8) -> Option<(u16, u16)> {
+    (b.len() >= 8 && b[0] == echo_type).then(|| (be16(b, 4).unwrap_or(0), be16(b, 6).unwrap_or(0)))
+}
+
+/// A packet read from an IPv4 raw socket (the IP header included). `from` is the sender.
+pub fn parse_v4_raw(pkt: &[u8]) -> Option<Heard> {
+    let ihl = usize::from(*pkt.first()? & 0x0f) * 4;
+    if pkt.len() < 20 || ihl < 20 || pkt[9] != 1 {
+        return None;
+    }
+    let from = IpAddr::V4(Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]));
+    parse_v4_icmp(pkt.get(ihl..)?, from)
+}
+
+/// An ICMP (v4) message without its IP header, as a ping socket returns it.
+pub fn parse_v4_icmp(icmp: &[u8], from: IpAddr) -> Option<Heard> {
+    let (&kind, &code) = (icmp.first()?, icmp.get(1)?);
+    if kind == V4_ECHO_REPLY {
+        let (ident, seq) = echo_header(icmp, V4_ECHO_REPLY)?;
+        return Some(Heard::Reply { from, ident, seq });
+    }
+    let error = icmp4_error(kind, code)?;
+    // The quoted datagram: its IP header, then at least 8 bytes of our echo request.
+    let inner = icmp.get(8..)?;
+    let ihl = usize::from(*inner.first()? & 0x0f) * 4;
+    if inner.len() < ihl + 8 || ihl < 20 || inner[9] != 1 {
+        return None;
+    }
+    let target = IpAddr::V4(Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]));
+    let (ident, seq) = echo_header(&inner[ihl..], V4_ECHO)?;
+    Some(Heard::Error { target, ident, seq, router: from, error })
+}
+
+/// An ICMPv6 message (raw and ping sockets alike return it without the IPv6 header).
+pub fn parse_v6_icmp(icmp: &[u8], from: IpAddr) -> Option<Heard> {
+    let (&kind, &code) = (icmp.first()?, icmp.get(1)?);
+    if kind == V6_ECHO_REPLY {
+        let (ident, seq) = echo_header(icmp, V6_ECHO_REPLY)?;
+        return Some(Heard::Reply { from, ident, seq });
+    }
+    let error = icmp6_error(kind, code)?;
+    // The quoted packet: a 40-byte IPv6 header (next header ICMPv6), then our echo request.
+    let inner = icmp.get(8..)?;
+    if inner.len() < 48 || inner[0] >> 4 != 6 || inner[6] != 58 {
+        return None;
+    }
+    let dst: [u8; 16] = inner[24..40].try_into().ok()?;
+    let (ident, seq) = echo_header(&inner[40..], V6_ECHO)?;
+    Some(Heard::Error { target: IpAddr::V6(Ipv6Addr::from(dst)), ident, seq, router: from, error })
+}
+
+/// What `recvmsg(MSG_ERRQUEUE)` on a ping socket returned: `ee` the `sock_extended_err` bytes
+/// (with the offender's address after them), `data` the quoted echo header, `target` the
+/// address our echo was for.
+pub fn parse_errqueue(ee: &[u8], data: &[u8], target: IpAddr) -> Option<Heard> {
+    const ORIGIN_LOCAL: u8 = 1;
+    const ORIGIN_ICMP: u8 = 2;
+    const ORIGIN_ICMP6: u8 = 3;
+    let (origin, kind, code) = (*ee.get(4)?, *ee.get(5)?, *ee.get(6)?);
+    let echo = if target.is_ipv4() { V4_ECHO } else { V6_ECHO };
+    let (ident, seq) = echo_header(data, echo)?;
+    let error = match origin {
+        ORIGIN_LOCAL => return Some(Heard::Local { target, seq }),
+        ORIGIN_ICMP => icmp4_error(kind, code)?,
+        ORIGIN_ICMP6 => icmp6_error(kind, code)?,
+        _ => return None,
+    };
+    // SO_EE_OFFENDER: a sockaddr right after the 16-byte sock_extended_err.
+    let router = sockaddr_ip(ee.get(16..)?).unwrap_or(target);
+    Some(Heard::Error { target, ident, seq, router, error })
+}
+
+/// The address in a raw `sockaddr_in` / `sockaddr_in6`.
+fn sockaddr_ip(b: &[u8]) -> Option<IpAddr> {
+    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+    if family == libc::AF_INET {
+        let a: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+        Some(IpAddr::V4(Ipv4Addr::from(a)))
+    } else if family == libc::AF_INET6 {
+        let a: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+        Some(IpAddr::V6(Ipv6Addr::from(a)))
+    } else {
+        None
+    }
+}
+
+/// An echo request with the internet checksum filled in (the kernel recomputes it for ICMPv6
+/// and for ping sockets; a raw IPv4 socket sends what we give it).
+pub fn echo_request(v6: bool, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![if v6 { V6_ECHO } else { V4_ECHO }, 0, 0, 0];
+    p.extend_from_slice(&ident.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(payload);
+    if !v6 {
+        let sum = checksum(&p);
+        p[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    p
+}
+
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The RTT to store: the kernel's receive stamp minus our send stamp (both CLOCK_REALTIME),
+/// unless a clock step between them makes it impossible, when the monotonic userspace RTT
+/// (never shorter than the true one) stands instead.
+pub fn choose_rtt(send_ns: i128, kernel_rx_ns: Option<i128>, user: Duration) -> Duration {
+    let user_ns = user.as_nanos() as i128;
+    match kernel_rx_ns.map(|rx| rx - send_ns) {
+        // The kernel saw the reply before we read it: 0 < kernel RTT <= user RTT (+1 ms for a
+        // slewing clock's drift).
+        Some(k) if k > 0 && k <= user_ns + 1_000_000 => Duration::from_nanos(k as u64),
+        _ => user,
+    }
+}
+
+pub fn realtime_ns() -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// What a waiting ping is told.
+#[derive(Debug)]
+enum Answer {
+    Reply { kernel_ns: Option<i128>, at: Instant },
+    Failed(Failure),
+}
+
+type Pending = Mutex<HashMap<(IpAddr, u16), oneshot::Sender<Answer>>>;
+
+/// One ICMP socket (one address family) shared by every target of that family, with the task
+/// that reads it. Cheap to clone; the reader stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Pinger(Arc<Shared>);
+
+struct Shared {
+    fd: Arc<AsyncFd<Socket>>,
+    v6: bool,
+    kind: SockKind,
+    ident: u16,
+    pending: Arc<Pending>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Pinger {
+    /// Open a socket of `kind`. Must run inside a tokio runtime.
+    pub fn open(v6: bool, kind: SockKind) -> io::Result<Pinger> {
+        let (domain, proto) = if v6 { (Domain::IPV6, Protocol::ICMPV6) } else { (Domain::IPV4, Protocol::ICMPV4) };
+        let ty = if kind == SockKind::Dgram { Type::DGRAM } else { Type::RAW };
+        let sock = Socket::new(domain, ty, Some(proto))?;
+        sock.set_nonblocking(true)?;
+        setsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+        let ident = match kind {
+            SockKind::Dgram => {
+                // Errors about our echoes come on the error queue only when asked for.
+                if v6 {
+                    setsockopt_int(&sock, libc::SOL_IPV6, libc::IPV6_RECVERR, 1)?;
+                } else {
+                    setsockopt_int(&sock, libc::SOL_IP, libc::IP_RECVERR, 1)?;
+                }
+                // Binding picks our identifier (the "port" of a ping socket).
+                let any: SocketAddr =
+                    if v6 { (Ipv6Addr::UNSPECIFIED, 0).into() } else { (Ipv4Addr::UNSPECIFIED, 0).into() };
+                sock.bind(&any.into())?;
+                sock.local_addr()?.as_socket().map(|a| a.port()).unwrap_or(0)
+            }
+            SockKind::Raw => {
+                if v6 {
+                    // Only echo replies and errors, not every neighbour advertisement.
+                    set_icmp6_filter(&sock, &[V6_ECHO_REPLY, V6_UNREACH, V6_TOO_BIG, V6_TIME_EXCEEDED, V6_PARAM])?;
+                }
+                rand::random()
+            }
+        };
+        // SAFETY: `sock` owns its descriptor and the AsyncFd owns `sock`: the fd stays open and
+        // the same for the AsyncFd's whole life.
+        let fd = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE | Interest::ERROR) }
+            .map_err(io::Error::from)?;
+        let fd = Arc::new(fd);
+        let pending: Arc<Pending> = Arc::default();
+        let reader = tokio::spawn(read_loop(fd.clone(), v6, kind, ident, pending.clone()));
+        Ok(Pinger(Arc::new(Shared { fd, v6, kind, ident, pending, reader })))
+    }
+
+    pub fn kind(&self) -> SockKind {
+        self.0.kind
+    }
+
+    /// Send one echo to `addr` and wait up to `timeout` for what comes back. Returns the send
+    /// instant (for outage timing) and the RTT in microseconds or why there was none.
+    pub async fn ping(
+        &self,
+        addr: IpAddr,
+        scope_id: u32,
+        seq: u16,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> (Instant, Result<u32, Failure>) {
+        let me = &self.0;
+        let (tx, rx) = oneshot::channel();
+        me.pending.lock().unwrap_or_else(|e| e.into_inner()).insert((addr, seq), tx);
+        let packet = echo_request(me.v6, me.ident, seq, payload);
+        let dest: SockAddr = match addr {
+            IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, 0, 0, scope_id)).into(),
+            IpAddr::V4(a) => SocketAddr::from((a, 0)).into(),
+        };
+        let send_ns = realtime_ns();
+        let mono = Instant::now();
+        if let Err(e) = me.fd.get_ref().send_to(&packet, &dest) {
+            self.forget(addr, seq);
+            tracing::debug!(%addr, error = %e, "ping not sent");
+            return (mono, Err(Failure::SendError));
+        }
+        let result = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Answer::Reply { kernel_ns, at })) => {
+                let rtt = choose_rtt(send_ns, kernel_ns, at.saturating_duration_since(mono));
+                Ok(rtt.as_micros().min(u128::from(u32::MAX)) as u32)
+            }
+            Ok(Ok(Answer::Failed(f))) => Err(f),
+            _ => {
+                // A reply after this is dropped: a late reply is one lost ping, not two.
+                self.forget(addr, seq);
+                Err(Failure::Timeout)
+            }
+        };
+        (mono, result)
+    }
+
+    fn forget(&self, addr: IpAddr, seq: u16) {
+        self.0.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&(addr, seq));
+    }
+}
+
+fn setsockopt_int(sock: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: passing a valid pointer to an int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// ICMP6_FILTER: a 256-bit block list; pass only `types`.
+fn set_icmp6_filter(sock: &Socket, types: &[u8]) -> io::Result<()> {
+    const ICMP6_FILTER: i32 = 1;
+    let mut filter = [u32::MAX; 8];
+    for &t in types {
+        filter[usize::from(t) >> 5] &= !(1u32 << (t & 31));
+    }
+    // SAFETY: passing a valid pointer to the 32-byte filter and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_ICMPV6,
+            ICMP6_FILTER,
+            filter.as_ptr().cast(),
+            size_of::<[u32; 8]>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Read everything the socket has (replies, then the error queue) whenever it is readable or
+/// has an error queued, and hand each answer to the ping waiting for it.
+async fn read_loop(fd: Arc<AsyncFd<Socket>>, v6: bool, kind: SockKind, ident: u16, pending: Arc<Pending>) {
+    let mut buf = [0u8; 1500];
+    loop {
+        let Ok(mut guard) = fd.ready(Interest::READABLE | Interest::ERROR).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let raw = fd.get_ref().as_raw_fd();
+        loop {
+            let got = recv(raw, &mut buf, false).map(|m| (m, false));
+            let got = match got {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && kind == SockKind::Dgram => {
+                    recv(raw, &mut buf, true).map(|m| (m, true))
+                }
+                other => other,
+            };
+            let (msg, from_errqueue) = match got {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // A pending socket error (ECONNREFUSED, ...) on a plain read: it is cleared
+                    // by reading it; the error queue holds the details.
+                    tracing::debug!(error = %e, "ICMP socket read");
+                    continue;
+                }
+            };
+            let at = Instant::now();
+            let data = &buf[..msg.len];
+            let heard = if from_errqueue {
+                msg.from.and_then(|target| parse_errqueue(&msg.ee, data, target))
+            } else {
+                match (v6, kind, msg.from) {
+                    (false, SockKind::Raw, _) => parse_v4_raw(data),
+                    (false, SockKind::Dgram, Some(from)) => parse_v4_icmp(data, from),
+                    (true, _, Some(from)) => parse_v6_icmp(data, from),
+                    _ => None,
+                }
+            };
+            let Some(heard) = heard else { continue };
+            let (key, answer) = match heard {
+                // A raw socket sees every process's pings: only ours count.
+                Heard::Reply { ident: i, .. } | Heard::Error { ident: i, .. }
+                    if kind == SockKind::Raw && i != ident =>
+                {
+                    continue;
+                }
+                Heard::Reply { from, seq, .. } => ((from, seq), Answer::Reply { kernel_ns: msg.kernel_ns, at }),
+                Heard::Error { target, seq, router, error, .. } => {
+                    ((target, seq), Answer::Failed(Failure::Icmp { error, router }))
+                }
+                Heard::Local { target, seq } => ((target, seq), Answer::Failed(Failure::SendError)),
+            };
+            let waiting = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            if let Some(tx) = waiting {
+                let _ = tx.send(answer);
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+struct Msg {
+    len: usize,
+    from: Option<IpAddr>,
+    kernel_ns: Option<i128>,
+    /// The sock_extended_err and offender address (error queue only).
+    ee: Vec<u8>,
+}
+
+/// One `recvmsg`, with the kernel's receive timestamp and, from the error queue, the extended
+/// error.
+fn recv(fd: i32, buf: &mut [u8], errqueue: bool) -> io::Result<Msg> {
+    let mut name = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut control = [0u64; 64];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_name = name.as_mut_ptr().cast();
+    hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    hdr.msg_controllen = size_of::<[u64; 64]>() as _;
+    let flags = libc::MSG_DONTWAIT | if errqueue { libc::MSG_ERRQUEUE } else { 0 };
+    // SAFETY: `hdr` points at valid buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(fd, &mut hdr, flags) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = (n as usize).min(buf.len());
+    // SAFETY: the kernel wrote `msg_namelen` bytes of a sockaddr into `name`.
+    let name_bytes = unsafe { std::slice::from_raw_parts(name.as_ptr().cast::<u8>(), hdr.msg_namelen as usize) };
+    let from = sockaddr_ip(name_bytes);
+    let mut kernel_ns = None;
+    let mut ee = Vec::new();
+    // SAFETY: walking the control messages the kernel wrote, with the libc macros.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&hdr);
+        while !c.is_null() {
+            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+            let data = libc::CMSG_DATA(c);
+            let len = (*c).cmsg_len as usize - (data as usize - c as usize);
+            if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS && len >= size_of::<libc::timespec>() {
+                let ts = std::ptr::read_unaligned(data.cast::<libc::timespec>());
+                kernel_ns = Some(i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec));
+            } else if (level == libc::SOL_IP && ty == libc::IP_RECVERR)
+                || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR)
+            {
+                ee = std::slice::from_raw_parts(data, len).to_vec();
+            }
+            c = libc::CMSG_NXTHDR(&hdr, c);
+        }
+    }
+    Ok(Msg { len, from, kernel_ns, ee })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4_header(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut h = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&dst);
+        h
+    }
+
+    #[test]
+    fn a_v4_echo_reply_is_a_reply() {
+        let mut pkt = v4_header([1, 1, 1, 1], [10, 0, 0, 2]);
+        let mut echo = echo_request(false, 0x1234, 7, b"x");
+        echo[0] = V4_ECHO_REPLY;
+        pkt.extend(echo);
+        assert_eq!(parse_v4_raw(&pkt), Some(Heard::Reply { from: "1.1.1.1".parse().unwrap(), ident: 0x1234, seq: 7 }));
+    }
+
+    #[test]
+    fn a_v4_unreachable_quoting_our_echo_is_an_error_from_the_router() {
+        // The router 192.168.12.1 says "network unreachable" about our echo to 1.1.1.1.
+        let mut pkt = v4_header([192, 168, 12, 1], [192, 168, 12, 50]);
+        pkt.extend([V4_UNREACH, 0, 0, 0, 0, 0, 0, 0]);
+        pkt.extend(v4_header([192, 168, 12, 50], [1, 1, 1, 1]));
+        pkt.extend(&echo_request(false, 0x1234, 9, b"")[..8]);
+        assert_eq!(
+            parse_v4_raw(&pkt),
+            Some(Heard::Error {
+                target: "1.1.1.1".parse().unwrap(),
+                ident: 0x1234,
+                seq: 9,
+                router: "192.168.12.1".parse().unwrap(),
+                error: IcmpError::NetUnreachable,
+            })
+        );
+    }
+
+    #[test]
+    fn every_v4_error_type_is_a_loss_and_other_types_are_ignored() {
+        assert_eq!(icmp4_error(3, 13), Some(IcmpError::Prohibited));
+        assert_eq!(icmp4_error(3, 1), Some(IcmpError::HostUnreachable));
+        assert_eq!(icmp4_error(3, 5), Some(IcmpError::Unreachable));
+        assert_eq!(icmp4_error(11, 0), Some(IcmpError::TtlExceeded));
+        assert_eq!(icmp4_error(12, 0), Some(IcmpError::ParameterProblem));
+        assert_eq!(icmp4_error(5, 0), None, "a redirect is not an answer");
+        assert_eq!(icmp4_error(8, 0), None, "our own echo request seen on a raw socket");
+    }
+
+    #[test]
+    fn a_v6_error_quoting_our_echo_is_an_error() {
+        let mut pkt = vec![V6_UNREACH, 1, 0, 0, 0, 0, 0, 0];
+        let mut ip6 = vec![0x60, 0, 0, 0, 0, 16, 58, 64];
+        ip6.extend(Ipv6Addr::LOCALHOST.octets());
+        ip6.extend("2606:4700::1111".parse::<Ipv6Addr>().unwrap().octets());
+        pkt.extend(ip6);
+        pkt.extend(echo_request(true, 5, 6, b"abc"));
+        let router: IpAddr = "fe80::1".parse().unwrap();
+        assert_eq!(
+            parse_v6_icmp(&pkt, router),
+            Some(Heard::Error {
+                target: "2606:4700::1111".parse().unwrap(),
+                ident: 5,
+                seq: 6,
+                router,
+                error: IcmpError::Prohibited,
+            })
+        );
+        assert_eq!(icmp6_error(V6_TIME_EXCEEDED, 0), Some(IcmpError::TtlExceeded));
+        assert_eq!(icmp6_error(V6_TOO_BIG, 0), Some(IcmpError::TooBig));
+        assert_eq!(icmp6_error(135, 0), None, "neighbour solicitation");
+    }
+
+    #[test]
+    fn truncated_and_foreign_packets_are_not_answers() {
+        assert_eq!(parse_v4_raw(&[]), None);
+        assert_eq!(parse_v4_raw(&[0x45; 10]), None);
+        // An unreachable quoting a UDP datagram, not our echo.
+        let mut pkt = v4_header([10, 0, 0, 1], [10, 0, 0, 2]);
+        pkt.extend([V4_UNREACH, 3, 0, 0, 0, 0, 0, 0]);
+        let mut udp = v4_header([10, 0, 0, 2], [1, 1, 1, 1]);
+        udp[9] = 17;
+        pkt.extend(udp);
+        pkt.extend([0u8; 8]);
+        assert_eq!(parse_v4_raw(&pkt), None);
+        assert_eq!(parse_v6_icmp(&[V6_UNREACH, 0, 0, 0], "::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn the_error_queue_names_the_router_and_the_reason() {
+        // sock_extended_err: errno, origin ICMP, type 3 code 13, pad, info, data; then the
+        // offender's sockaddr_in.
+        let mut ee = vec![113, 0, 0, 0, 2, 3, 13, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        ee.extend((libc::AF_INET as u16).to_ne_bytes());
+        ee.extend([0, 0, 192, 168, 12, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let data = echo_request(false, 44, 45, b"");
+        let target: IpAddr = "8.8.8.8".parse().unwrap();
+        assert_eq!(
+            parse_errqueue(&ee, &data, target),
+            Some(Heard::Error {
+                target,
+                ident: 44,
+                seq: 45,
+                router: "192.168.12.1".parse().unwrap(),
+                error: IcmpError::Prohibited
+            })
+        );
+        // A local error (no ARP answer): the echo never left.
+        ee[4] = 1;
+        assert_eq!(parse_errqueue(&ee, &data, target), Some(Heard::Local { target, seq: 45 }));
+    }
+
+    #[test]
+    fn the_kernel_rtt_stands_unless_a_clock_step_makes_it_impossible() {
+        let user = Duration::from_micros(1500);
+        assert_eq!(choose_rtt(1_000_000, Some(2_000_000), user), Duration::from_millis(1));
+        // The clock stepped back between send and receive.
+        assert_eq!(choose_rtt(1_000_000, Some(500_000), user), user);
+        // Stepped forward by a minute.
+        assert_eq!(choose_rtt(0, Some(60_000_000_000), user), user);
+        assert_eq!(choose_rtt(0, None, user), user);
+    }
+
+    #[test]
+    fn the_checksum_of_an_echo_request_verifies() {
+        let p = echo_request(false, 0xbeef, 0x0102, b"wanwatch-probe\0\0");
+        assert_eq!(checksum(&p), 0);
+    }
+}
