@@ -42,14 +42,10 @@ pub fn stderr_is_journal() -> bool {
     let Ok(v) = std::env::var("JOURNAL_STREAM") else { return false };
     let Some((dev, ino)) = v.split_once(':') else { return false };
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat writes into a valid stat buffer.
-    if unsafe { libc::fstat(2, st.as_mut_ptr()) } != 0 {
-        return false;
-    }
-    // SAFETY: fstat succeeded, so the buffer is initialised.
-    let st = unsafe { st.assume_init() };
-    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+    // /proc/self/fd/2 resolves to the stream itself, pipe or socket alike.
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    use std::os::unix::fs::MetadataExt;
+    meta.dev() == dev && meta.ino() == ino
 }
 
 /// The journal's priority for a level.

@@ -145,7 +145,7 @@ fn export_csv_and_jsonl_and_time_filters() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8(o.stdout).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("time,ts_ms,target,addr,seq,rtt_ms,lost"));
+    assert_eq!(lines.next(), Some("time,ts_ms,target,addr,seq,rtt_ms,lost,said_by"));
     let rows: Vec<&str> = lines.collect();
     assert!(rows.len() >= 50, "only {} samples in 2 s at 20 ms", rows.len());
     assert!(rows.iter().all(|r| r.contains(",127.0.0.1,")));

@@ -307,16 +307,24 @@ fn bandwidth_test_measures_a_tbf_shaped_link_within_10_percent() {
         "tc", "-n", &bed.gw, "qdisc", "add", "dev", "gww", "root", "tbf", "rate", "20mbit", "burst", "64kb", "latency",
         "50ms",
     ]);
+    // Reference links shaped the same way: download on one, upload on the other.
+    bed.add_reference_link(9, 40, true);
+    bed.add_reference_link(10, 20, false);
     let server = Server::start("198.18.2.2:8080", Some(&bed.wan), speed_handler);
     for kind in [SpeedServer::Cloudflare, SpeedServer::Librespeed] {
         let cfg = BandwidthConfig { server: kind, url: server.url(), ..BandwidthConfig::default() };
-        // A plain TCP transfer through the same shaped link just before and just after: what
-        // the link carries right now, on this machine under whatever else it is doing. The
-        // speed test must agree with it; absolute Mbit/s varies with the machine's load.
-        let before = (reference_mbps(&bed, true), reference_mbps(&bed, false));
+        // A plain TCP transfer on each reference link for the whole speed test: what a link of
+        // this shape carries at that very moment, on this machine under whatever else it is
+        // doing. The speed test's figure must agree with the reference over the same seconds;
+        // the absolute Mbit/s varies with the machine's load.
+        let down_ref = Reference::start(&bed, 9, true);
+        let up_ref = Reference::start(&bed, 10, false);
         let r = speed_test(&bed, cfg, 10_000_000_000);
-        let after = (reference_mbps(&bed, true), reference_mbps(&bed, false));
-        let (ref_down, ref_up) = ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0);
+        let (down_log, up_log) = (down_ref.stop(), up_ref.stop());
+        let (a, b) = r.down_step.expect("a download step");
+        let ref_down = rate(&down_log, a, b);
+        let (a, b) = r.up_step.expect("an upload step");
+        let ref_up = rate(&up_log, a, b);
         println!(
             "{kind:?}: down {:.1} Mbit/s (reference {ref_down:.1}, tbf {DOWN}), up {:.1} Mbit/s (reference {ref_up:.1}, tbf {UP}), idle {:.2} ms, loaded {:.1}/{:.1} ms, {} bytes, notes {:?}",
             r.down_mbps.unwrap_or(0.0),
@@ -327,7 +335,7 @@ fn bandwidth_test_measures_a_tbf_shaped_link_within_10_percent() {
             r.bytes,
             r.notes
         );
-        // The link is what the test bed says it is: never faster than the shaper.
+        // The links are what the bed says they are: never faster than the shaper.
         assert!(
             ref_down <= DOWN * 1.05 && ref_up <= UP * 1.05,
             "reference {ref_down:.1}/{ref_up:.1} over the tbf rate"
@@ -338,9 +346,12 @@ fn bandwidth_test_measures_a_tbf_shaped_link_within_10_percent() {
         assert!(up <= UP * 1.10, "{kind:?}: upload {up:.1} Mbit/s over the {UP} shaper");
         assert!(
             (down / ref_down - 1.0).abs() <= 0.10,
-            "{kind:?}: download {down:.1} Mbit/s, the link carries {ref_down:.1}"
+            "{kind:?}: download {down:.1} Mbit/s, a link like it carried {ref_down:.1}"
         );
-        assert!((up / ref_up - 1.0).abs() <= 0.10, "{kind:?}: upload {up:.1} Mbit/s, the link carries {ref_up:.1}");
+        assert!(
+            (up / ref_up - 1.0).abs() <= 0.10,
+            "{kind:?}: upload {up:.1} Mbit/s, a link like it carried {ref_up:.1}"
+        );
         let (idle, loaded) = (r.idle_ms.unwrap(), r.loaded_ms().unwrap());
         assert!(
             loaded > idle + 5.0,
@@ -350,70 +361,66 @@ fn bandwidth_test_measures_a_tbf_shaped_link_within_10_percent() {
     }
 }
 
-/// Mbit/s of one bulk TCP stream through the bed for 2 s (`down`: internet -> Pi), the first
-/// half second (slow start, the shaper's burst) not counted.
-fn reference_mbps(bed: &Bed, down: bool) -> f64 {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    const PORT: u16 = 9077;
-    let (lan, wan) = (bed.lan.clone(), bed.wan.clone());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    // The sender streams until the receiver hangs up.
-    let send = |mut s: TcpStream| {
-        let buf = vec![0x5au8; 64 * 1024];
-        while s.write_all(&buf).is_ok() {}
-    };
-    // The receiver counts bytes between 0.5 s and 2.5 s.
-    let receive = |mut s: TcpStream| -> f64 {
-        let mut buf = vec![0u8; 64 * 1024];
-        let start = std::time::Instant::now();
-        let (mut bytes, mut t0) = (0u64, None);
-        while start.elapsed() < std::time::Duration::from_millis(2500) {
-            let n = s.read(&mut buf).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            if start.elapsed() >= std::time::Duration::from_millis(500) {
-                if t0.is_none() {
-                    t0 = Some(std::time::Instant::now());
-                } else {
-                    bytes += n as u64;
-                }
-            }
-        }
-        let secs = t0.map(|t| t.elapsed().as_secs_f64()).unwrap_or(1.0);
-        bytes as f64 * 8.0 / secs / 1e6
-    };
-    let server = std::thread::spawn(move || {
-        bed::enter_netns(&wan);
-        let l = TcpListener::bind(("198.18.2.2", PORT)).unwrap();
-        ready_tx.send(()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        if down {
-            send(s);
-            0.0
-        } else {
-            receive(s)
-        }
-    });
-    ready_rx.recv().unwrap();
-    let client = std::thread::spawn(move || {
-        bed::enter_netns(&lan);
-        let s = TcpStream::connect(("198.18.2.2", PORT)).unwrap();
-        if down {
-            receive(s)
-        } else {
-            let s2 = s.try_clone().unwrap();
-            let t = std::thread::spawn(move || send(s2));
-            std::thread::sleep(std::time::Duration::from_millis(2700));
+/// Mbit/s a reference transfer moved between `a` and `b`, from its (time, total bytes) log.
+fn rate(log: &[(std::time::Instant, u64)], a: std::time::Instant, b: std::time::Instant) -> f64 {
+    let at = |t| log[..log.partition_point(|(ts, _)| *ts <= t)].last().map_or(0, |(_, n)| *n);
+    (at(b) - at(a)) as f64 * 8.0 / b.duration_since(a).as_secs_f64() / 1e6
+}
+
+/// One bulk TCP stream over reference link `net` (`down`: internet -> Pi), its receiver logging
+/// (time, total bytes) until stopped.
+struct Reference {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<(std::time::Instant, u64)>>>,
+}
+
+impl Reference {
+    fn start(bed: &Bed, net: u8, down: bool) -> Reference {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (lan, wan) = (bed.lan.clone(), bed.wan.clone());
+        let server_addr = format!("198.18.{net}.1:9077");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let send = |mut s: TcpStream, stop: &std::sync::atomic::AtomicBool| {
+            let buf = vec![0x5au8; 64 * 1024];
+            while !stop.load(Ordering::Relaxed) && s.write_all(&buf).is_ok() {}
             let _ = s.shutdown(std::net::Shutdown::Both);
-            let _ = t.join();
-            0.0
-        }
-    });
-    let c = client.join().unwrap();
-    let sv = server.join().unwrap();
-    if down { c } else { sv }
+            Vec::new()
+        };
+        let receive = |mut s: TcpStream| {
+            let mut buf = vec![0u8; 64 * 1024];
+            let (mut total, mut log) = (0u64, vec![(std::time::Instant::now(), 0)]);
+            while let Ok(n @ 1..) = s.read(&mut buf) {
+                total += n as u64;
+                log.push((std::time::Instant::now(), total));
+            }
+            log
+        };
+        let (st, addr) = (stop.clone(), server_addr.clone());
+        let server = std::thread::spawn(move || {
+            bed::enter_netns(&wan);
+            let l = TcpListener::bind(&addr).unwrap();
+            ready_tx.send(()).unwrap();
+            let (s, _) = l.accept().unwrap();
+            if down { send(s, &st) } else { receive(s) }
+        });
+        ready_rx.recv().unwrap();
+        let st = stop.clone();
+        let client = std::thread::spawn(move || {
+            bed::enter_netns(&lan);
+            let s = TcpStream::connect(&server_addr).unwrap();
+            if down { receive(s) } else { send(s, &st) }
+        });
+        Reference { stop, threads: vec![server, client] }
+    }
+
+    /// Stop and return the receiver's log.
+    fn stop(self) -> Vec<(std::time::Instant, u64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.into_iter().map(|t| t.join().unwrap()).max_by_key(Vec::len).unwrap()
+    }
 }
 
 #[test]
@@ -462,7 +469,12 @@ fn icmp_errors_from_a_router_are_losses_with_reason_and_witness() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const CUT_S: f64 = 5.0;
     let breaks = [("unreachable", 3.0), ("prohibit", 11.0), ("blackhole", 19.0)];
-    for (socket, rate_limit) in [("raw", true), ("raw", false), ("dgram", false)] {
+    let kinds: Vec<(&str, bool)> = match std::env::var("WANWATCH_TEST_ICMP").as_deref() {
+        Ok("dgram") => vec![("dgram", false)],
+        Ok("raw") => vec![("raw", false)],
+        _ => vec![("raw", true), ("raw", false), ("dgram", false)],
+    };
+    for (socket, rate_limit) in kinds {
         let mut bed = Bed::new("steady.toml");
         bed.icmp_rate_limit(rate_limit);
         if socket == "dgram" {
@@ -528,6 +540,7 @@ fn icmp_errors_from_a_router_are_losses_with_reason_and_witness() {
         }
         // What the errors said, and who said it.
         for ((kind, down, up), _) in done.iter().zip(&wan) {
+            let mut witnessed = 0;
             for a in bed.anchors() {
                 let (router, expect) = match (a.is_ipv4(), *kind) {
                     (_, "blackhole") => (None, None),
@@ -539,10 +552,17 @@ fn icmp_errors_from_a_router_are_losses_with_reason_and_witness() {
                 let inside: Vec<Row> =
                     rows(&db, &a.to_string()).into_iter().filter(|r| r.0 > down + 300 && r.0 < up - 300).collect();
                 let said: Vec<&Row> = inside.iter().filter(|r| r.3.is_some()).collect();
+                println!("  {kind} {a}: {} of {} pings carried an ICMP error", said.len(), inside.len());
                 match expect {
                     None => assert!(said.is_empty(), "{label} {kind}: a blackhole says nothing: {said:?}"),
                     Some(code) => {
-                        assert!(!said.is_empty(), "{label} {kind} {a}: no ICMP error recorded in {inside:?}");
+                        // With the router's rate limits on, only the first few errors are sent
+                        // (shared by all anchors): each one recorded is right, and the rest are
+                        // plain timeouts. Without them, every ping carries its error.
+                        if !rate_limit {
+                            assert!(!said.is_empty(), "{label} {kind} {a}: no ICMP error recorded in {inside:?}");
+                        }
+                        witnessed += said.len();
                         for r in &said {
                             assert_eq!(r.2, Some(code), "{label} {kind} {a}: {r:?}");
                             assert_eq!(r.3.as_deref(), router, "{label} {kind} {a}: {r:?}");
@@ -558,6 +578,9 @@ fn icmp_errors_from_a_router_are_losses_with_reason_and_witness() {
                         }
                     }
                 }
+            }
+            if *kind != "blackhole" {
+                assert!(witnessed > 0, "{label} {kind}: no ICMP error recorded at all");
             }
         }
         // Exported with the sample: "192.168.12.1 said network unreachable".
@@ -730,4 +753,31 @@ fn router_log_is_heard_only_from_the_router_and_floods_are_bounded() {
         db.query_row("SELECT message FROM syslog WHERE message LIKE '%cleared%'", [], |r| r.get(0)).unwrap();
     assert!(!escaped.contains('\x1b') && !escaped.contains('\0') && !escaped.contains('\x07'), "{escaped:?}");
     assert!(escaped.contains("\\x1b[2J"), "{escaped:?}");
+}
+
+/// Regression (issue 12.2): at start the link went `unknown -> up` before any anchor had
+/// answered (up for ~3 s with every anchor dead). Here no anchor ever answers (no responder):
+/// the first and only state is WAN down, with no "up" on the way.
+#[test]
+fn with_every_anchor_dead_at_start_the_link_is_never_up() {
+    if !skip_unless_root("with_every_anchor_dead_at_start_the_link_is_never_up") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::new("steady.toml");
+    let w = Workdir::new();
+    let cfg = config(&w, "500ms", "1s", &bed.anchors(), "");
+    let db_path = w.path("w.db");
+    bed.run_agent(&db_path, &cfg, &["--for", "5s"]);
+    let db = Connection::open(&db_path).unwrap();
+    let states: Vec<String> = db
+        .prepare("SELECT detail FROM events WHERE kind = 'state' ORDER BY ts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(states, ["unknown -> wan_down"]);
+    let wan = outages(&db).into_iter().filter(|o| o.0 == "wan").count();
+    assert_eq!(wan, 1);
 }

@@ -276,6 +276,18 @@ fn subscribe(port: u16, topics: &[&str]) -> Arc<Mutex<Vec<(String, String, bool)
     got
 }
 
+/// wanwatch's MQTT settings for a broker on this machine.
+fn local_mqtt(port: u16) -> MqttConfig {
+    MqttConfig {
+        host: "127.0.0.1".into(),
+        port,
+        username: None,
+        password: None,
+        topic: "wanwatch".into(),
+        discovery_prefix: "homeassistant".into(),
+    }
+}
+
 #[test]
 fn mqtt_home_assistant_discovery_state_and_queued_events() {
     let port = free_port();
@@ -294,14 +306,7 @@ fn mqtt_home_assistant_discovery_state_and_queued_events() {
         "INSERT INTO minutes (ts, target, sent, lost, median_us, p95_us) VALUES (?1, 2, 60, 3, 31500, 52000)",
         [minute],
     );
-    let mqtt = MqttConfig {
-        host: "127.0.0.1".into(),
-        port,
-        username: None,
-        password: None,
-        topic: "wanwatch".into(),
-        discovery_prefix: "homeassistant".into(),
-    };
+    let mqtt = local_mqtt(port);
     // The broker is down when the agent starts and when the outage begins.
     let n = Notifier::spawn(cfg(None, None, Some(mqtt)), db.clone(), Arc::new(now)).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
@@ -403,15 +408,10 @@ fn mqtt_unknown_state_is_none_for_home_assistant() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = db(dir.path());
+    // As at first start: nothing known yet.
+    sql(&db, "DELETE FROM status", []);
     let broker = Broker::start(port).expect("mosquitto starts");
-    let mqtt = MqttConfig {
-        host: "127.0.0.1".into(),
-        port,
-        username: None,
-        password: None,
-        topic: "wanwatch".into(),
-        discovery_prefix: "homeassistant".into(),
-    };
+    let mqtt = local_mqtt(port);
     let n = Notifier::spawn(cfg(None, None, Some(mqtt)), db.clone(), Arc::new(now)).unwrap();
     let got = subscribe(broker.1, &["homeassistant/#", "wanwatch/#"]);
     wait_for("state topics", 30, || got.lock().unwrap().iter().any(|m| m.0 == "wanwatch/loss_pct"));

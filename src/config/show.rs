@@ -65,8 +65,9 @@ impl Config {
         store.insert("flush_interval".into(), dur(st.flush_interval));
         store.insert("raw_retention_days".into(), Value::Integer(i64::from(st.raw_retention_days)));
         store.insert("rollup_retention_days".into(), Value::Integer(i64::from(st.rollup_retention_days)));
-        store.insert("max_db_mb".into(), Value::Integer((st.max_db_bytes / 1_000_000) as i64));
-        store.insert("journal_size_limit_mb".into(), Value::Integer((st.journal_size_limit_bytes / 1_000_000) as i64));
+        // The file's "MB" are MiB (`max_db_mb = 4096` is 4 GiB).
+        store.insert("max_db_mb".into(), Value::Integer((st.max_db_bytes >> 20) as i64));
+        store.insert("journal_size_limit_mb".into(), Value::Integer((st.journal_size_limit_bytes >> 20) as i64));
         root.insert("store".into(), Value::Table(store));
 
         let p = &self.probes;

@@ -35,6 +35,10 @@ pub struct SpeedResult {
     pub bytes: u64,
     /// Why the test stopped early or a part is missing (budget, errors).
     pub notes: Vec<String>,
+    /// When the step each figure comes from started and ended (to compare with what else the
+    /// link or the machine was doing then).
+    pub down_step: Option<(Instant, Instant)>,
+    pub up_step: Option<(Instant, Instant)>,
 }
 
 impl SpeedResult {
@@ -115,17 +119,21 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     quantile(&us, 0.5).map(|us| us / 1000.0)
 }
 
-/// One direction's ramp. Returns (Mbit/s of the last complete step, loaded latency, bytes used).
-fn ramp(
-    cfg: &BandwidthConfig,
-    ep: &Endpoints,
-    upload: bool,
-    budget_left: &mut u64,
-    notes: &mut Vec<String>,
-) -> (Option<f64>, Option<f64>, u64) {
+/// What one direction's ramp measured.
+struct Ramp {
+    /// Mbit/s of the last complete step, and when that step ran.
+    mbps: Option<f64>,
+    step: Option<(Instant, Instant)>,
+    loaded_ms: Option<f64>,
+    bytes: u64,
+}
+
+/// One direction's ramp.
+fn ramp(cfg: &BandwidthConfig, ep: &Endpoints, upload: bool, budget_left: &mut u64, notes: &mut Vec<String>) -> Ramp {
     let done = Arc::new(AtomicBool::new(false));
     let sampler = sample_latency(ep.ping(), cfg.timeout, done.clone());
     let mut best = None;
+    let mut step = None;
     let mut used = 0u64;
     for &size in &RAMP {
         let step_bytes = size * cfg.streams as u64;
@@ -168,13 +176,14 @@ fn ramp(
             break;
         }
         best = Some(moved as f64 * 8.0 / secs / 1e6);
+        step = Some((started, Instant::now()));
         if secs >= cfg.step_target.as_secs_f64() {
             break;
         }
     }
     done.store(true, Ordering::SeqCst);
     let loaded = sampler.join().ok().and_then(median);
-    (best, loaded, used)
+    Ramp { mbps: best, step, loaded_ms: loaded, bytes: used }
 }
 
 /// A whole test, blocking. `budget_left` is what this month still allows, in bytes.
@@ -188,13 +197,15 @@ pub fn measure(cfg: &BandwidthConfig, mut budget_left: u64) -> SpeedResult {
         return r;
     }
     r.idle_ms = median(idle);
-    let (down, loaded_down, used_down) = ramp(cfg, &ep, false, &mut budget_left, &mut r.notes);
-    let (up, loaded_up, used_up) = ramp(cfg, &ep, true, &mut budget_left, &mut r.notes);
-    r.down_mbps = down;
-    r.up_mbps = up;
-    r.loaded_down_ms = loaded_down;
-    r.loaded_up_ms = loaded_up;
-    r.bytes = used_down + used_up;
+    let down = ramp(cfg, &ep, false, &mut budget_left, &mut r.notes);
+    let up = ramp(cfg, &ep, true, &mut budget_left, &mut r.notes);
+    r.down_mbps = down.mbps;
+    r.up_mbps = up.mbps;
+    r.down_step = down.step;
+    r.up_step = up.step;
+    r.loaded_down_ms = down.loaded_ms;
+    r.loaded_up_ms = up.loaded_ms;
+    r.bytes = down.bytes + up.bytes;
     r
 }
 

@@ -280,7 +280,11 @@ impl Pinger {
         let ty = if kind == SockKind::Dgram { Type::DGRAM } else { Type::RAW };
         let sock = Socket::new(domain, ty, Some(proto))?;
         sock.set_nonblocking(true)?;
-        setsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+        // Best effort: without kernel stamps the RTT falls back to userspace time (a little
+        // long under load, never short), and emulators (qemu-user) may not pass these on.
+        if let Err(e) = setsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1) {
+            tracing::warn!("no kernel receive timestamps on the ICMP socket ({e}); RTTs are timed in userspace");
+        }
         let ident = match kind {
             SockKind::Dgram => {
                 // Errors about our echoes come on the error queue only when asked for.
@@ -298,7 +302,12 @@ impl Pinger {
             SockKind::Raw => {
                 if v6 {
                     // Only echo replies and errors, not every neighbour advertisement.
-                    set_icmp6_filter(&sock, &[V6_ECHO_REPLY, V6_UNREACH, V6_TOO_BIG, V6_TIME_EXCEEDED, V6_PARAM])?;
+                    // (The parser ignores the rest anyway; the filter only saves wake-ups.)
+                    if let Err(e) =
+                        set_icmp6_filter(&sock, &[V6_ECHO_REPLY, V6_UNREACH, V6_TOO_BIG, V6_TIME_EXCEEDED, V6_PARAM])
+                    {
+                        tracing::debug!("no ICMPv6 filter ({e})");
+                    }
                 }
                 rand::random()
             }

@@ -19,8 +19,9 @@ pub enum LockError {
          stop it first (systemctl stop wanwatch), or pass another --db"
     )]
     Held { db: PathBuf, pid: String },
-    #[error("cannot create the lock file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    // `err`, not `source`: the message says it once (anyhow's `{:#}` would repeat a source).
+    #[error("cannot open database {db}: cannot create its lock file {path}: {err}")]
+    Io { db: PathBuf, path: PathBuf, err: std::io::Error },
 }
 
 /// Held while the agent runs; released on drop (or by the kernel if the process dies).
@@ -40,7 +41,7 @@ impl AgentLock {
     /// shared lock for an instant when it looks.
     pub fn acquire(db: &Path) -> Result<AgentLock, LockError> {
         let path = lock_path(db);
-        let io = |source| LockError::Io { path: path.clone(), source };
+        let io = |err| LockError::Io { db: db.to_path_buf(), path: path.clone(), err };
         let mut file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         for attempt in 0.. {

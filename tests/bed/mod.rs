@@ -86,6 +86,8 @@ pub struct Bed {
     pub scenario: Scenario,
     pub started: Instant,
     responder: Option<responder::Responder>,
+    /// The global route error cost to put back, if this bed changed it.
+    route_error_cost: Option<String>,
 }
 
 impl Bed {
@@ -100,6 +102,7 @@ impl Bed {
             scenario,
             started: Instant::now(),
             responder: None,
+            route_error_cost: None,
         };
         bed.build();
         bed
@@ -203,8 +206,50 @@ impl Bed {
         set_anchor_route(&self.gw, kind);
     }
 
-    /// The router's ICMP error rate limit: the kernel's default (on), or off (every error sent).
-    pub fn icmp_rate_limit(&self, on: bool) {
+    /// A second, direct path between the Pi's and the internet's namespaces, shaped like the
+    /// main one (`tbf rate` at `mbit` from the `from_wan` side, 50 ms queue): a reference link
+    /// whose bulk transfer runs at the same moment as a measurement on the main one. Addresses
+    /// 198.18.`net`.2 (Pi) and 198.18.`net`.1 (internet).
+    pub fn add_reference_link(&self, net: u8, mbit: u32, from_wan: bool) {
+        let (a, b) = (format!("ref{net}l"), format!("ref{net}w"));
+        sh(&["ip", "link", "add", &a, "netns", &self.lan, "type", "veth", "peer", "name", &b, "netns", &self.wan]);
+        sh(&["ip", "-n", &self.lan, "addr", "add", &format!("198.18.{net}.2/24"), "dev", &a]);
+        sh(&["ip", "-n", &self.wan, "addr", "add", &format!("198.18.{net}.1/24"), "dev", &b]);
+        sh(&["ip", "-n", &self.lan, "link", "set", &a, "up"]);
+        sh(&["ip", "-n", &self.wan, "link", "set", &b, "up"]);
+        let (ns, dev) = if from_wan { (&self.wan, &b) } else { (&self.lan, &a) };
+        sh(&[
+            "tc",
+            "-n",
+            ns,
+            "qdisc",
+            "add",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            &format!("{mbit}mbit"),
+            "burst",
+            "64kb",
+            "latency",
+            "50ms",
+        ]);
+    }
+
+    /// The router's ICMP error rate limits: the kernel's defaults (on), or off (every error
+    /// sent). A forwarding router has two for IPv4: the ICMP one (per namespace) and the
+    /// routing code's own (`net.ipv4.route.error_cost`, global: set for the bed's life and put
+    /// back when it is dropped).
+    pub fn icmp_rate_limit(&mut self, on: bool) {
+        const COST: &str = "/proc/sys/net/ipv4/route/error_cost";
+        if !on && self.route_error_cost.is_none() {
+            self.route_error_cost = std::fs::read_to_string(COST).ok();
+            std::fs::write(COST, "0").expect("set net.ipv4.route.error_cost");
+        }
+        if on && let Some(old) = self.route_error_cost.take() {
+            let _ = std::fs::write(COST, old.trim());
+        }
         let (v4, v6) = if on { ("1000", "1000") } else { ("0", "0") };
         sh(&[
             "ip",
@@ -274,6 +319,9 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
+        if let Some(old) = self.route_error_cost.take() {
+            let _ = std::fs::write("/proc/sys/net/ipv4/route/error_cost", old.trim());
+        }
         if let Some(r) = self.responder.take() {
             r.stop();
         }
