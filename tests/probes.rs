@@ -381,3 +381,116 @@ sysfs = "{sysfs}"
         assert!(String::from_utf8_lossy(&ex.stdout).lines().count() >= 3, "{table} export");
     }
 }
+
+/// Peak resident memory of a process, in MB (VmHWM).
+fn peak_rss_mb(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Issue 13.6: a 300 MB TCP line took the agent from 12 to 309 MB, invalid UTF-8 closed the
+/// connection and lost what followed, octet-counted frames without a newline merged into one
+/// row, UDP datagrams over 8 KiB were cut silently, and nothing was counted. Against the real
+/// agent over loopback: bounded, framed, lossy-decoded, and every cut or drop counted in
+/// `status` and `/metrics`.
+#[test]
+fn syslog_receiver_is_bounded_framed_and_counts_what_it_drops() {
+    if !can_ping("syslog_receiver_is_bounded_framed_and_counts_what_it_drops") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let w = Workdir::new();
+    let port = free_udp_port();
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = w.write(
+        "w.toml",
+        &format!(
+            "[ping]\ngateway = \"none\"\nanchors = [\"127.0.0.1\"]\n[syslog]\nlisten = \"127.0.0.1:{port}\"\ntcp = true\n\
+             allow_from = [\"127.0.0.1\"]\nmax_lines_per_s = 1000\n[web]\nlisten = \"127.0.0.1:{web}\"\n\
+             [store]\nflush_interval = \"500ms\"\n"
+        ),
+    );
+    let db = w.path("w.db");
+    let agent = std::process::Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap(), "--probes", "syslog"])
+        .args(["--for", "14s"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let base_rss = peak_rss_mb(agent.id());
+
+    // 1. A 64 MB line with no newline for most of it, then a normal line: the normal line is
+    //    stored, the long one cut to 4 KiB, and memory stays flat.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.write_all(b"<30>huge ").unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..64 {
+        tcp.write_all(&chunk).unwrap();
+    }
+    tcp.write_all(b"\n<30>after the huge one\n").unwrap();
+    // 2. Invalid UTF-8, then more lines on the same connection.
+    tcp.write_all(b"<30>bad \xff\xfe bytes\n<30>after the bad bytes\n").unwrap();
+    // 3. Octet-counted frames back to back, no newline at all.
+    let (a, b) = ("<14>counted one", "<14>counted two");
+    tcp.write_all(format!("{} {a}{} {b}", a.len(), b.len()).as_bytes()).unwrap();
+    drop(tcp);
+    // Let the agent finish reading that connection before counting open ones.
+    std::thread::sleep(Duration::from_millis(1500));
+    // 4. A 20 KiB UDP datagram.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut big = b"<30>udp big ".to_vec();
+    big.extend(vec![b'u'; 20_000]);
+    udp.send_to(&big, ("127.0.0.1", port)).unwrap();
+    // 5. More connections than the cap: the extra ones are closed at once.
+    let held: Vec<std::net::TcpStream> =
+        (0..20).filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let closed = held
+        .iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            matches!((&**s).read(&mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    let peak = peak_rss_mb(agent.id());
+    std::thread::sleep(Duration::from_secs(8));
+    // /metrics while it runs (the drop report is at stop or once a minute: read it after).
+    drop(held);
+    let out = agent.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("RSS {base_rss:.1} MB before the 64 MB line, peak {peak:.1} MB; {closed} of 20 extra connections closed");
+    assert!(peak - base_rss < 16.0, "a 64 MB line grew the agent from {base_rss:.1} to {peak:.1} MB");
+    assert_eq!(closed, 20 - wanwatch::probe::syslog_tcp::MAX_CONNECTIONS, "connections over the cap are closed");
+
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let msgs: Vec<String> = c
+        .prepare("SELECT message FROM syslog ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let find = |s: &str| msgs.iter().find(|m| m.contains(s)).unwrap_or_else(|| panic!("no {s:?} in {msgs:?}"));
+    assert!(find("huge").len() <= 4096, "the long line is cut");
+    find("after the huge one");
+    assert!(find("bad").contains('\u{fffd}'));
+    find("after the bad bytes");
+    assert_eq!(find("counted one"), "counted one");
+    assert_eq!(find("counted two"), "counted two");
+    assert!(find("udp big").len() <= 4096 && find("udp big").len() > 4000, "cut to 4 KiB, not to 8 KiB silently");
+    // Counted: an event and metrics that status shows.
+    let dropped: String = c
+        .query_row("SELECT group_concat(detail, ' | ') FROM events WHERE kind = 'syslog_dropped'", [], |r| r.get(0))
+        .unwrap();
+    assert!(dropped.contains("2 lines cut to 4096 bytes") && dropped.contains("TCP connections closed"), "{dropped}");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["status", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let st = String::from_utf8_lossy(&st.stdout);
+    assert!(st.contains("syslog    truncated: dropped_lines=2 lines"), "{st}");
+}

@@ -14,6 +14,7 @@ pub mod http;
 pub mod icmp;
 pub mod ping;
 pub mod syslog;
+pub mod syslog_tcp;
 pub mod system;
 pub mod weather;
 

@@ -16,7 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncBufReadExt;
 use tokio::net::{TcpListener, UdpSocket};
 
 use super::Ctx;
@@ -24,7 +23,7 @@ use crate::config::probes::SyslogConfig;
 use crate::sample::{Record, SyslogLine};
 
 /// The longest message kept; the rest is cut (a router that logs a novel is not our problem).
-const MAX_LEN: usize = 4096;
+pub(super) const MAX_LEN: usize = 4096;
 
 /// A message, parsed. Fields the format did not carry are None.
 #[derive(Debug, Clone, PartialEq)]
@@ -299,8 +298,44 @@ impl Bucket {
     }
 }
 
+/// What the receiver did not store, by reason. Counted per report period and in total.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Dropped {
+    /// Lines from senders not in `allow_from`.
+    pub refused: u64,
+    /// Lines over the line rate.
+    pub rate: u64,
+    /// Router events over their rate (the lines themselves are kept).
+    pub events: u64,
+    /// Lines cut to MAX_LEN (kept, cut).
+    pub truncated: u64,
+    /// TCP connections closed at once (not allowed, or too many open).
+    pub connections: u64,
+}
+
+impl Dropped {
+    fn add(&mut self, o: &Dropped) {
+        self.refused += o.refused;
+        self.rate += o.rate;
+        self.events += o.events;
+        self.truncated += o.truncated;
+        self.connections += o.connections;
+    }
+
+    /// (metric subject, count) for the context metrics.
+    fn by_reason(&self) -> [(&'static str, u64); 5] {
+        [
+            ("not_allowed", self.refused),
+            ("rate_limit", self.rate),
+            ("event_rate_limit", self.events),
+            ("truncated", self.truncated),
+            ("connection_refused", self.connections),
+        ]
+    }
+}
+
 /// Turns classified messages into events, Wi-Fi storms included; admits and limits lines.
-struct Events {
+pub(super) struct Events {
     wifi: VecDeque<Instant>,
     storm_per_min: u32,
     storm_reported: Option<Instant>,
@@ -308,11 +343,12 @@ struct Events {
     lines: Bucket,
     /// Router-log events: a flapping (or lying) router makes at most this many a minute.
     events: Bucket,
-    /// Dropped since the last report: (not allowed, over the line rate, events over their rate),
-    /// and the last address refused.
-    dropped: (u64, u64, u64),
+    /// Dropped since the last report, and the last address refused.
+    dropped: Dropped,
     refused_from: Option<String>,
     reported: Instant,
+    /// Dropped since the agent started.
+    total: Dropped,
 }
 
 impl Events {
@@ -325,9 +361,10 @@ impl Events {
             admit,
             lines: Bucket::new(rate, rate * 10.0),
             events: Bucket::new(6.0 / 60.0, 6.0),
-            dropped: (0, 0, 0),
+            dropped: Dropped::default(),
             refused_from: None,
             reported: Instant::now(),
+            total: Dropped::default(),
         }
     }
 
@@ -356,7 +393,7 @@ impl Events {
         match ev {
             Some(e) if self.events.take() => Some(e),
             Some(_) => {
-                self.dropped.2 += 1;
+                self.dropped.events += 1;
                 None
             }
             None => None,
@@ -368,45 +405,87 @@ impl Events {
         if let Some(ip) = source
             && !self.admit.allows(ip)
         {
-            self.dropped.0 += 1;
+            self.dropped.refused += 1;
             self.refused_from = Some(ip.to_string());
             return false;
         }
         if !self.lines.take() {
-            self.dropped.1 += 1;
+            self.dropped.rate += 1;
             return false;
         }
         true
     }
 
-    /// Once a minute, if anything was dropped: what, for the events table.
-    fn drop_report(&mut self, force: bool) -> Option<String> {
-        if self.dropped == (0, 0, 0) || (!force && self.reported.elapsed() < Duration::from_secs(60)) {
+    /// Whether a new TCP connection must be closed at once: a sender not allowed, or
+    /// `open` already at the cap.
+    pub(super) fn refuse_connection(&mut self, ip: IpAddr, open: usize) -> bool {
+        let refuse = !self.admit.allows(ip) || open >= super::syslog_tcp::MAX_CONNECTIONS;
+        if refuse {
+            self.dropped.connections += 1;
+            self.refused_from = Some(ip.to_string());
+        }
+        refuse
+    }
+
+    pub(super) fn count_truncated(&mut self) {
+        self.dropped.truncated += 1;
+    }
+
+    /// Once a minute, if anything was dropped: what (for the events table), and the totals
+    /// since the agent started (context metrics: `status` and `/metrics` show them).
+    fn drop_report(&mut self, force: bool) -> Option<(String, Dropped)> {
+        if self.dropped == Dropped::default() || (!force && self.reported.elapsed() < Duration::from_secs(60)) {
             return None;
         }
-        let (refused, lines, events) = std::mem::take(&mut self.dropped);
+        let d = std::mem::take(&mut self.dropped);
+        self.total.add(&d);
         self.reported = Instant::now();
         let mut parts = Vec::new();
-        if refused > 0 {
-            let last = self.refused_from.take().unwrap_or_default();
-            parts.push(format!("{refused} lines from senders not allowed in [syslog] allow_from (last: {last})"));
+        let last = self.refused_from.take().unwrap_or_default();
+        if d.refused > 0 {
+            parts.push(format!("{} lines from senders not allowed in [syslog] allow_from (last: {last})", d.refused));
         }
-        if lines > 0 {
-            parts.push(format!("{lines} lines over the rate limit"));
+        if d.rate > 0 {
+            parts.push(format!("{} lines over the rate limit", d.rate));
         }
-        if events > 0 {
-            parts.push(format!("{events} router events over the rate limit (kept as log lines)"));
+        if d.events > 0 {
+            parts.push(format!("{} router events over the rate limit (kept as log lines)", d.events));
         }
-        Some(format!("syslog dropped {}", parts.join(", ")))
+        if d.truncated > 0 {
+            parts.push(format!("{} lines cut to {MAX_LEN} bytes", d.truncated));
+        }
+        if d.connections > 0 {
+            parts.push(format!(
+                "{} TCP connections closed at once (not allowed or too many; last: {last})",
+                d.connections
+            ));
+        }
+        Some((format!("syslog dropped {}", parts.join(", ")), self.total))
     }
 }
 
-/// Totals the receiver dropped, for status and `/metrics`.
-pub static DROPPED_LINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Say what was dropped: an event for people, and the running totals as metrics.
+async fn report_drops(ctx: &Ctx, report: Option<(String, Dropped)>) {
+    let Some((detail, total)) = report else { return };
+    tracing::warn!("{detail}");
+    ctx.event("syslog_dropped", detail).await;
+    let ts = ctx.now();
+    for (reason, n) in total.by_reason().into_iter().filter(|(_, n)| *n > 0) {
+        ctx.emit(Record::Metric(crate::sample::Metric::new(ts, "syslog", reason, "dropped_lines", "lines", n as f64)))
+            .await;
+    }
+}
 
-async fn handle(ctx: &Ctx, events: &tokio::sync::Mutex<Events>, source: &str, ip: Option<IpAddr>, raw: &str) {
+pub(super) async fn handle(
+    ctx: &Ctx,
+    events: &tokio::sync::Mutex<Events>,
+    source: &str,
+    ip: Option<IpAddr>,
+    raw: &str,
+) {
     let mut raw = raw;
     if raw.len() > MAX_LEN {
+        events.lock().await.count_truncated();
         let mut cut = MAX_LEN;
         while !raw.is_char_boundary(cut) {
             cut -= 1;
@@ -421,13 +500,7 @@ async fn handle(ctx: &Ctx, events: &tokio::sync::Mutex<Events>, source: &str, ip
         let ok = ev.admit(ip);
         (ok, ev.drop_report(false))
     };
-    if !admitted {
-        DROPPED_LINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    if let Some(detail) = report {
-        tracing::warn!("{detail}");
-        ctx.event("syslog_dropped", detail).await;
-    }
+    report_drops(ctx, report).await;
     if !admitted {
         return;
     }
@@ -479,7 +552,9 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
             let (ctx, events) = (ctx.clone(), events.clone());
             tracing::info!("syslog: receiving on udp {}", sock.local_addr().map(|a| a.to_string()).unwrap_or_default());
             tasks.spawn(async move {
-                let mut buf = vec![0u8; 8192];
+                // The largest datagram there is: a long line is cut to MAX_LEN and counted,
+                // never cut silently by a short buffer.
+                let mut buf = vec![0u8; 65_536];
                 loop {
                     let mut stop = ctx.stop.clone();
                     tokio::select! {
@@ -503,7 +578,7 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
         match TcpListener::bind(listen).await {
             Ok(l) => {
                 let (ctx, events) = (ctx.clone(), events.clone());
-                tasks.spawn(async move { serve_tcp(l, ctx, events).await });
+                tasks.spawn(async move { super::syslog_tcp::serve(l, ctx, events).await });
             }
             Err(e) => tracing::warn!("syslog: cannot listen on tcp {listen}: {e}"),
         }
@@ -521,10 +596,7 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
                 }
                 let last = *stop.borrow();
                 let report = events.lock().await.drop_report(last);
-                if let Some(detail) = report {
-                    tracing::warn!("{detail}");
-                    ctx.event("syslog_dropped", detail).await;
-                }
+                report_drops(&ctx, report).await;
                 if last {
                     return;
                 }
@@ -536,31 +608,6 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
         tasks.spawn(async move { follow(file, ctx, events).await });
     }
     while tasks.join_next().await.is_some() {}
-}
-
-/// Newline-framed syslog over TCP (RFC 6587 non-transparent framing; octet-counted frames are
-/// read as lines too, their length prefix kept out of the message).
-async fn serve_tcp(l: TcpListener, ctx: Ctx, events: std::sync::Arc<tokio::sync::Mutex<Events>>) {
-    loop {
-        let mut stop = ctx.stop.clone();
-        let (stream, from) = tokio::select! {
-            r = l.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = stop.changed() => return,
-        };
-        let (ctx, events) = (ctx.clone(), events.clone());
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let line = match line.split_once(' ') {
-                    Some((n, rest)) if n.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with('<') => {
-                        rest.to_string()
-                    }
-                    _ => line,
-                };
-                handle(&ctx, &events, &from.ip().to_string(), Some(from.ip()), &line).await;
-            }
-        });
-    }
 }
 
 /// Follow a log file like `tail -F`: new lines as they come, across truncation and rotation.

@@ -40,6 +40,13 @@ const CONTEXT: &[(&str, &str, &str, &str, f64)] = &[
     ("system", "cpu_pct", "wanwatch_system_cpu_ratio", "The Pi's CPU use.", 0.01),
     ("system", "mem_used_pct", "wanwatch_system_memory_used_ratio", "The Pi's memory use.", 0.01),
     ("system", "temp_c", "wanwatch_system_temperature_celsius", "The Pi's SoC temperature.", 1.0),
+    (
+        "syslog",
+        "dropped_lines",
+        "wanwatch_syslog_dropped_lines",
+        "Router log lines not stored since the agent started, by reason (subject).",
+        1.0,
+    ),
 ];
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
