@@ -6,27 +6,51 @@
 //! network can have (private, link-local, loopback, ULA) are answered: the Pi may sit in a
 //! DMZ or behind a port forward someone set up years ago.
 
+//!
+//! Bounded, because anyone on the LAN can connect: the source address is checked before a byte
+//! of the request is read; a request head is at most [`MAX_HEAD`] bytes and must arrive within
+//! [`HEAD_TIMEOUT`]; at most [`MAX_CONNECTIONS`] connections are open (more are closed at
+//! once); running out of file descriptors backs off and recovers; and at most one report is
+//! built at a time (others get 503), so `/metrics` and `/` answer whatever reports are asked for.
+
 pub mod dashboard;
 pub mod metrics;
 
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tiny_http::{Header, Request, Response, Server};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Semaphore, watch};
 
 use crate::report::Plan;
 use crate::sample::WallMs;
 use crate::store::Store;
 
-/// A running server; dropped or stopped, its threads end within a second.
+/// The largest request head read (hyper's buffer; the smallest it allows is 8 KiB).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// A request head must be complete within this.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection lives at most this long (keep-alive included).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// Open connections at most; a household has a few browsers and one Prometheus.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Threads for database reads; one of them at most builds a report.
+const BLOCKING_THREADS: usize = 4;
+
+/// A running server; stopped, its thread ends within a second.
 pub struct Web {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    thread: JoinHandle<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,71 +71,163 @@ pub fn is_local(ip: IpAddr) -> bool {
     }
 }
 
+/// What every request needs.
+struct Shared {
+    db: PathBuf,
+    plan: Plan,
+    now: crate::clock::WallFn,
+    /// One report build at a time.
+    reports: Arc<Semaphore>,
+}
+
 impl Web {
-    /// Listen on `listen` and answer from `db` on two threads (a slow report does not block a
-    /// Prometheus scrape).
+    /// Listen on `listen` and answer from `db` on a thread of its own.
     pub fn spawn(listen: &str, db: PathBuf, plan: Plan, now: crate::clock::WallFn) -> Result<Web, BindError> {
-        let server = Server::http(listen).map_err(|e| BindError { addr: listen.to_string(), why: e.to_string() })?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| BindError { addr: listen.into(), why: "not an IP socket".into() })?;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..2)
-            .map(|_| {
-                let (server, stop, db, now) = (server.clone(), stop.clone(), db.clone(), now.clone());
-                std::thread::Builder::new()
-                    .name("web".into())
-                    .spawn(move || {
-                        while !stop.load(Ordering::Relaxed) {
-                            match server.recv_timeout(Duration::from_millis(500)) {
-                                Ok(Some(req)) => handle(req, &db, plan, now()),
-                                Ok(None) => {}
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "web server: accept failed");
-                                    std::thread::sleep(Duration::from_millis(200));
-                                }
-                            }
-                        }
-                    })
-                    .expect("spawning a thread")
+        let bind_err = |why: String| BindError { addr: listen.to_string(), why };
+        let listener = std::net::TcpListener::bind(listen).map_err(|e| bind_err(e.to_string()))?;
+        listener.set_nonblocking(true).map_err(|e| bind_err(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(BLOCKING_THREADS)
+            .thread_name("web")
+            .build()
+            .map_err(|e| bind_err(e.to_string()))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared { db, plan, now, reports: Arc::new(Semaphore::new(1)) });
+        let thread = std::thread::Builder::new()
+            .name("web".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => accept_loop(l, shared, stop_rx).await,
+                        Err(e) => tracing::error!("web server: {e}"),
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_millis(500));
             })
-            .collect();
+            .expect("spawning a thread");
         tracing::info!("dashboard on http://{addr}/ (metrics at /metrics)");
-        Ok(Web { addr, stop, threads })
+        Ok(Web { addr, stop, thread })
     }
 
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
-        }
+        let _ = self.stop.send(true);
+        let _ = self.thread.join();
     }
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+async fn accept_loop(l: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            r = l.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: wait for descriptors to come back, never die.
+                    tracing::warn!(
+                        "web server: accept failed ({e}) with {} connections open; retrying in 1 s",
+                        open.load(Ordering::Relaxed)
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        if !is_local(peer.ip()) {
+            // Not one byte of the request is read.
+            tokio::spawn(async move {
+                let body = "wanwatch answers the home network only\n";
+                let head = format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(body.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                })
+                .await;
+            });
+            continue;
+        }
+        if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            drop(stream);
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let (shared, open) = (shared.clone(), open.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| respond(req, shared.clone()));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(MAX_HEAD)
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let ended = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            let left = open.fetch_sub(1, Ordering::Relaxed) - 1;
+            tracing::debug!(?ended, left, "web connection closed");
+        });
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
+fn reply(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("Content-Type", ctype)
+        .header("Cache-Control", "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static headers are valid")
+}
+
+async fn respond(
+    req: Request<hyper::body::Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "read-only: GET only\n".into()));
+    }
+    let url = req.uri().to_string();
+    let path = req.uri().path().to_string();
+    let is_report = path.starts_with("/report.");
+    // A report is the one expensive page: one at a time, and a second asker is told to wait
+    // rather than queued (eight year-long reports must not hold up a Prometheus scrape).
+    let permit = if is_report {
+        match shared.reports.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "another report is being built; try again in a minute\n".into(),
+                );
+                r.headers_mut().insert("Retry-After", hyper::header::HeaderValue::from_static("30"));
+                return Ok(r);
+            }
+        }
+    } else {
+        None
+    };
+    let s = shared.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        route(&url, &s.db, s.plan, (s.now)())
+    })
+    .await;
+    Ok(match rendered {
+        Ok((status, ctype, body)) => {
+            reply(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), ctype, body)
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    })
 }
 
 fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
     url.split_once('?')?.1.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-}
-
-fn handle(req: Request, db: &std::path::Path, plan: Plan, now: WallMs) {
-    let remote = req.remote_addr().map(|a| a.ip());
-    let (status, ctype, body) = if !remote.is_some_and(is_local) {
-        (403, "text/plain; charset=utf-8", "wanwatch answers the home network only\n".to_string())
-    } else if req.method() != &tiny_http::Method::Get && req.method() != &tiny_http::Method::Head {
-        (405, "text/plain; charset=utf-8", "read-only: GET only\n".to_string())
-    } else {
-        route(req.url(), db, plan, now)
-    };
-    let mut resp = Response::from_string(body).with_status_code(status).with_header(header("Content-Type", ctype));
-    resp.add_header(header("Cache-Control", "no-store"));
-    if let Err(e) = req.respond(resp) {
-        tracing::debug!(error = %e, "web client went away");
-    }
 }
 
 fn route(url: &str, db: &std::path::Path, plan: Plan, now: WallMs) -> (u16, &'static str, String) {
