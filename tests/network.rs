@@ -781,3 +781,67 @@ fn with_every_anchor_dead_at_start_the_link_is_never_up() {
     let wan = outages(&db).into_iter().filter(|o| o.0 == "wan").count();
     assert_eq!(wan, 1);
 }
+
+/// Issue 13.3: a 300 MB header from outside the LAN took the agent to 628 MB before the 403.
+/// Now the source is checked before a byte is read: a client on the internet side of the
+/// router gets its 403 at once and the agent's memory does not move.
+#[test]
+fn a_request_from_outside_the_lan_is_refused_before_it_is_read() {
+    if !skip_unless_root("a_request_from_outside_the_lan_is_refused_before_it_is_read") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::new("steady.toml");
+    let w = Workdir::new();
+    let cfg = config(&w, "1s", "1s", &bed.anchors(), "[web]\nlisten = \"0.0.0.0:9099\"\n[report]\nweekly = false\n");
+    let db_path = w.path("w.db");
+    let agent = bed
+        .wanwatch(&["run", "--probes", "none", "--db", db_path.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
+        .args(["--for", "12s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = |pid: u32, key: &str| -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    let before = status(agent.id(), "VmHWM:");
+    let wan = bed.wan.clone();
+    let (sent, answer) = std::thread::spawn(move || {
+        bed::enter_netns(&wan);
+        let mut s = std::net::TcpStream::connect((bed::LAN_ADDR, 9099)).unwrap();
+        s.set_write_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut sent = 0usize;
+        if s.write_all(b"GET / HTTP/1.1\r\nHost: pi\r\nX-Bomb: ").is_ok() {
+            let chunk = vec![b'a'; 1 << 20];
+            for _ in 0..300 {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+        }
+        let mut answer = Vec::new();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+        let _ = s.read_to_end(&mut answer);
+        (sent, String::from_utf8_lossy(&answer).into_owned())
+    })
+    .join()
+    .unwrap();
+    let after = status(agent.id(), "VmHWM:");
+    let out = agent.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "from outside the LAN: {} MB written before the refusal; agent peak RSS {before:.1} -> {after:.1} MB",
+        sent >> 20
+    );
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer:?}");
+    assert!(sent < 300 << 20, "the agent read the whole 300 MB");
+    assert!(after - before < 8.0, "peak RSS grew from {before:.1} to {after:.1} MB");
+}
