@@ -189,7 +189,7 @@ fn size_cap_deletes_oldest_raw_samples_and_shrinks_the_file() {
         retention::apply(&store, 1_790_000_000_000 + 400_000_000, &StoreConfig { max_db_bytes: cap, ..cfg() }).unwrap();
     let after = store.used_bytes().unwrap();
     let file = std::fs::metadata(&db).unwrap().len();
-    println!("cap {cap}: used {before} -> {after} bytes, file {file} bytes, deleted {} samples", r.capped_samples);
+    println!("cap {cap}: used {before} -> {after} bytes, file {file} bytes, deleted {} samples", r.capped_total());
     assert!(after <= cap, "still {after} bytes over a {cap} cap");
     assert!(file <= cap + (64 << 10), "file not shrunk: {file} bytes");
     let oldest: i64 = store.conn.query_row("SELECT min(ts) FROM samples", [], |r| r.get(0)).unwrap();
@@ -320,7 +320,70 @@ fn the_cap_never_lets_the_database_take_more_than_half_its_file_system() {
     // Configured for 4 GB, as by default: the 24 MB file system still caps it at 12 MB.
     let r = retention::apply(&store, 1_790_000_000_000 + 600_000_000, &cfg()).unwrap();
     let after = store.used_bytes().unwrap();
-    println!("24 MB fs: used {before} -> {after} bytes, deleted {} samples", r.capped_samples);
+    println!("24 MB fs: used {before} -> {after} bytes, deleted {} samples", r.capped_total());
     assert!(before > 12 << 20 && after <= 12 << 20, "{before} -> {after}");
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+/// Regression (issue 13.1): with a large router log the cap deleted every ping sample and rollup
+/// and kept all 549,257 log rows (the file stayed at twice the cap). Now every table is capped,
+/// in an order that keeps the evidence longest: chatter goes first, outages never.
+#[test]
+fn the_cap_covers_every_table_and_keeps_the_evidence_longest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let store = Store::open(&db, 1 << 20).unwrap();
+    let t0 = 1_790_000_000_000i64;
+    let day = 86_400_000i64;
+    store
+        .conn
+        .execute_batch(&format!(
+            "INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor');
+             INSERT INTO series (id, probe, subject, name, unit) VALUES (1, 'weather', 'here', 'temp_c', 'C');
+             -- Three days of 1 Hz samples and their rollups.
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 259199)
+             INSERT INTO samples (ts, target, seq, rtt_us) SELECT {t0} + i * 1000, 1, i % 65536, 20000 + i % 977 FROM n;
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4319)
+             INSERT INTO minutes (ts, target, sent, lost, median_us) SELECT {t0} + i * 60000, 1, 60, 0, 20000 FROM n;
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4319)
+             INSERT INTO metrics (ts, series, value) SELECT {t0} + i * 60000, 1, 12.5 FROM n;
+             -- A flood of router chatter, and a few lines that meant something.
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 199999)
+             INSERT INTO syslog (ts, source, message, class)
+             SELECT {t0} + i * 1000, '192.168.1.1', 'dnsmasq-dhcp: DHCPREQUEST(br-lan) 192.168.1.' || (i % 250) || ' aa:bb:cc:dd:ee:ff',
+                    CASE WHEN i % 10000 = 0 THEN 'wan_down' END FROM n;
+             INSERT INTO outages (kind, start_ts, end_ts, duration_ms) VALUES ('wan', {t0} + 3600000, {t0} + 3660000, 60000);
+             INSERT INTO events (ts, kind, detail) VALUES ({t0} + 3600000, 'state', 'up -> wan_down');"
+        ))
+        .unwrap();
+    let count =
+        |t: &str| -> i64 { store.conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).unwrap() };
+    let before = store.used_bytes().unwrap();
+    let cap = before / 3;
+    let now = t0 + 3 * day;
+    let r = retention::apply(&store, now, &StoreConfig { max_db_bytes: cap, ..cfg() }).unwrap();
+    let after = store.used_bytes().unwrap();
+    println!("cap {cap}: used {before} -> {after} bytes; deleted {:?}", r.capped);
+    assert!(after <= cap, "still {after} bytes over a {cap} cap");
+    // Chatter was enough, oldest first; nothing else was touched.
+    assert_eq!(r.capped.iter().map(|c| c.0).collect::<Vec<_>>(), ["router log chatter"]);
+    let oldest_chatter: i64 =
+        store.conn.query_row("SELECT min(ts) FROM syslog WHERE class IS NULL", [], |r| r.get(0)).unwrap();
+    assert!(oldest_chatter > t0 + 150_000 * 1000, "the newest chatter is what is left");
+    assert_eq!(count("samples"), 259_200);
+
+    // A much tighter cap: the order goes on, and the evidence stays.
+    let cap = 4u64 << 20;
+    let r = retention::apply(&store, now, &StoreConfig { max_db_bytes: cap, ..cfg() }).unwrap();
+    let after = store.used_bytes().unwrap();
+    println!("cap {cap}: used -> {after} bytes; deleted {:?}", r.capped);
+    assert!(after <= cap, "still {after} bytes over a {cap} cap");
+    let stages: Vec<&str> = r.capped.iter().map(|c| c.0).collect();
+    assert_eq!(&stages[..2], ["router log chatter", "samples older than a day"], "{stages:?}");
+    assert_eq!(count("syslog WHERE class IS NULL"), 0, "chatter goes first");
+    assert_eq!(count("outages"), 1);
+    assert_eq!(count("events"), 1);
+    assert_eq!(count("minutes"), 4320, "rollups are kept");
+    assert_eq!(count(&format!("samples WHERE ts >= {}", now - day)), 86_400, "the last day's samples are kept");
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }

@@ -1,5 +1,8 @@
-//! Keeping the database bounded: raw samples expire first, rollups much later, and a hard size
-//! cap deletes the oldest data (raw first) when the card would otherwise fill.
+//! Keeping the database bounded, every table of it: raw samples and router log lines expire
+//! first, rollups, context metrics and events much later, and a hard size cap deletes the oldest
+//! data in [`CAP_ORDER`] (what matters least to the evidence first; outages never) when the
+//! card would otherwise fill. The writer checks the cap after every flush, so a flood is cut
+//! within a flush or two of crossing it.
 
 use rusqlite::params;
 
@@ -16,9 +19,49 @@ const CHUNK: i64 = 5_000;
 pub struct RetentionReport {
     pub expired_samples: usize,
     pub expired_minutes: usize,
-    pub capped_samples: usize,
-    pub capped_minutes: usize,
+    pub expired_syslog: usize,
+    pub expired_metrics: usize,
+    pub expired_events: usize,
+    /// Rows the cap deleted, per stage of [`CAP_ORDER`] (stages that deleted nothing left out).
+    pub capped: Vec<(&'static str, usize)>,
 }
+
+impl RetentionReport {
+    pub fn capped_total(&self) -> usize {
+        self.capped.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn capped(&self, stage: &str) -> usize {
+        self.capped.iter().filter(|(s, _)| *s == stage).map(|(_, n)| n).sum()
+    }
+}
+
+/// What the cap deletes, oldest first within each stage, a stage only once the one before it is
+/// empty: router chatter, raw samples older than a day, context metrics, router log lines that
+/// meant something, the last day's samples, rollups, events. Outages are never deleted.
+/// (`?1` the chunk size; `?2`, where used, the time a day ago.)
+pub const CAP_ORDER: [(&str, &str); 7] = [
+    (
+        "router log chatter",
+        "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog WHERE class IS NULL ORDER BY id LIMIT ?1)",
+    ),
+    (
+        "samples older than a day",
+        "DELETE FROM samples WHERE (ts, target, seq) IN
+         (SELECT ts, target, seq FROM samples WHERE ts < ?2 ORDER BY ts LIMIT ?1)",
+    ),
+    (
+        "context metrics",
+        "DELETE FROM metrics WHERE (ts, series) IN (SELECT ts, series FROM metrics ORDER BY ts LIMIT ?1)",
+    ),
+    ("router log", "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog ORDER BY id LIMIT ?1)"),
+    (
+        "samples",
+        "DELETE FROM samples WHERE (ts, target, seq) IN (SELECT ts, target, seq FROM samples ORDER BY ts LIMIT ?1)",
+    ),
+    ("rollups", "DELETE FROM minutes WHERE (ts, target) IN (SELECT ts, target FROM minutes ORDER BY ts LIMIT ?1)"),
+    ("events", "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1)"),
+];
 
 /// The database may use at most this share of its file system, whatever `max_db_mb` says: a
 /// 4 GB cap on an 8 GB card must not fill the card.
@@ -38,51 +81,81 @@ pub fn effective_cap(store: &Store, configured: u64) -> u64 {
     configured.min((fs_bytes as f64 * FS_SHARE) as u64)
 }
 
+/// Expire what is past its age, then hold the cap.
 pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionReport, StoreError> {
     let conn = &store.conn;
     let mut report = RetentionReport::default();
     let raw_cutoff = now - cfg.raw_retention_days as i64 * DAY_MS;
     let rollup_cutoff = now - cfg.rollup_retention_days as i64 * DAY_MS;
-    report.expired_samples =
-        conn.execute("DELETE FROM samples WHERE ts < ?1", [raw_cutoff]).map_err(|e| store.sql("expire samples", e))?;
-    report.expired_minutes = conn
-        .execute("DELETE FROM minutes WHERE ts < ?1", [rollup_cutoff])
-        .map_err(|e| store.sql("expire rollups", e))?;
+    let expire =
+        |sql: &str, cutoff: i64, what: &'static str| conn.execute(sql, [cutoff]).map_err(|e| store.sql(what, e));
+    report.expired_samples = expire("DELETE FROM samples WHERE ts < ?1", raw_cutoff, "expire samples")?;
+    report.expired_syslog = expire("DELETE FROM syslog WHERE ts < ?1", raw_cutoff, "expire router log")?;
+    report.expired_minutes = expire("DELETE FROM minutes WHERE ts < ?1", rollup_cutoff, "expire rollups")?;
+    report.expired_metrics = expire("DELETE FROM metrics WHERE ts < ?1", rollup_cutoff, "expire metrics")?;
+    report.expired_events = expire("DELETE FROM events WHERE ts < ?1", rollup_cutoff, "expire events")?;
+    report.capped = hold_cap(store, now, cfg.max_db_bytes)?;
+    let expired = report.expired_samples
+        + report.expired_syslog
+        + report.expired_minutes
+        + report.expired_metrics
+        + report.expired_events;
+    if expired > 0 {
+        vacuum(store)?;
+    }
+    Ok(report)
+}
 
-    // The cap: delete the oldest raw samples, then the oldest rollups, a chunk at a time.
-    let cap = effective_cap(store, cfg.max_db_bytes);
+/// If the database is over its cap, delete in [`CAP_ORDER`] until it is 10% under. Cheap when
+/// under the cap (two pragmas), so the writer calls it after every flush.
+pub fn hold_cap(store: &Store, now: WallMs, configured: u64) -> Result<Vec<(&'static str, usize)>, StoreError> {
+    let conn = &store.conn;
+    let cap = effective_cap(store, configured);
+    let mut capped = Vec::new();
+    if store.used_bytes()? <= cap {
+        return Ok(capped);
+    }
     let target = (cap as f64 * CAP_TARGET) as u64;
-    if store.used_bytes()? > cap {
-        // On a full card even a DELETE needs room in the WAL: empty the WAL into the file first,
-        // and again after every chunk, so the log never holds more than one chunk.
-        let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        checkpoint().map_err(|e| store.sql("checkpoint", e))?;
-        while store.used_bytes()? > target {
-            let n = conn
-                .execute(
-                    "DELETE FROM samples WHERE (ts, target, seq) IN
-                     (SELECT ts, target, seq FROM samples ORDER BY ts LIMIT ?1)",
-                    params![CHUNK],
-                )
-                .map_err(|e| store.sql("cap samples", e))?;
-            report.capped_samples += n;
-            checkpoint().map_err(|e| store.sql("checkpoint", e))?;
-            if n == 0 {
-                let m = conn
-                    .execute(
-                        "DELETE FROM minutes WHERE (ts, target) IN
-                         (SELECT ts, target FROM minutes ORDER BY ts LIMIT ?1)",
-                        params![CHUNK],
-                    )
-                    .map_err(|e| store.sql("cap rollups", e))?;
-                report.capped_minutes += m;
-                if m == 0 {
-                    break;
+    // On a full card even a DELETE needs room in the WAL: empty the WAL into the file first,
+    // and again after every chunk, so the log never holds more than one chunk.
+    let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    checkpoint().map_err(|e| store.sql("checkpoint", e))?;
+    'stages: for (stage, sql) in CAP_ORDER {
+        let mut deleted = 0;
+        loop {
+            if store.used_bytes()? <= target {
+                if deleted > 0 {
+                    capped.push((stage, deleted));
                 }
+                break 'stages;
+            }
+
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| store.sql("size cap", e))?;
+            let n = if stmt.parameter_count() == 2 {
+                stmt.execute(params![CHUNK, now - DAY_MS])
+            } else {
+                stmt.execute(params![CHUNK])
+            }
+            .map_err(|e| store.sql("size cap", e))?;
+            checkpoint().map_err(|e| store.sql("checkpoint", e))?;
+            deleted += n;
+            if n == 0 {
+                break;
             }
         }
+        if deleted > 0 {
+            capped.push((stage, deleted));
+        }
     }
-    if report != RetentionReport::default() {
+    if !capped.is_empty() {
+        vacuum(store)?;
+    }
+    Ok(capped)
+}
+
+fn vacuum(store: &Store) -> Result<(), StoreError> {
+    let conn = &store.conn;
+    {
         // Hand the freed pages back to the filesystem (auto_vacuum = INCREMENTAL). The pragma
         // frees one page per step, so it is stepped to the end, then checkpointed into the file.
         let vacuum = || -> rusqlite::Result<()> {
@@ -93,5 +166,5 @@ pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionR
         };
         vacuum().map_err(|e| store.sql("incremental vacuum", e))?;
     }
-    Ok(report)
+    Ok(())
 }

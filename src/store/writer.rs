@@ -240,7 +240,9 @@ impl WriterState {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if Instant::now() >= next_flush {
-                let _ = self.flush();
+                if self.flush().is_ok() {
+                    self.check_cap();
+                }
                 next_flush = Instant::now() + self.cfg.flush_interval;
                 if Instant::now() >= next_retention {
                     self.retention();
@@ -403,19 +405,32 @@ impl WriterState {
     fn retention(&mut self) {
         let now = (self.now)();
         match retention::apply(&self.store, now, &self.cfg) {
-            Ok(r) if r.capped_samples > 0 || r.capped_minutes > 0 => {
-                let detail = format!(
-                    "database over its {} MB cap: deleted the oldest {} samples and {} rollups",
-                    retention::effective_cap(&self.store, self.cfg.max_db_bytes) >> 20,
-                    r.capped_samples,
-                    r.capped_minutes
-                );
-                tracing::warn!("{detail}");
-                self.push(Record::Event { ts: now, kind: "size_cap".into(), detail });
-            }
-            Ok(_) => {}
+            Ok(r) => self.report_cap(now, &r.capped),
             Err(e) => tracing::error!(error = %e, "retention failed; will retry in an hour"),
         }
+    }
+
+    /// After a flush: over the cap already? (Two pragmas when not.)
+    fn check_cap(&mut self) {
+        let now = (self.now)();
+        match retention::hold_cap(&self.store, now, self.cfg.max_db_bytes) {
+            Ok(capped) => self.report_cap(now, &capped),
+            Err(e) => tracing::error!(error = %e, "holding the size cap failed; will retry after the next flush"),
+        }
+    }
+
+    fn report_cap(&mut self, now: WallMs, capped: &[(&'static str, usize)]) {
+        if capped.is_empty() {
+            return;
+        }
+        let what: Vec<String> = capped.iter().map(|(stage, n)| format!("{n} {stage}")).collect();
+        let detail = format!(
+            "database over its {} MB cap: deleted the oldest {}",
+            retention::effective_cap(&self.store, self.cfg.max_db_bytes) >> 20,
+            what.join(", ")
+        );
+        tracing::warn!("{detail}");
+        self.push(Record::Event { ts: now, kind: "size_cap".into(), detail });
     }
 }
 
