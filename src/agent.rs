@@ -220,7 +220,17 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     while probes.join_next().await.is_some() {}
     // Context probes stop at their next await; one in the middle of a blocking call (a speed
     // test) is abandoned after a grace period rather than holding up the shutdown.
-    let _ = tokio::time::timeout(Duration::from_secs(3), async { while context.join_next().await.is_some() {} }).await;
+    // Their last words (a final drop count, say) are taken in while they finish, so none of
+    // them waits on a full channel until it is aborted.
+    let grace = tokio::time::sleep(Duration::from_secs(3));
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            Some(r) = ctx_rx.recv() => writer.send(r),
+            done = context.join_next() => if done.is_none() { break },
+            _ = &mut grace => break,
+        }
+    }
     context.abort_all();
     if let Some(live) = live {
         // Runs the minutes it has; its last events land in ctx_rx, drained next.

@@ -494,3 +494,103 @@ fn syslog_receiver_is_bounded_framed_and_counts_what_it_drops() {
     let st = String::from_utf8_lossy(&st.stdout);
     assert!(st.contains("syslog    truncated: dropped_lines=2 lines"), "{st}");
 }
+
+/// Regression (issue 13.1): a 400k-line router log flood into a 16 MB-capped database left an
+/// 84 MB file: the cap ran once an hour and never counted the log. Now it is checked after
+/// every flush: the file never gets far past the cap, and ends under it.
+#[test]
+fn a_log_flood_cannot_grow_the_database_past_its_cap() {
+    if !can_ping("a_log_flood_cannot_grow_the_database_past_its_cap") {
+        return;
+    }
+    let w = Workdir::new();
+    let port = free_udp_port();
+    let cfg = w.write(
+        "w.toml",
+        &format!(
+            "[ping]\ngateway = \"none\"\nanchors = [\"127.0.0.1\"]\n[syslog]\nlisten = \"127.0.0.1:{port}\"\n\
+             allow_from = [\"127.0.0.1\"]\nmax_lines_per_s = 100000\n[web]\nenabled = false\n\
+             [store]\nflush_interval = \"500ms\"\nmax_db_mb = 16\n"
+        ),
+    );
+    let db = w.path("w.db");
+    let agent = std::process::Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap(), "--probes", "syslog"])
+        .args(["--for", "40s"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let cap = 16u64 << 20;
+    let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, db) = (stop.clone(), db.clone());
+        std::thread::spawn(move || {
+            let mut largest = 0;
+            while !stop.load(Ordering::Relaxed) {
+                largest = largest.max(std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            largest
+        })
+    };
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..400_000u32 {
+        let line = format!(
+            "<30>Nov 25 18:02:11 OpenWrt dnsmasq-dhcp[1234]: DHCPREQUEST(br-lan) 192.168.1.{} aa:bb:cc:dd:ee:{:02x} line {i}",
+            i % 250,
+            i % 256
+        );
+        let _ = udp.send_to(line.as_bytes(), ("127.0.0.1", port));
+        if i % 200 == 199 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let sent_in = started.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let largest = watcher.join().unwrap();
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let out = agent.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (lines, caps): (i64, String) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM syslog), coalesce((SELECT group_concat(detail, ' | ') FROM events WHERE kind = 'size_cap'), '')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let end = size();
+    println!(
+        "400k lines sent in {sent_in:?}: {lines} kept; file at most {:.1} MB, {:.1} MB at the end (cap 16 MB); {caps}",
+        largest as f64 / 1048576.0,
+        end as f64 / 1048576.0
+    );
+    assert!(caps.contains("router log chatter"), "the cap never ran: {caps:?}");
+    // Every line is accounted for: kept, deleted by the cap, or dropped and counted.
+    let capped: u64 =
+        caps.split("deleted the oldest ").skip(1).filter_map(|p| p.split(' ').next()?.parse::<u64>().ok()).sum();
+    let dropped: Vec<(String, f64)> = c
+        .prepare(
+            "SELECT s.subject, max(m.value) FROM metrics m JOIN series s ON s.id = m.series
+             WHERE s.probe = 'syslog' AND s.name = 'dropped_lines' GROUP BY s.subject",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let counted: u64 = dropped.iter().map(|(_, n)| *n as u64).sum();
+    println!("kept {lines} + capped {capped} + counted drops {counted} {dropped:?} of 400000");
+    assert_eq!(
+        lines as u64 + capped + counted,
+        400_000,
+        "lines lost without being counted:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(end <= cap, "the file ended at {end} bytes over a {cap} cap");
+    assert!(largest <= cap + cap / 4, "the file reached {largest} bytes against a {cap} cap");
+}

@@ -311,6 +311,8 @@ pub struct Dropped {
     pub truncated: u64,
     /// TCP connections closed at once (not allowed, or too many open).
     pub connections: u64,
+    /// Datagrams the kernel dropped because the receiver fell behind (the socket's own count).
+    pub kernel: u64,
 }
 
 impl Dropped {
@@ -320,11 +322,13 @@ impl Dropped {
         self.events += o.events;
         self.truncated += o.truncated;
         self.connections += o.connections;
+        self.kernel += o.kernel;
     }
 
     /// (metric subject, count) for the context metrics.
-    fn by_reason(&self) -> [(&'static str, u64); 5] {
+    fn by_reason(&self) -> [(&'static str, u64); 6] {
         [
+            ("receive_buffer_full", self.kernel),
             ("not_allowed", self.refused),
             ("rate_limit", self.rate),
             ("event_rate_limit", self.events),
@@ -431,6 +435,12 @@ impl Events {
         self.dropped.truncated += 1;
     }
 
+    /// Take in the kernel's running count of datagrams dropped on our UDP socket.
+    fn count_kernel_drops(&mut self, total: u64) {
+        let seen = self.total.kernel + self.dropped.kernel;
+        self.dropped.kernel += total.saturating_sub(seen);
+    }
+
     /// Once a minute, if anything was dropped: what (for the events table), and the totals
     /// since the agent started (context metrics: `status` and `/metrics` show them).
     fn drop_report(&mut self, force: bool) -> Option<(String, Dropped)> {
@@ -453,6 +463,9 @@ impl Events {
         }
         if d.truncated > 0 {
             parts.push(format!("{} lines cut to {MAX_LEN} bytes", d.truncated));
+        }
+        if d.kernel > 0 {
+            parts.push(format!("{} datagrams dropped by the kernel (the receiver fell behind)", d.kernel));
         }
         if d.connections > 0 {
             parts.push(format!(
@@ -530,7 +543,7 @@ pub(super) async fn handle(
 
 /// Bind UDP at `listen`, or at the fallback port when the port is privileged and not ours.
 async fn bind_udp(listen: SocketAddr, fallback: u16) -> std::io::Result<UdpSocket> {
-    match UdpSocket::bind(listen).await {
+    let sock = match UdpSocket::bind(listen).await {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && listen.port() < 1024 => {
             let alt = SocketAddr::new(listen.ip(), fallback);
             tracing::warn!(
@@ -539,7 +552,28 @@ async fn bind_udp(listen: SocketAddr, fallback: u16) -> std::io::Result<UdpSocke
             UdpSocket::bind(alt).await
         }
         other => other,
+    }?;
+    // Room for a burst (a router rebooting logs hundreds of lines at once); what still does
+    // not fit is counted from the kernel's own figure.
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(1 << 20);
+    Ok(sock)
+}
+
+/// The kernel's count of datagrams dropped on the UDP socket bound to `port`
+/// (`/proc/net/udp[6]`, last column). None when it cannot be read.
+pub fn kernel_udp_drops(port: u16) -> Option<u64> {
+    let mut total = None;
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                *total.get_or_insert(0) += f.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
     }
+    total
 }
 
 pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
@@ -547,8 +581,13 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
     let events = std::sync::Arc::new(tokio::sync::Mutex::new(Events::new(&cfg, admit)));
     let listen: SocketAddr = cfg.listen.parse().expect("validated in config");
     let mut tasks = tokio::task::JoinSet::new();
+    // The UDP socket, also held by the drop reporter: the kernel's drop count lives only as
+    // long as the socket, and the last count is taken at stop.
+    let mut udp: Option<std::sync::Arc<UdpSocket>> = None;
     match bind_udp(listen, cfg.fallback_port).await {
         Ok(sock) => {
+            let sock = std::sync::Arc::new(sock);
+            udp = Some(sock.clone());
             let (ctx, events) = (ctx.clone(), events.clone());
             tracing::info!("syslog: receiving on udp {}", sock.local_addr().map(|a| a.to_string()).unwrap_or_default());
             tasks.spawn(async move {
@@ -586,7 +625,9 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
     {
         // Drops are said within a minute even when the flood has stopped.
         let (ctx, events) = (ctx.clone(), events.clone());
+        let udp_port = udp.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port());
         tasks.spawn(async move {
+            let _keep = udp;
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             let mut stop = ctx.stop.clone();
             loop {
@@ -595,7 +636,12 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
                     _ = stop.changed() => {}
                 }
                 let last = *stop.borrow();
-                let report = events.lock().await.drop_report(last);
+                let mut ev = events.lock().await;
+                if let Some(n) = udp_port.and_then(kernel_udp_drops) {
+                    ev.count_kernel_drops(n);
+                }
+                let report = ev.drop_report(last);
+                drop(ev);
                 report_drops(&ctx, report).await;
                 if last {
                     return;
