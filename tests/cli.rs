@@ -525,3 +525,26 @@ fn export_and_doctor_say_exactly_what_is_wrong() {
     }
     assert!(out.contains("ICMP") && out.contains("database"), "{out}");
 }
+
+/// Issue 13.7: pointed at another application's SQLite file, `run` added its tables to it.
+#[test]
+fn another_applications_database_is_refused_and_left_alone() {
+    if !can_ping("another_applications_database_is_refused_and_left_alone") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("photos.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE albums (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO albums (name) VALUES ('summer');",
+    )
+    .unwrap();
+    drop(c);
+    let before = std::fs::read(&db).unwrap();
+    let o =
+        wanwatch(&["run", "--db", db.to_str().unwrap(), "--gateway", "none", "--target", "127.0.0.1", "--for", "1s"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("another application's SQLite database") && e.contains("albums"), "{e}");
+    assert!(std::fs::read(&db).unwrap() == before, "the file was changed");
+}

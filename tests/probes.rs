@@ -594,3 +594,23 @@ fn a_log_flood_cannot_grow_the_database_past_its_cap() {
     assert!(end <= cap, "the file ended at {end} bytes over a {cap} cap");
     assert!(largest <= cap + cap / 4, "the file reached {largest} bytes against a {cap} cap");
 }
+
+/// Issue 13.7: the gateway probe followed redirects to other hosts, and stored a negative
+/// uptime. A gateway that redirects is not a gateway API (and the other host never hears from
+/// the Pi); a negative uptime is no reading.
+#[test]
+fn the_gateway_probe_follows_no_redirect_and_rejects_negative_uptime() {
+    let elsewhere = Server::start("127.0.0.1:0", None, |_| Reply::json(200, "{}"));
+    let target = format!("{}/TMI/v1/gateway?get=all", elsewhere.url());
+    let gw = Server::start("127.0.0.1:0", None, move |_| Reply::Redirect(target.clone()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let found = rt.block_on(gateway::detect(&gw.url(), Duration::from_secs(2)));
+    assert_eq!(found, None);
+    assert!(gw.requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(elsewhere.requests.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect was followed");
+
+    let body = String::from_utf8(fixture("tmobile_kvd21.json")).unwrap();
+    assert!(body.contains("\"upTime\":93542"));
+    let r = gateway::parse_tmobile(body.replace("\"upTime\":93542", "\"upTime\":-5").as_bytes()).unwrap();
+    assert_eq!(r.uptime_s, None, "a negative uptime is not stored");
+}

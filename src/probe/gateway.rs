@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::http::{agent, get};
+use super::http::{agent_without_redirects, get};
 use super::{Ctx, blocking};
 use crate::config::probes::{GatewayApiConfig, GatewayKind};
 use crate::sample::Metric;
@@ -79,7 +79,8 @@ pub fn parse_tmobile(body: &[u8]) -> Result<Reading, String> {
     if radios.is_empty() {
         return Err("no 4g or 5g radio in `signal`".into());
     }
-    let uptime_s = v.pointer("/time/upTime").and_then(Value::as_i64);
+    // A negative uptime is garbage, not a reading (and would fake a reboot).
+    let uptime_s = v.pointer("/time/upTime").and_then(Value::as_i64).filter(|u| *u >= 0);
     Ok(Reading { radios, uptime_s })
 }
 
@@ -142,7 +143,7 @@ pub fn changes(prev: &Reading, now: &Reading) -> Vec<(&'static str, String)> {
 }
 
 async fn fetch(base: &str, kind: GatewayKind, timeout: Duration) -> Result<Reading, String> {
-    let (a, url) = (agent(timeout), format!("{base}{}", path(kind)));
+    let (a, url) = (agent_without_redirects(timeout), format!("{base}{}", path(kind)));
     let f = blocking(timeout + Duration::from_secs(1), move || get(&a, &url, 1 << 20)).await??;
     if f.status != 200 {
         return Err(format!("http {}", f.status));

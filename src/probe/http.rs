@@ -31,6 +31,18 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+/// The same, never following a redirect: a device on the LAN (the gateway) answers for itself
+/// or not at all, and is not allowed to send the Pi somewhere else.
+pub fn agent_without_redirects(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("wanwatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
 /// What went wrong, in a word or two. Never the URL: it may carry an API key.
 pub fn error_kind(e: &ureq::Error) -> String {
     match e {

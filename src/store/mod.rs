@@ -31,6 +31,11 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("database {path}: {op}: {source}")]
     Sql { path: PathBuf, op: &'static str, source: rusqlite::Error },
+    #[error(
+        "{path} is another application's SQLite database (tables: {tables}); wanwatch will not add \
+         its own tables to it: pass --db with a new file"
+    )]
+    Foreign { path: PathBuf, tables: String },
     #[error("database {path} does not exist (has `wanwatch run` written it yet? pass --db)")]
     Missing { path: PathBuf },
 }
@@ -50,6 +55,7 @@ impl Store {
         )
         .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let store = Store { conn, path: path.to_path_buf() };
+        schema::refuse_foreign(&store)?;
         store.configure(journal_size_limit)?;
         schema::migrate(&store)?;
         Ok(store)

@@ -113,6 +113,26 @@ const MIGRATIONS: &[&str] = &[
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Never add our tables to another application's database (a wrong --db): a file with no
+/// schema version of ours and tables of its own is refused before anything is changed in it.
+pub(super) fn refuse_foreign(store: &Store) -> Result<(), StoreError> {
+    let conn = &store.conn;
+    let corrupt = |source| StoreError::Corrupt { path: store.path.clone(), source };
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+    if version > 0 {
+        return Ok(());
+    }
+    let theirs: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 5")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(corrupt)?;
+    if theirs.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Foreign { path: store.path.clone(), tables: theirs.join(", ") })
+    }
+}
+
 pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
     let conn = &store.conn;
     let version: i64 = conn

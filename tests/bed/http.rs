@@ -27,6 +27,8 @@ pub enum Reply {
     Hang,
     /// Answer garbage that is not HTTP at all, then close.
     Garbage,
+    /// 302 to this URL.
+    Redirect(String),
 }
 
 impl Reply {
@@ -134,6 +136,10 @@ fn serve(s: TcpStream, handler: Handler, requests: Arc<AtomicU64>) {
                     body.len()
                 );
                 w.write_all(head.as_bytes()).and_then(|_| w.write_all(&body)).is_ok()
+            }
+            Reply::Redirect(to) => {
+                let head = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n");
+                w.write_all(head.as_bytes()).is_ok()
             }
             Reply::Zeros(n) => {
                 let head =
