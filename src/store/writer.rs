@@ -17,8 +17,15 @@ use super::{Store, StoreError, retention};
 use crate::config::StoreConfig;
 use crate::sample::{Metric, Record, Target, WallMs};
 
-/// Most records held while the disk refuses writes (about 14 h of 4 targets at 1 Hz).
-const MAX_PENDING: usize = 200_000;
+/// Memory the backlog may take while the disk refuses writes (about 12 h of 4 targets at
+/// 1 Hz, or far less with a router log flood). Over it, router log lines go first, then
+/// context measurements, then the oldest ping samples; outages, state and events never.
+const MAX_PENDING_BYTES: usize = 32 << 20;
+/// Records per transaction: a backlog is written in pieces, so a disk with a little room
+/// takes some of it and a retry does not start from nothing.
+const CHUNK: usize = 5_000;
+/// The final flush gives up after this: systemd stops a service after 20 s.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
 /// How long a run keeps the keys of what it wrote, so a boot-time clock step can fix them.
 const REWRITE_WINDOW: Duration = Duration::from_secs(20 * 60);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
@@ -40,7 +47,22 @@ pub struct WriterReport {
     pub flushes: u64,
     pub failed_flushes: u64,
     pub samples_written: u64,
+    /// Records shed from the backlog (router log lines, measurements, samples), and records
+    /// still unwritten when the final flush gave up.
     pub dropped: u64,
+    pub lost_at_shutdown: u64,
+}
+
+/// Rough memory of a record in the backlog, for the bound.
+fn approx_bytes(r: &Record) -> usize {
+    const BASE: usize = 96;
+    BASE + match r {
+        Record::Syslog(l) => l.message.len() + l.source.len() + l.host.as_ref().map_or(0, String::len) + 32,
+        Record::Metric(m) => m.subject.len() + m.note.as_ref().map_or(0, String::len),
+        Record::Event { kind, detail, .. } => kind.len() + detail.len(),
+        Record::Blind(b) => b.detail.len(),
+        _ => 0,
+    }
 }
 
 pub struct Writer {
@@ -61,6 +83,8 @@ impl Writer {
             cfg,
             now,
             pending: Vec::new(),
+            pending_bytes: 0,
+            shed: (0, 0, 0),
             open_outage: None,
             run: RunLog {
                 keys: Some(Vec::new()),
@@ -180,6 +204,10 @@ struct WriterState {
     cfg: StoreConfig,
     now: NowFn,
     pending: Vec<Record>,
+    /// approx_bytes of everything in `pending`.
+    pending_bytes: usize,
+    /// Shed since writes last worked: (router log lines, measurements, samples).
+    shed: (u64, u64, u64),
     open_outage: Option<i64>,
     run: RunLog,
     report: WriterReport,
@@ -231,7 +259,8 @@ impl WriterState {
                     while let Ok(Msg::Record(r)) = rx.try_recv() {
                         self.push(r);
                     }
-                    if let Err(e) = self.flush() {
+                    if let Err(e) = self.flush_until(Some(Instant::now() + SHUTDOWN_BUDGET)) {
+                        self.report.lost_at_shutdown = self.pending.len() as u64;
                         tracing::error!(error = %e, "final flush failed; {} records lost", self.pending.len());
                     }
                     let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
@@ -253,22 +282,88 @@ impl WriterState {
     }
 
     fn push(&mut self, r: Record) {
-        if self.pending.len() >= MAX_PENDING {
-            // Disk has refused writes for hours: shed the oldest sample, keep outages and events.
-            if let Some(i) = self.pending.iter().position(|r| matches!(r, Record::Sample(_))) {
-                self.pending.remove(i);
-                self.report.dropped += 1;
+        self.pending_bytes += approx_bytes(&r);
+        self.pending.push(r);
+        if self.pending_bytes > MAX_PENDING_BYTES {
+            self.shed();
+        }
+    }
+
+    /// The backlog is over its bound (the disk has refused writes for a while): drop down to
+    /// three quarters of it, oldest first, router log before measurements before samples.
+    fn shed(&mut self) {
+        let target = MAX_PENDING_BYTES / 4 * 3;
+        for kind in 0..3 {
+            let mut excess = self.pending_bytes.saturating_sub(target);
+            if excess == 0 {
+                break;
+            }
+            let mut freed = 0;
+            let mut n = 0u64;
+            self.pending.retain(|r| {
+                let droppable =
+                    matches!((kind, r), (0, Record::Syslog(_)) | (1, Record::Metric(_)) | (2, Record::Sample(_)));
+                if droppable && excess > 0 {
+                    let b = approx_bytes(r);
+                    excess = excess.saturating_sub(b);
+                    freed += b;
+                    n += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            self.pending_bytes -= freed;
+            self.report.dropped += n;
+            match kind {
+                0 => self.shed.0 += n,
+                1 => self.shed.1 += n,
+                _ => self.shed.2 += n,
             }
         }
-        self.pending.push(r);
+    }
+
+    /// Write the backlog a chunk per transaction until it is empty, an error stops it, or
+    /// `deadline` passes.
+    fn flush_until(&mut self, deadline: Option<Instant>) -> Result<(), String> {
+        while !self.pending.is_empty() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(format!("gave up with {} records unwritten", self.pending.len()));
+            }
+            let n = self.pending.len().min(CHUNK);
+            self.flush_chunk(n)?;
+            if !self.pending.is_empty() {
+                // A backlog larger than the room: the cap makes room (chatter first) as it goes.
+                self.check_cap();
+            }
+        }
+        if self.shed != (0, 0, 0) {
+            let (lines, metrics, samples) = std::mem::take(&mut self.shed);
+            let detail = format!(
+                "while the database could not be written the backlog reached its {} MB bound: dropped \
+                 {lines} router log lines, {metrics} context measurements and {samples} ping samples",
+                MAX_PENDING_BYTES >> 20
+            );
+            tracing::warn!("{detail}");
+            let now = (self.now)();
+            self.push(Record::Event { ts: now, kind: "backlog_dropped".into(), detail });
+            let n = self.pending.len();
+            self.flush_chunk(n)?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        match self.write_batch() {
+        self.flush_until(None)
+    }
+
+    fn flush_chunk(&mut self, n: usize) -> Result<(), String> {
+        match self.write_batch(n) {
             Ok(samples) => {
                 self.report.flushes += 1;
                 self.report.samples_written += samples;
-                self.pending.clear();
+                let freed: usize = self.pending.drain(..n).map(|r| approx_bytes(&r)).sum();
+                self.pending_bytes = self.pending_bytes.saturating_sub(freed);
                 if self.last_error.take().is_some() {
                     tracing::info!(db = %self.store.path.display(), "database writes work again");
                 }
@@ -294,18 +389,18 @@ impl WriterState {
     /// One transaction: every pending record and the rollups they touch. Nothing else is
     /// rewritten per flush (the newest sample is the heartbeat): every page a commit touches
     /// is written to the SD card twice (WAL, then checkpoint).
-    fn write_batch(&mut self) -> rusqlite::Result<u64> {
+    fn write_batch(&mut self, n: usize) -> rusqlite::Result<u64> {
         // The run log is updated as the batch goes and put back as it was if the batch fails.
         // (Cheap: it holds keys only while the run is young.)
         let saved = (self.run.clone(), self.open_outage);
-        let result = self.write_batch_inner();
+        let result = self.write_batch_inner(n);
         if result.is_err() {
             (self.run, self.open_outage) = saved;
         }
         result
     }
 
-    fn write_batch_inner(&mut self) -> rusqlite::Result<u64> {
+    fn write_batch_inner(&mut self, n: usize) -> rusqlite::Result<u64> {
         let conn = &self.store.conn;
         let tx = conn.unchecked_transaction()?;
         let mut touched = BTreeSet::new();
@@ -314,7 +409,7 @@ impl WriterState {
         let mut insert_sample = conn.prepare_cached(
             "INSERT OR IGNORE INTO samples (ts, target, seq, rtt_us, fail, err_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for rec in &self.pending {
+        for rec in &self.pending[..n] {
             match rec {
                 Record::Sample(s) => {
                     let id = self.ids[s.target];
