@@ -475,3 +475,83 @@ fn a_full_disk_with_a_log_flood_keeps_the_samples_resumes_and_stops_in_time() {
     let check: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
 }
+
+/// Regression (issue 13.7): a healthy database on a read-only file system was reported as
+/// "corrupt ... move it aside". `status` and `export` read it; `run` says read-only.
+#[test]
+fn a_database_on_a_read_only_file_system_is_read_not_called_corrupt() {
+    let Some(fs) = Tmpfs::mount("8m", "a_database_on_a_read_only_file_system...") else { return };
+    let db = fs.path().join("w.db");
+    let w = writer(&db, cfg(), T0);
+    for n in 0..50 {
+        w.send(sample(0, T0 + n * 1000, n as u16, Some(1500)));
+    }
+    w.flush().unwrap();
+    w.shutdown();
+    let ok = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(fs.path()).status().unwrap();
+    assert!(ok.success());
+    let bin = env!("CARGO_BIN_EXE_wanwatch");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let st = run(&["status", "--db", db.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(st.status.success(), "{err}");
+    assert!(!err.contains("corrupt"), "{err}");
+    let ex = run(&["export", "--db", db.to_str().unwrap(), "--table", "samples", "--since", "2020-01-01"]);
+    assert!(ex.status.success(), "{}", String::from_utf8_lossy(&ex.stderr));
+    assert_eq!(String::from_utf8_lossy(&ex.stdout).lines().count(), 51, "header + 50 samples");
+    let agent = run(&[
+        "run",
+        "--probes",
+        "none",
+        "--db",
+        db.to_str().unwrap(),
+        "--gateway",
+        "none",
+        "--target",
+        "127.0.0.1",
+        "--for",
+        "1s",
+    ]);
+    let err = String::from_utf8_lossy(&agent.stderr);
+    assert!(!agent.status.success());
+    assert!(err.contains("read-only") || err.contains("Read-only"), "{err}");
+    assert!(!err.contains("corrupt"), "{err}");
+}
+
+/// Regression (issue 13.7): a SQLite export that failed on a full disk left a partial file and
+/// a -journal that blocked the next try. Now it leaves nothing, and the next try works.
+#[test]
+fn a_sqlite_export_to_a_full_disk_leaves_nothing_behind() {
+    let Some(fs) = Tmpfs::mount("2m", "a_sqlite_export_to_a_full_disk...") else { return };
+    let src_dir = tempfile::tempdir().unwrap();
+    let db = src_dir.path().join("w.db");
+    let store = Store::open(&db, 1 << 20).unwrap();
+    store
+        .conn
+        .execute_batch(
+            "INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor');
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+             INSERT INTO samples (ts, target, seq, rtt_us) SELECT 1790000000000 + i * 1000, 1, i % 65536, 20000 FROM n;",
+        )
+        .unwrap();
+    drop(store);
+    let bin = env!("CARGO_BIN_EXE_wanwatch");
+    let out = fs.path().join("copy.db");
+    let o = std::process::Command::new(bin)
+        .args(["export", "--db", db.to_str().unwrap(), "--format", "sqlite", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a 4 MB copy fit on a 2 MB disk?");
+    let left: Vec<String> =
+        std::fs::read_dir(fs.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // With room, the same command works.
+    let out2 = src_dir.path().join("copy.db");
+    let o = std::process::Command::new(bin)
+        .args(["export", "--db", db.to_str().unwrap(), "--format", "sqlite", "--out", out2.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n: i64 = Connection::open(&out2).unwrap().query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 200_001);
+}

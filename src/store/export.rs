@@ -163,8 +163,25 @@ pub fn write_table(
 
 /// Copy the whole database to `dest` with the online backup API.
 pub fn backup(store: &Store, dest: &Path) -> Result<(), ExportError> {
-    store
+    // Copied beside, then renamed: a copy that fails (a full disk) leaves neither a partial
+    // file nor a -journal that would block the next try.
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let clean = |p: &Path| {
+        let _ = std::fs::remove_file(p);
+        let mut j = p.as_os_str().to_owned();
+        j.push("-journal");
+        let _ = std::fs::remove_file(j);
+    };
+    clean(&partial);
+    let copied = store
         .conn
-        .backup(rusqlite::MAIN_DB, dest, None::<fn(rusqlite::backup::Progress)>)
-        .map_err(|e| store.sql("online backup", e).into())
+        .backup(rusqlite::MAIN_DB, &partial, None::<fn(rusqlite::backup::Progress)>)
+        .map_err(|e| ExportError::from(store.sql("online backup", e)))
+        .and_then(|()| std::fs::rename(&partial, dest).map_err(ExportError::from));
+    if copied.is_err() {
+        clean(&partial);
+    }
+    copied
 }

@@ -36,8 +36,27 @@ pub enum StoreError {
          its own tables to it: pass --db with a new file"
     )]
     Foreign { path: PathBuf, tables: String },
+    #[error(
+        "database {path} is on a read-only file system: the agent cannot record there (status, \
+         export and report still read it); remount it read-write or pass another --db"
+    )]
+    ReadOnly { path: PathBuf },
     #[error("database {path} does not exist (has `wanwatch run` written it yet? pass --db)")]
     Missing { path: PathBuf },
+}
+
+/// Is the file system holding `path` (or, for a new file, its folder) mounted read-only?
+fn on_read_only_fs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let probe = if path.exists() {
+        path
+    } else {
+        path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    };
+    let Ok(c) = std::ffi::CString::new(probe.as_os_str().as_bytes()) else { return false };
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and a zeroed struct for the kernel to fill.
+    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0 }
 }
 
 /// An open, migrated database.
@@ -53,8 +72,14 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        .map_err(|source| match on_read_only_fs(path) {
+            true => StoreError::ReadOnly { path: path.to_path_buf() },
+            false => StoreError::Open { path: path.to_path_buf(), source },
+        })?;
         let store = Store { conn, path: path.to_path_buf() };
+        if on_read_only_fs(path) {
+            return Err(StoreError::ReadOnly { path: path.to_path_buf() });
+        }
         schema::refuse_foreign(&store)?;
         store.configure(journal_size_limit)?;
         schema::migrate(&store)?;
@@ -66,9 +91,20 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing { path: path.to_path_buf() });
         }
-        let conn =
+        // On a read-only file system SQLite cannot make the WAL's shared-memory file, and a
+        // healthy database would read as broken: nothing can write it there, so it is opened
+        // as immutable.
+        let conn = if on_read_only_fs(path) {
+            let uri =
+                format!("file:{}?immutable=1", path.display().to_string().replace('?', "%3f").replace('#', "%23"));
+            Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        }
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let store = Store { conn, path: path.to_path_buf() };
         store.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| store.sql("busy_timeout", e))?;
         let version: i64 = store
