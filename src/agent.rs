@@ -76,8 +76,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     let (ctx_tx, mut ctx_rx) = mpsc::channel(1024);
     let ctx_tx_detect = ctx_tx.clone();
     let ctx = crate::probe::Ctx::new(clock.clone(), ctx_tx, stop_rx.clone(), cfg.db.clone());
-    let mut context = crate::probe::spawn_context(&cfg, &ctx);
-    drop(ctx);
+    let context = crate::probe::ContextThread::spawn(&cfg, ctx);
     // The OLED and LED, if there are any, on their own thread.
     let panel_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let panel = (cfg.display.enabled || cfg.led.enabled).then(|| {
@@ -218,20 +217,15 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
         }
     }
     while probes.join_next().await.is_some() {}
-    // Context probes stop at their next await; one in the middle of a blocking call (a speed
-    // test) is abandoned after a grace period rather than holding up the shutdown.
-    // Their last words (a final drop count, say) are taken in while they finish, so none of
-    // them waits on a full channel until it is aborted.
-    let grace = tokio::time::sleep(Duration::from_secs(3));
-    tokio::pin!(grace);
-    loop {
+    // Context probes stop at their next await (on their own thread); their last words (a final
+    // drop count, say) are taken in meanwhile, so none of them waits on a full channel.
+    let grace = Instant::now() + Duration::from_secs(4);
+    while !context.is_finished() && Instant::now() < grace {
         tokio::select! {
             Some(r) = ctx_rx.recv() => writer.send(r),
-            done = context.join_next() => if done.is_none() { break },
-            _ = &mut grace => break,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    context.abort_all();
     if let Some(live) = live {
         // Runs the minutes it has; its last events land in ctx_rx, drained next.
         live.stop();

@@ -114,6 +114,54 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// Start every enabled context probe. Returns the tasks; they end when `stop` turns true.
+/// The context probes on a thread and a runtime of their own: a flood into one of them (a router
+/// log storm, a slow report of the gateway) never delays a ping, which runs on the agent's.
+pub struct ContextThread {
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl ContextThread {
+    pub fn spawn(cfg: &Config, ctx: Ctx) -> ContextThread {
+        let cfg = cfg.clone();
+        let handle = std::thread::Builder::new()
+            .name("wanwatch-context".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("context probes: cannot start a runtime ({e}); they are off");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut stop = ctx.stop.clone();
+                    let mut set = spawn_context(&cfg, &ctx);
+                    drop(ctx);
+                    while !*stop.borrow() {
+                        tokio::select! {
+                            done = set.join_next() => if done.is_none() { return },
+                            r = stop.changed() => if r.is_err() { break },
+                        }
+                    }
+                    // Stopping: each probe ends at its next await; one inside a blocking call
+                    // (a speed test) is abandoned after a grace period.
+                    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+                        while set.join_next().await.is_some() {}
+                    })
+                    .await;
+                    set.abort_all();
+                });
+                rt.shutdown_timeout(Duration::from_millis(500));
+            })
+            .expect("spawning the context thread");
+        ContextThread { handle }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
 pub fn spawn_context(cfg: &Config, ctx: &Ctx) -> tokio::task::JoinSet<()> {
     let p = &cfg.probes;
     let mut set = tokio::task::JoinSet::new();
