@@ -12,8 +12,8 @@ use crate::timefmt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{path}: {source}")]
-    Read { path: String, source: csv::Error },
+    #[error("{path}: {err}")]
+    Read { path: String, err: csv::Error },
     #[error("{path}: no column `{column}` (columns: {found})")]
     NoColumn { path: String, column: String, found: String },
     #[error("{path}, line {line}, column `{column}`: `{value}` is not a timestamp")]
@@ -77,8 +77,8 @@ fn parse_ts(s: &str) -> Option<i64> {
 
 fn read(path: &Path, opts: &Options, skipped: &mut usize) -> Result<Vec<Row>, ReplayError> {
     let p = path.display().to_string();
-    let mut rdr = csv::Reader::from_path(path).map_err(|source| ReplayError::Read { path: p.clone(), source })?;
-    let headers = rdr.headers().map_err(|source| ReplayError::Read { path: p.clone(), source })?.clone();
+    let mut rdr = csv::Reader::from_path(path).map_err(|err| ReplayError::Read { path: p.clone(), err })?;
+    let headers = rdr.headers().map_err(|err| ReplayError::Read { path: p.clone(), err })?.clone();
     let find = |c: &str| {
         headers.iter().position(|h| h.trim() == c).ok_or_else(|| ReplayError::NoColumn {
             path: p.clone(),
@@ -90,7 +90,7 @@ fn read(path: &Path, opts: &Options, skipped: &mut usize) -> Result<Vec<Row>, Re
     let vcols = opts.value_cols.iter().map(|c| find(c)).collect::<Result<Vec<_>, _>>()?;
     let mut rows: Vec<Row> = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.map_err(|source| ReplayError::Read { path: p.clone(), source })?;
+        let rec = rec.map_err(|err| ReplayError::Read { path: p.clone(), err })?;
         let line = rec.position().map_or(0, |pos| pos.line());
         let raw = rec.get(tcol).unwrap_or("");
         let ts = parse_ts(raw).ok_or_else(|| ReplayError::Timestamp {
@@ -166,8 +166,8 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
     let mut prev_ts: Option<i64> = None;
     let mut trace = match &opts.trace {
         Some(t) => {
-            let mut w = csv::Writer::from_path(t)
-                .map_err(|source| ReplayError::Read { path: t.display().to_string(), source })?;
+            let mut w =
+                csv::Writer::from_path(t).map_err(|err| ReplayError::Read { path: t.display().to_string(), err })?;
             let _ = w.write_record([
                 "ts",
                 "value",

@@ -121,6 +121,8 @@ fn corrupt_database_is_reported_and_left_untouched() {
         let e = stderr(&o);
         assert!(e.contains("not a wanwatch SQLite database or is corrupt"), "{args:?}: {e}");
         assert!(!e.contains("panicked"), "{e}");
+        // Issue 13.7: said once, not three times over.
+        assert!(e.matches("not a database").count() <= 1, "{args:?} repeats itself: {e}");
     }
     assert_eq!(std::fs::read(&db).unwrap(), garbage, "the corrupt file must not be modified");
 }

@@ -34,8 +34,8 @@ pub const DEFAULT_ANCHORS_V6: [(&str, &str); 3] =
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read config file {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}, line {line}: field `{field}`: {message}")]
@@ -138,7 +138,7 @@ pub fn load(path: Option<&Path>, over: &Overrides) -> Result<Config, ConfigError
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|err| ConfigError::Read { path: path.to_path_buf(), err })
 }
 
 /// Parse and validate `text`; `gateways` are the system's default gateways (for "auto").

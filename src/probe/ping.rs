@@ -24,16 +24,16 @@ const PAYLOAD: &[u8; 16] = b"wanwatch-probe\0\0";
 #[derive(Debug, thiserror::Error)]
 pub enum PingError {
     #[error(
-        "cannot open an ICMP socket for {family} ({source}).\n\
+        "cannot open an ICMP socket for {family} ({err}).\n\
          wanwatch needs permission to ping. Either:\n  \
          - allow unprivileged ping for your group: sudo sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"\n    \
          (make it permanent in /etc/sysctl.d/); or\n  \
          - give the binary the capability: sudo setcap cap_net_raw+ep \"$(command -v wanwatch)\"; or\n  \
          - run it as root / under the packaged systemd unit (AmbientCapabilities=CAP_NET_RAW)."
     )]
-    Permission { family: &'static str, source: io::Error },
-    #[error("cannot open an ICMP socket for {family}: {source}")]
-    Socket { family: &'static str, source: io::Error },
+    Permission { family: &'static str, err: io::Error },
+    #[error("cannot open an ICMP socket for {family}: {err}")]
+    Socket { family: &'static str, err: io::Error },
 }
 
 /// The sockets: one per address family in use.
@@ -60,8 +60,8 @@ impl Sockets {
             }
             let source = last.unwrap_or_else(|| io::Error::other("no socket kind to try"));
             Err(match source.kind() {
-                io::ErrorKind::PermissionDenied => PingError::Permission { family, source },
-                _ => PingError::Socket { family, source },
+                io::ErrorKind::PermissionDenied => PingError::Permission { family, err: source },
+                _ => PingError::Socket { family, err: source },
             })
         };
         let v4 = targets.iter().any(|t| t.target.addr.is_ipv4()).then(|| open(false)).transpose()?;

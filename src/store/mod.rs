@@ -18,19 +18,21 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use schema::SCHEMA_VERSION;
 
+/// The SQLite error is said in each message and not chained as a `source` as well: `{:#}` would
+/// print it two or three times over ("file is not a database: ... file is not a database").
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot open database {path}: {err}")]
+    Open { path: PathBuf, err: rusqlite::Error },
     #[error(
-        "database {path} is not a wanwatch SQLite database or is corrupt ({source}); \
+        "database {path} is not a wanwatch SQLite database or is corrupt ({err}); \
          move it aside and wanwatch will start a new one"
     )]
-    Corrupt { path: PathBuf, source: rusqlite::Error },
+    Corrupt { path: PathBuf, err: rusqlite::Error },
     #[error("database {path} has schema version {found}, newer than this wanwatch knows ({known}); upgrade wanwatch")]
     TooNew { path: PathBuf, found: i64, known: i64 },
-    #[error("database {path}: {op}: {source}")]
-    Sql { path: PathBuf, op: &'static str, source: rusqlite::Error },
+    #[error("database {path}: {op}: {err}")]
+    Sql { path: PathBuf, op: &'static str, err: rusqlite::Error },
     #[error(
         "{path} is another application's SQLite database (tables: {tables}); wanwatch will not add \
          its own tables to it: pass --db with a new file"
@@ -74,7 +76,7 @@ impl Store {
         )
         .map_err(|source| match on_read_only_fs(path) {
             true => StoreError::ReadOnly { path: path.to_path_buf() },
-            false => StoreError::Open { path: path.to_path_buf(), source },
+            false => StoreError::Open { path: path.to_path_buf(), err: source },
         })?;
         let store = Store { conn, path: path.to_path_buf() };
         if on_read_only_fs(path) {
@@ -104,18 +106,18 @@ impl Store {
         } else {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         }
-        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        .map_err(|err| StoreError::Open { path: path.to_path_buf(), err })?;
         let store = Store { conn, path: path.to_path_buf() };
         store.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| store.sql("busy_timeout", e))?;
         let version: i64 = store
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|source| StoreError::Corrupt { path: path.to_path_buf(), source })?;
+            .map_err(|err| StoreError::Corrupt { path: path.to_path_buf(), err })?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, known: SCHEMA_VERSION });
         }
         if version == 0 {
-            return Err(StoreError::Corrupt { path: path.to_path_buf(), source: rusqlite::Error::InvalidQuery });
+            return Err(StoreError::Corrupt { path: path.to_path_buf(), err: rusqlite::Error::InvalidQuery });
         }
         Ok(store)
     }
@@ -125,7 +127,7 @@ impl Store {
         let pages: i64 = self
             .conn
             .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })?;
+            .map_err(|err| StoreError::Corrupt { path: self.path.clone(), err })?;
         if pages == 0 {
             // A new file. Must come before WAL mode and the first table: lets the size cap hand
             // pages back to the filesystem.
@@ -138,7 +140,7 @@ impl Store {
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|source| StoreError::Corrupt { path: self.path.clone(), source })?;
+            .map_err(|err| StoreError::Corrupt { path: self.path.clone(), err })?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(db = %self.path.display(), mode, "WAL mode not available, using {mode}");
         }
@@ -157,7 +159,7 @@ impl Store {
     }
 
     pub(crate) fn sql(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
-        StoreError::Sql { path: self.path.clone(), op, source }
+        StoreError::Sql { path: self.path.clone(), op, err: source }
     }
 
     /// Bytes the database occupies (not counting free pages, which SQLite reuses).

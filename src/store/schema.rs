@@ -117,7 +117,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// schema version of ours and tables of its own is refused before anything is changed in it.
 pub(super) fn refuse_foreign(store: &Store) -> Result<(), StoreError> {
     let conn = &store.conn;
-    let corrupt = |source| StoreError::Corrupt { path: store.path.clone(), source };
+    let corrupt = |err| StoreError::Corrupt { path: store.path.clone(), err };
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
     if version > 0 {
         return Ok(());
@@ -137,7 +137,7 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
     let conn = &store.conn;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|source| StoreError::Corrupt { path: store.path.clone(), source })?;
+        .map_err(|err| StoreError::Corrupt { path: store.path.clone(), err })?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew { path: store.path.clone(), found: version, known: SCHEMA_VERSION });
     }
