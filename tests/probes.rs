@@ -409,14 +409,14 @@ fn syslog_receiver_is_bounded_framed_and_counts_what_it_drops() {
         "w.toml",
         &format!(
             "[ping]\ngateway = \"none\"\nanchors = [\"127.0.0.1\"]\n[syslog]\nlisten = \"127.0.0.1:{port}\"\ntcp = true\n\
-             allow_from = [\"127.0.0.1\"]\nmax_lines_per_s = 1000\n[web]\nlisten = \"127.0.0.1:{web}\"\n\
+             allow_from = [\"127.0.0.1\"]\nmax_lines_per_s = 1000\ntcp_idle = \"6s\"\n[web]\nlisten = \"127.0.0.1:{web}\"\n\
              [store]\nflush_interval = \"500ms\"\n"
         ),
     );
     let db = w.path("w.db");
     let agent = std::process::Command::new(env!("CARGO_BIN_EXE_wanwatch"))
         .args(["run", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap(), "--probes", "syslog"])
-        .args(["--for", "14s"])
+        .args(["--for", "40s"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -457,9 +457,23 @@ fn syslog_receiver_is_bounded_framed_and_counts_what_it_drops() {
         })
         .count();
     let peak = peak_rss_mb(agent.id());
+    // 6. A connection that says nothing is closed after tcp_idle (6 s here).
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     std::thread::sleep(Duration::from_secs(8));
-    // /metrics while it runs (the drop report is at stop or once a minute: read it after).
     drop(held);
+    idle.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    assert!(matches!(idle.read(&mut [0u8; 1]), Ok(0)), "an idle connection stayed open");
+    // /metrics while it runs: drop totals are written every 10 s.
+    let page = ureq::get(&format!("http://127.0.0.1:{web}/metrics"))
+        .call()
+        .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
+        .unwrap_or_default();
+    let truncated = page
+        .lines()
+        .find(|l| l.starts_with("wanwatch_syslog_dropped_lines{reason=\"truncated\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(truncated, Some(2.0), "cut lines not on /metrics:\n{page}");
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let out = agent.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     println!("RSS {base_rss:.1} MB before the 64 MB line, peak {peak:.1} MB; {closed} of 20 extra connections closed");

@@ -260,13 +260,22 @@ fn peak_rss_mb(pid: u32) -> f64 {
 }
 
 /// The agent with its dashboard on a free loopback port, `fds` file descriptors at most.
+/// (Its syslog TCP receiver listens on `port + 1` when that port is free.)
 fn agent_with_web(dir: &Path, fds: Option<u64>) -> (std::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.join("w.toml");
-    std::fs::write(&cfg, format!("[web]\nlisten = \"127.0.0.1:{port}\"\n[report]\nweekly = false\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[web]\nlisten = \"127.0.0.1:{port}\"\n[report]\nweekly = false\n\
+             [syslog]\nlisten = \"127.0.0.1:{}\"\ntcp = true\nallow_from = [\"127.0.0.1\"]\n",
+            port + 1
+        ),
+    )
+    .unwrap();
     let db = dir.join("w.db");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wanwatch"));
-    cmd.args(["run", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap(), "--probes", "none"])
+    cmd.args(["run", "--config", cfg.to_str().unwrap(), "--db", db.to_str().unwrap(), "--probes", "syslog"])
         .args(["--gateway", "none", "--target", "127.0.0.1", "--flush-interval", "500ms", "--for", "40s"])
         .stderr(std::process::Stdio::piped());
     if let Some(n) = fds {
@@ -358,8 +367,10 @@ fn running_out_of_file_descriptors_is_survived() {
     let (child, port) = agent_with_web(dir.path(), Some(64));
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let started = std::time::Instant::now();
+    let syslog: std::net::SocketAddr = ([127, 0, 0, 1], port + 1).into();
     let conns: Vec<std::net::TcpStream> = (0..300)
-        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)).ok())
+        .flat_map(|_| [addr, syslog])
+        .filter_map(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(100)).ok())
         .collect();
     println!("{} connections made in {:?}", conns.len(), started.elapsed());
     std::thread::sleep(std::time::Duration::from_secs(2));
@@ -374,9 +385,35 @@ fn running_out_of_file_descriptors_is_survived() {
         status = get_status(port, "/");
     }
     println!("the dashboard answered again {:?} after the connections closed", closed.elapsed());
+    // The refusals are counted where Prometheus sees them.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let page = agent
+        .get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
+        .unwrap_or_default();
+    let failed = page
+        .lines()
+        .find(|l| l.starts_with("wanwatch_web_refused_connections_total{reason=\"accept_failed\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    // The syslog receiver came back too: a line over TCP is stored.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(syslog).unwrap();
+        s.write_all(b"<30>Nov 25 18:02:11 OpenWrt netifd: after the descriptor storm\n").unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let out = stop(child);
+    let c = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
+    let heard: i64 =
+        c.query_row("SELECT count(*) FROM syslog WHERE message LIKE '%descriptor storm%'", [], |r| r.get(0)).unwrap();
+    assert!(failed > 0.0, "accept failures not counted on /metrics:\n{page}");
+    assert_eq!(heard, 1, "the syslog receiver did not come back");
     let log = String::from_utf8_lossy(&out.stderr);
-    println!("300 connections against 64 descriptors: {cpu} CPU ticks in 2 s while exhausted; then / -> {status:?}");
+    println!(
+        "600 connection attempts (web and syslog) against 64 descriptors: {cpu} CPU ticks in 2 s while exhausted; then / -> {status:?}"
+    );
     assert!(!log.contains("panicked"), "{log}");
     assert!(out.status.success(), "{log}");
     assert!(log.contains("accept failed"), "descriptors never ran out, so this proved nothing:\n{log}");

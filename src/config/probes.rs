@@ -203,6 +203,9 @@ pub struct SyslogConfig {
     pub fallback_port: u16,
     /// Also accept syslog over TCP on the same address.
     pub tcp: bool,
+    /// A TCP connection that sends nothing for this long is closed.
+    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    pub tcp_idle: Duration,
     /// Log files to follow (a router that writes to a share, a local dnsmasq log).
     pub files: Vec<PathBuf>,
     /// Wi-Fi (dis)associations per minute above which a storm is recorded.
@@ -222,6 +225,7 @@ impl Default for SyslogConfig {
             listen: "0.0.0.0:514".into(),
             fallback_port: 5514,
             tcp: false,
+            tcp_idle: secs(300),
             files: Vec::new(),
             wifi_storm_per_min: 20,
             allow_from: vec!["gateway".into()],

@@ -351,8 +351,10 @@ pub(super) struct Events {
     dropped: Dropped,
     refused_from: Option<String>,
     reported: Instant,
-    /// Dropped since the agent started.
+    /// Dropped since the agent started (up to the last report).
     total: Dropped,
+    /// The totals last written as metrics.
+    metrics_sent: Dropped,
 }
 
 impl Events {
@@ -369,6 +371,7 @@ impl Events {
             refused_from: None,
             reported: Instant::now(),
             total: Dropped::default(),
+            metrics_sent: Dropped::default(),
         }
     }
 
@@ -441,9 +444,25 @@ impl Events {
         self.dropped.kernel += total.saturating_sub(seen);
     }
 
-    /// Once a minute, if anything was dropped: what (for the events table), and the totals
-    /// since the agent started (context metrics: `status` and `/metrics` show them).
-    fn drop_report(&mut self, force: bool) -> Option<(String, Dropped)> {
+    /// Everything dropped since the agent started.
+    fn totals(&self) -> Dropped {
+        let mut t = self.total;
+        t.add(&self.dropped);
+        t
+    }
+
+    /// The totals, when they changed since they were last written (as context metrics, which
+    /// `status` and `/metrics` show).
+    fn new_totals(&mut self) -> Option<Dropped> {
+        let t = self.totals();
+        (t != self.metrics_sent).then(|| {
+            self.metrics_sent = t;
+            t
+        })
+    }
+
+    /// Once a minute, if anything was dropped: what, for the events table.
+    fn drop_report(&mut self, force: bool) -> Option<String> {
         if self.dropped == Dropped::default() || (!force && self.reported.elapsed() < Duration::from_secs(60)) {
             return None;
         }
@@ -473,15 +492,17 @@ impl Events {
                 d.connections
             ));
         }
-        Some((format!("syslog dropped {}", parts.join(", ")), self.total))
+        Some(format!("syslog dropped {}", parts.join(", ")))
     }
 }
 
 /// Say what was dropped: an event for people, and the running totals as metrics.
-async fn report_drops(ctx: &Ctx, report: Option<(String, Dropped)>) {
-    let Some((detail, total)) = report else { return };
-    tracing::warn!("{detail}");
-    ctx.event("syslog_dropped", detail).await;
+async fn report_drops(ctx: &Ctx, event: Option<String>, totals: Option<Dropped>) {
+    if let Some(detail) = event {
+        tracing::warn!("{detail}");
+        ctx.event("syslog_dropped", detail).await;
+    }
+    let Some(total) = totals else { return };
     let ts = ctx.now();
     for (reason, n) in total.by_reason().into_iter().filter(|(_, n)| *n > 0) {
         ctx.emit(Record::Metric(crate::sample::Metric::new(ts, "syslog", reason, "dropped_lines", "lines", n as f64)))
@@ -508,12 +529,7 @@ pub(super) async fn handle(
     if raw.trim().is_empty() {
         return;
     }
-    let (admitted, report) = {
-        let mut ev = events.lock().await;
-        let ok = ev.admit(ip);
-        (ok, ev.drop_report(false))
-    };
-    report_drops(ctx, report).await;
+    let admitted = events.lock().await.admit(ip);
     if !admitted {
         return;
     }
@@ -617,18 +633,20 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
         match TcpListener::bind(listen).await {
             Ok(l) => {
                 let (ctx, events) = (ctx.clone(), events.clone());
-                tasks.spawn(async move { super::syslog_tcp::serve(l, ctx, events).await });
+                let idle = cfg.tcp_idle;
+                tasks.spawn(async move { super::syslog_tcp::serve(l, idle, ctx, events).await });
             }
             Err(e) => tracing::warn!("syslog: cannot listen on tcp {listen}: {e}"),
         }
     }
     {
-        // Drops are said within a minute even when the flood has stopped.
+        // Drop totals are written every 10 s (metrics) and said once a minute (an event), even
+        // when the flood has stopped.
         let (ctx, events) = (ctx.clone(), events.clone());
         let udp_port = udp.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port());
         tasks.spawn(async move {
             let _keep = udp;
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
             let mut stop = ctx.stop.clone();
             loop {
                 tokio::select! {
@@ -640,9 +658,10 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
                 if let Some(n) = udp_port.and_then(kernel_udp_drops) {
                     ev.count_kernel_drops(n);
                 }
-                let report = ev.drop_report(last);
+                let event = ev.drop_report(last);
+                let totals = ev.new_totals();
                 drop(ev);
-                report_drops(&ctx, report).await;
+                report_drops(&ctx, event, totals).await;
                 if last {
                     return;
                 }

@@ -2,7 +2,8 @@
 //! sends can grow memory. Frames are octet-counted (`LEN SP MSG`, MSG may hold newlines and
 //! need not end in one) or newline-terminated; a frame longer than [`MAX_LEN`] keeps its first
 //! `MAX_LEN` bytes and the rest is skipped (and counted), invalid UTF-8 is decoded lossily
-//! (never closes the connection), a connection idle for [`IDLE`] is closed, and at most
+//! (never closes the connection), a connection idle for `[syslog] tcp_idle` (default 5 min) is
+//! closed, and at most
 //! [`MAX_CONNECTIONS`] are open at once.
 
 use std::sync::Arc;
@@ -15,8 +16,6 @@ use tokio::net::TcpListener;
 use super::Ctx;
 use super::syslog::{Events, MAX_LEN, handle};
 
-/// A connection that sends nothing for this long is closed.
-pub const IDLE: Duration = Duration::from_secs(300);
 /// Open connections at most; more are closed at once (a router needs one).
 pub const MAX_CONNECTIONS: usize = 16;
 /// Octet counts above this are not believed (the frame is read as newline-terminated).
@@ -137,7 +136,7 @@ impl Framer {
 }
 
 /// Accept connections until stopped; each is read through a [`Framer`].
-pub(super) async fn serve(l: TcpListener, ctx: Ctx, events: Arc<tokio::sync::Mutex<Events>>) {
+pub(super) async fn serve(l: TcpListener, idle: Duration, ctx: Ctx, events: Arc<tokio::sync::Mutex<Events>>) {
     let open = Arc::new(AtomicUsize::new(0));
     loop {
         let mut stop = ctx.stop.clone();
@@ -166,7 +165,7 @@ pub(super) async fn serve(l: TcpListener, ctx: Ctx, events: Arc<tokio::sync::Mut
             let mut buf = vec![0u8; 8192];
             let source = from.ip().to_string();
             loop {
-                let n = match tokio::time::timeout(IDLE, stream.read(&mut buf)).await {
+                let n = match tokio::time::timeout(idle, stream.read(&mut buf)).await {
                     Ok(Ok(n)) if n > 0 => n,
                     _ => break, // closed, failed or idle
                 };

@@ -118,6 +118,18 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         }
     }
 
+    let refused = Family::<Labels, CounterF>::default();
+    reg.register(
+        "wanwatch_web_refused_connections",
+        "Connections the dashboard closed unserved since the agent started, by reason.",
+        refused.clone(),
+    );
+    for (reason, n) in super::REFUSED_REASONS.iter().zip(&super::REFUSED) {
+        refused
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(n.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    }
+
     let outages = Family::<Labels, CounterF>::default();
     reg.register(
         "wanwatch_outages",
@@ -157,7 +169,12 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
     // two days for speed tests, which run a few times a day at most).
     let latest = store.latest_metrics(now - 2 * 86_400_000)?;
     for (probe, name, metric, help, scale) in CONTEXT {
-        let max_age = if *probe == "bandwidth" { 2 * 86_400_000 } else { 2 * 3_600_000 };
+        // Speed tests are hours apart; drop totals are written only when they change.
+        let max_age = match *probe {
+            "bandwidth" => 2 * 86_400_000,
+            "syslog" => 30 * 86_400_000,
+            _ => 2 * 3_600_000,
+        };
         let values: Vec<_> = latest
             .iter()
             .filter(|l| l.probe == *probe && l.name == *name && l.value.is_some() && now - l.ts <= max_age)
@@ -170,6 +187,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
             let key = match *probe {
                 "gateway" => "radio",
                 "dns" | "http" | "bandwidth" => "subject",
+                "syslog" => "reason",
                 _ => "",
             };
             let ls = if key.is_empty() { Vec::new() } else { labels(&[(key, &l.subject)]) };

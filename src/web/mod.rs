@@ -71,6 +71,16 @@ pub fn is_local(ip: IpAddr) -> bool {
     }
 }
 
+/// Connections the server closed without serving, since the agent started: (from outside
+/// the LAN, over the connection cap, accept failures). Counted so nothing is dropped unsaid.
+pub static REFUSED: [std::sync::atomic::AtomicU64; 3] =
+    [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)];
+pub const REFUSED_REASONS: [&str; 3] = ["not_lan", "too_many", "accept_failed"];
+
+fn refused(reason: usize) {
+    REFUSED[reason].fetch_add(1, Ordering::Relaxed);
+}
+
 /// What every request needs.
 struct Shared {
     db: PathBuf,
@@ -124,6 +134,7 @@ async fn accept_loop(l: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: 
             r = l.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
+                    refused(2);
                     // EMFILE/ENFILE and friends: wait for descriptors to come back, never die.
                     tracing::warn!(
                         "web server: accept failed ({e}) with {} connections open; retrying in 1 s",
@@ -136,6 +147,7 @@ async fn accept_loop(l: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: 
             _ = stop.changed() => return,
         };
         if !is_local(peer.ip()) {
+            refused(0);
             // Not one byte of the request is read.
             tokio::spawn(async move {
                 let body = "wanwatch answers the home network only\n";
@@ -153,6 +165,7 @@ async fn accept_loop(l: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: 
             continue;
         }
         if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            refused(1);
             drop(stream);
             continue;
         }
