@@ -260,16 +260,20 @@ fn peak_rss_mb(pid: u32) -> f64 {
 }
 
 /// The agent with its dashboard on a free loopback port, `fds` file descriptors at most.
-/// (Its syslog TCP receiver listens on `port + 1` when that port is free.)
+/// Its syslog receiver (UDP and TCP) listens on the port `syslog_port(dir)` returns.
 fn agent_with_web(dir: &Path, fds: Option<u64>) -> (std::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Two free ports at once, so they differ (and differ from other tests' at this moment).
+    let (a, b) =
+        (std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let (port, syslog) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+    drop((a, b));
+    std::fs::write(dir.join("syslog.port"), syslog.to_string()).unwrap();
     let cfg = dir.join("w.toml");
     std::fs::write(
         &cfg,
         format!(
             "[web]\nlisten = \"127.0.0.1:{port}\"\n[report]\nweekly = false\n\
-             [syslog]\nlisten = \"127.0.0.1:{}\"\ntcp = true\nallow_from = [\"127.0.0.1\"]\n",
-            port + 1
+             [syslog]\nlisten = \"127.0.0.1:{syslog}\"\ntcp = true\nallow_from = [\"127.0.0.1\"]\n"
         ),
     )
     .unwrap();
@@ -367,7 +371,8 @@ fn running_out_of_file_descriptors_is_survived() {
     let (child, port) = agent_with_web(dir.path(), Some(64));
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let started = std::time::Instant::now();
-    let syslog: std::net::SocketAddr = ([127, 0, 0, 1], port + 1).into();
+    let syslog_port: u16 = std::fs::read_to_string(dir.path().join("syslog.port")).unwrap().parse().unwrap();
+    let syslog: std::net::SocketAddr = ([127, 0, 0, 1], syslog_port).into();
     let conns: Vec<std::net::TcpStream> = (0..300)
         .flat_map(|_| [addr, syslog])
         .filter_map(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(100)).ok())
