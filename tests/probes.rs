@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bed::dns::DnsServer;
 use bed::http::{Reply, Server};
-use bed::{Workdir, can_ping};
+use bed::{Workdir, can_ping, peak_rss_mb};
 use wanwatch::probe::{dns, gateway, http, weather};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -382,15 +382,6 @@ sysfs = "{sysfs}"
     }
 }
 
-/// Peak resident memory of a process, in MB (VmHWM).
-fn peak_rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Issue 13.6: a 300 MB TCP line took the agent from 12 to 309 MB, invalid UTF-8 closed the
 /// connection and lost what followed, octet-counted frames without a newline merged into one
 /// row, UDP datagrams over 8 KiB were cut silently, and nothing was counted. Against the real
@@ -587,16 +578,7 @@ fn a_log_flood_cannot_grow_the_database_past_its_cap() {
     // Every line is accounted for: kept, deleted by the cap, or dropped and counted.
     let capped: u64 =
         caps.split("deleted the oldest ").skip(1).filter_map(|p| p.split(' ').next()?.parse::<u64>().ok()).sum();
-    let dropped: Vec<(String, f64)> = c
-        .prepare(
-            "SELECT s.subject, max(m.value) FROM metrics m JOIN series s ON s.id = m.series
-             WHERE s.probe = 'syslog' AND s.name = 'dropped_lines' GROUP BY s.subject",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let dropped = bed::syslog_drops(&c);
     let counted: u64 = dropped.iter().map(|(_, n)| *n as u64).sum();
     println!("kept {lines} + capped {capped} + counted drops {counted} {dropped:?} of 400000");
     assert_eq!(

@@ -204,16 +204,7 @@ fn everything_at_once_for_a_minute_stays_bounded_and_on_time() {
         .collect();
     let deltas: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
     let on_time = deltas.iter().filter(|d| (**d - INTERVAL_MS).abs() <= 100).count();
-    let dropped: Vec<(String, f64)> = c
-        .prepare(
-            "SELECT s.subject, max(m.value) FROM metrics m JOIN series s ON s.id = m.series
-             WHERE s.probe = 'syslog' AND s.name = 'dropped_lines' GROUP BY s.subject",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let dropped = bed::syslog_drops(&c);
     let cap = 16u64 << 20;
     let end = std::fs::metadata(&db).unwrap().len();
     println!(

@@ -250,15 +250,6 @@ fn the_agent_serves_the_dashboard_while_it_runs() {
     assert!(seen.is_some(), "the running agent never reported the link up on /metrics");
 }
 
-/// Peak resident memory of a process, in MB (VmHWM).
-fn peak_rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// The agent with its dashboard on a free loopback port, `fds` file descriptors at most.
 /// Its syslog receiver (UDP and TCP) listens on the port `syslog_port(dir)` returns.
 fn agent_with_web(dir: &Path, fds: Option<u64>) -> (std::process::Child, u16) {
@@ -331,7 +322,7 @@ fn a_header_bomb_is_cut_at_16_kib() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let (child, port) = agent_with_web(dir.path(), None);
-    let before = peak_rss_mb(child.id());
+    let before = bed::peak_rss_mb(child.id());
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Bomb: ").unwrap();
     let chunk = vec![b'a'; 1 << 20];
@@ -345,7 +336,7 @@ fn a_header_bomb_is_cut_at_16_kib() {
     let mut answer = Vec::new();
     s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     let _ = s.read_to_end(&mut answer);
-    let after = peak_rss_mb(child.id());
+    let after = bed::peak_rss_mb(child.id());
     println!(
         "header bomb: the server stopped reading after {} MB were sent; RSS {before:.1} -> {after:.1} MB; answer {:?}",
         sent >> 20,

@@ -67,6 +67,28 @@ pub fn loopback_agent(db: &Path) -> Command {
     c
 }
 
+/// Peak resident memory of a process, in MB (`VmHWM`).
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The router-log receiver's drop totals in a database, by reason (the newest, largest value).
+pub fn syslog_drops(c: &rusqlite::Connection) -> Vec<(String, f64)> {
+    c.prepare(
+        "SELECT s.subject, max(m.value) FROM metrics m JOIN series s ON s.id = m.series
+         WHERE s.probe = 'syslog' AND s.name = 'dropped_lines' GROUP BY s.subject",
+    )
+    .unwrap()
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
 pub fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("running {args:?}: {e}"));
     assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
