@@ -47,18 +47,20 @@ pub enum StoreError {
     Missing { path: PathBuf },
 }
 
-/// Is the file system holding `path` (or, for a new file, its folder) mounted read-only?
-fn on_read_only_fs(path: &Path) -> bool {
+/// The file system holding `path` (or, for a file not made yet, its folder): statvfs(3).
+pub(crate) fn fs_stats(path: &Path) -> Option<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
-    let probe = if path.exists() {
-        path
-    } else {
-        path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
-    };
-    let Ok(c) = std::ffi::CString::new(probe.as_os_str().as_bytes()) else { return false };
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = if path.exists() { path } else { folder };
+    let c = std::ffi::CString::new(probe.as_os_str().as_bytes()).ok()?;
     // SAFETY: a valid path and a zeroed struct for the kernel to fill.
-    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0 }
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then_some(st)
+}
+
+/// Is that file system mounted read-only?
+fn on_read_only_fs(path: &Path) -> bool {
+    fs_stats(path).is_some_and(|st| st.f_flag & libc::ST_RDONLY != 0)
 }
 
 /// An open, migrated database.
@@ -70,18 +72,15 @@ pub struct Store {
 impl Store {
     /// Open (creating if needed) for the agent: WAL, migrations applied.
     pub fn open(path: &Path, journal_size_limit: u64) -> Result<Store, StoreError> {
+        if on_read_only_fs(path) {
+            return Err(StoreError::ReadOnly { path: path.to_path_buf() });
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| match on_read_only_fs(path) {
-            true => StoreError::ReadOnly { path: path.to_path_buf() },
-            false => StoreError::Open { path: path.to_path_buf(), err: source },
-        })?;
+        .map_err(|err| StoreError::Open { path: path.to_path_buf(), err })?;
         let store = Store { conn, path: path.to_path_buf() };
-        if on_read_only_fs(path) {
-            return Err(StoreError::ReadOnly { path: path.to_path_buf() });
-        }
         schema::refuse_foreign(&store)?;
         store.configure(journal_size_limit)?;
         schema::migrate(&store)?;

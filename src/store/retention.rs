@@ -69,16 +69,11 @@ const FS_SHARE: f64 = 0.5;
 
 /// The cap in force: the configured one, or half the database's file system if that is smaller.
 pub fn effective_cap(store: &Store, configured: u64) -> u64 {
-    use std::os::unix::ffi::OsStrExt;
-    let dir = store.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return configured };
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid path and a zeroed struct for the kernel to fill.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return configured;
+    let folder = store.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    match super::fs_stats(folder) {
+        Some(st) => configured.min(((st.f_blocks * st.f_frsize) as f64 * FS_SHARE) as u64),
+        None => configured,
     }
-    let fs_bytes = st.f_blocks as u64 * st.f_frsize as u64;
-    configured.min((fs_bytes as f64 * FS_SHARE) as u64)
 }
 
 /// Expire what is past its age, then hold the cap.
