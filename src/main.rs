@@ -124,6 +124,13 @@ enum Command {
         /// Write every step's detector scores (first file, first channel) to this CSV.
         #[arg(long, value_name = "FILE.csv")]
         trace: Option<PathBuf>,
+        /// Leave ensemble members out, for ablations: a comma list of forecaster, autoencoder,
+        /// forest, present (the outlook's view of the present).
+        #[arg(long, default_value = "", value_parser = parse_members)]
+        without: wanwatch::detect::pipeline::Members,
+        /// Score the outlook only from this time on (default: a week into each series).
+        #[arg(long, value_name = "TIME")]
+        outlook_from: Option<String>,
     },
     /// Write the evidence report for the ISP: one self-contained HTML file (plots inline), or
     /// Markdown for a support chat.
@@ -311,7 +318,13 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             baseline,
             models,
             trace,
+            without,
+            outlook_from,
         } => {
+            let outlook_from = match outlook_from {
+                Some(t) => Some(timefmt::parse_time(&t, 0).map_err(|m| anyhow::anyhow!("--outlook-from: {m}"))?),
+                None => None,
+            };
             let opts = replay::Options {
                 timestamp_col,
                 value_cols,
@@ -319,6 +332,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 baseline_ms: baseline.as_millis() as i64,
                 models: if models == "builtin" { Source::Builtin } else { Source::Dir(models.into()) },
                 trace,
+                without,
+                outlook_from,
             };
             run_replay(&files, &opts, name_root.as_ref(), out.as_deref(), out_dir.as_deref(), events.as_deref())
         }
@@ -385,6 +400,10 @@ fn write_report(
     Ok(())
 }
 
+fn parse_members(s: &str) -> Result<wanwatch::detect::pipeline::Members, String> {
+    wanwatch::detect::pipeline::Members::parse(s)
+}
+
 /// Replays files on every core, then writes the alarm files.
 fn run_replay(
     files: &[PathBuf],
@@ -421,6 +440,7 @@ fn run_replay(
     results.sort_by_key(|r| r.0);
     let mut by_detector: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
     let mut all_events = Vec::new();
+    let mut outlook = serde_json::Map::new();
     let mut steps = 0;
     for (_, name, r) in results {
         let r = r?;
@@ -431,6 +451,7 @@ fn run_replay(
             by_detector.entry(d).or_default().insert(name.clone(), a.into());
         }
         all_events.extend(r.events);
+        outlook.insert(name.clone(), serde_json::to_value(&r.outlook)?);
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!("{} files, {steps} steps in {secs:.1} s ({:.0} steps/s)", files.len(), steps as f64 / secs);
@@ -445,6 +466,8 @@ fn run_replay(
         for (d, map) in &by_detector {
             write(&dir.join(format!("{d}.json")), map)?;
         }
+        // The outlook's Brier scores (and the climatology's) per series, after its first week.
+        write(&dir.join("outlook.json"), &outlook)?;
     }
     if let Some(path) = events {
         let mut text = String::new();

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::detect::alarm::{Alarms, Transition};
 use crate::detect::models::{Models, Source};
-use crate::detect::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
+use crate::detect::outlook::Tally;
+use crate::detect::pipeline::{self, ChannelKind, ChannelSpec, Detector, Members, Pipeline, Settings};
 use crate::timefmt;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +32,14 @@ pub struct Options {
     pub models: Source,
     /// Write every step's scores (first channel) to this CSV, for plots and tuning.
     pub trace: Option<PathBuf>,
+    /// Ensemble members left out (ablations).
+    pub without: Members,
+    /// Score the outlook from this time on (default: a week after each series starts).
+    pub outlook_from: Option<i64>,
 }
+
+/// The outlook is scored only after this much of a series (its climatology needs a week).
+pub const OUTLOOK_LEARN_MS: i64 = 7 * 86_400_000;
 
 /// One ensemble event, for `--events`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -55,6 +63,8 @@ pub struct Outcome {
     /// Alarm times (event starts) per detector.
     pub alarms: BTreeMap<&'static str, Vec<String>>,
     pub events: Vec<EventOut>,
+    /// The outlook's Brier scores and reliability after its first week.
+    pub outlook: Tally,
 }
 
 struct Row {
@@ -149,6 +159,7 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
         refit_ms: 24 * 3_600_000,
         alarms_per_week: opts.alarms_per_week,
         utc_offset_s: 0,
+        without: opts.without,
     };
     let specs = opts
         .value_cols
@@ -156,11 +167,15 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
         .map(|c| ChannelSpec { name: c.clone(), kind: channel_kind(c), unit: String::new() })
         .collect();
     let mut pipe = Pipeline::new(settings, Models::load(opts.models.clone()), specs);
+    let learn_until = (rows[0].ts + OUTLOOK_LEARN_MS).max(opts.outlook_from.unwrap_or(i64::MIN));
+    pipe.outlook_mut().score_from(learn_until);
     let mut alarms = Alarms::new(pipe.threshold(), step_ms, &Detector::ALL);
     let mut out = Outcome { rows: rows.len(), step_ms, skipped, ..Default::default() };
     for d in Detector::ALL {
         out.alarms.insert(d.name(), Vec::new());
     }
+    out.alarms.insert(SHIFT, Vec::new());
+    out.alarms.insert(SHIFT_CONFIRMED, Vec::new());
     let mut open_event: Option<EventOut> = None;
     let missing_row = vec![None; opts.value_cols.len()];
     let mut prev_ts: Option<i64> = None;
@@ -228,6 +243,7 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
         out.events.push(ev);
     }
     out.missing = rows.iter().filter(|r| r.values.iter().any(Option::is_none)).count();
+    out.outlook = pipe.outlook().report();
     Ok(out)
 }
 
@@ -242,6 +258,10 @@ fn step(
 ) -> Vec<pipeline::ChannelResult> {
     out.steps += 1;
     let results = pipe.step(ts, values);
+    for s in results.iter().filter_map(|r| r.shift.as_ref()) {
+        out.alarms.get_mut(SHIFT).expect("inserted at the start").push(timefmt::format_time(s.onset));
+        out.alarms.get_mut(SHIFT_CONFIRMED).expect("inserted at the start").push(timefmt::format_time(s.confirmed));
+    }
     for c in alarms.step(ts, &results) {
         match c.transition {
             Transition::Opened(t) => {
@@ -270,6 +290,11 @@ fn step(
     }
     results
 }
+
+/// Level shifts are written by onset (`shift.json`), not through the alarm hysteresis.
+pub const SHIFT: &str = "shift";
+/// When each of those shifts was confirmed, in the same order (`shift_confirmed.json`).
+pub const SHIFT_CONFIRMED: &str = "shift_confirmed";
 
 /// The name a file goes by in the alarm JSON: its path relative to `root` when given (NAB's label
 /// keys are relative to its data folder), else the path as given.

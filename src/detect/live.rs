@@ -110,6 +110,7 @@ impl Live {
             refit_ms: 24 * 3_600_000,
             alarms_per_week: cfg.alarms_per_week,
             utc_offset_s,
+            without: Default::default(),
         };
         let source = if cfg.models == "builtin" { Source::Builtin } else { Source::Dir(PathBuf::from(&cfg.models)) };
         let db = db.to_path_buf();

@@ -11,10 +11,13 @@
 pub mod alarm;
 pub mod baseline;
 pub mod calibrate;
+pub mod degrade;
 pub mod features;
 pub mod forest;
 pub mod live;
 pub mod models;
+pub mod outlook;
 pub mod pipeline;
 pub mod rules;
+pub mod shift;
 pub mod state;

@@ -12,10 +12,13 @@
 
 use super::baseline::ZScore;
 use super::calibrate::Calibrator;
+use super::degrade::{self, Episode};
 use super::features::{self, RobustStats, Step, Window};
 use super::forest::ForestDetector;
 use super::models::{CLASSES, HORIZON, Kind, Models};
+use super::outlook::{self, Outlook, Present};
 use super::rules::{RuleHit, Rules};
+use super::shift::{Shift, ShiftDetector};
 use crate::timefmt;
 
 /// What a channel measures, for rules and wording.
@@ -46,10 +49,12 @@ pub enum Detector {
     ZScore,
     /// The week z-score alone, through the ensemble's gate: what the autoencoder's share adds.
     ZWeek,
+    /// Degradation episodes (latency or loss above this path's level for minutes).
+    Degradation,
 }
 
 impl Detector {
-    pub const ALL: [Detector; 8] = [
+    pub const ALL: [Detector; 9] = [
         Detector::Forecast,
         Detector::Autoencoder,
         Detector::Forest,
@@ -58,6 +63,7 @@ impl Detector {
         Detector::Predict,
         Detector::ZScore,
         Detector::ZWeek,
+        Detector::Degradation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +76,7 @@ impl Detector {
             Detector::Predict => "predict",
             Detector::ZScore => "zscore",
             Detector::ZWeek => "zweek",
+            Detector::Degradation => "degradation",
         }
     }
 }
@@ -83,6 +90,48 @@ pub struct Settings {
     pub alarms_per_week: f64,
     /// Added to UTC for "Tuesday 20:00" in explanations.
     pub utc_offset_s: i64,
+    /// Members left out (ablations; a member left out is not run at all).
+    pub without: Members,
+}
+
+/// The learned members of the ensemble and the outlook's inputs, for ablations
+/// (`wanwatch replay --without forest,forecaster`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Members {
+    pub forecaster: bool,
+    pub autoencoder: bool,
+    pub forest: bool,
+    /// The outlook's view of the present (trouble now and lately, latency excess).
+    pub present: bool,
+}
+
+impl Members {
+    pub const NAMES: [&str; 4] = ["forecaster", "autoencoder", "forest", "present"];
+
+    /// "forest,forecaster" -> those members set.
+    pub fn parse(list: &str) -> Result<Members, String> {
+        let mut m = Members::default();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "forecaster" => m.forecaster = true,
+                "autoencoder" => m.autoencoder = true,
+                "forest" => m.forest = true,
+                "present" => m.present = true,
+                other => return Err(format!("`{other}` is not a member (one of {})", Members::NAMES.join(", "))),
+            }
+        }
+        Ok(m)
+    }
+
+    /// The outlook's feature mask: which inputs it may use.
+    fn outlook_mask(&self) -> [bool; outlook::FEATURES] {
+        let mut m = [true; outlook::FEATURES];
+        if self.present {
+            m[2..6].fill(false);
+        }
+        m[6] = !self.forecaster;
+        m
+    }
 }
 
 impl Settings {
@@ -93,6 +142,7 @@ impl Settings {
             refit_ms: 24 * 3_600_000,
             alarms_per_week: 1.0,
             utc_offset_s: 0,
+            without: Members::default(),
         }
     }
 
@@ -169,6 +219,15 @@ pub struct ChannelResult {
     pub value: Option<f64>,
     /// This time of week's (or, in the first week, this hour's) usual value, when known.
     pub usual: Option<(f64, Usual)>,
+    /// A level shift confirmed on this step.
+    pub shift: Option<Shift>,
+    /// This step is part of a degradation episode.
+    pub degraded: bool,
+    /// The path's current level (the shift detector's reference), when known.
+    pub level: Option<f64>,
+    /// The outlook (same for every channel): probability of trouble within the hour, and whether
+    /// this step warns.
+    pub outlook: Option<(f64, bool)>,
 }
 
 impl ChannelResult {
@@ -181,13 +240,11 @@ impl ChannelResult {
             Detector::Autoencoder => self.autoencoder.unwrap_or(0.0),
             Detector::Forest => self.forest.unwrap_or(0.0),
             Detector::Rules => on(self.rule.is_some()),
-            Detector::Ensemble => {
-                let loss = matches!(self.rule, Some(RuleHit::SustainedLoss { .. }));
-                self.ensemble.unwrap_or(0.0).max(on(loss))
-            }
-            Detector::Predict => on(self.prediction.is_some()),
+            Detector::Ensemble => self.ensemble.unwrap_or(0.0),
+            Detector::Predict => on(self.outlook.is_some_and(|o| o.1)),
             Detector::ZScore => on(self.zscore.is_some_and(|z| z >= super::baseline::THRESHOLD)),
             Detector::ZWeek => self.zweek.map_or(0.0, |z| ensemble_level(z, None)),
+            Detector::Degradation => on(self.degraded),
         }
     }
 }
@@ -248,6 +305,8 @@ struct Channel {
     zweek: ZScore,
     rules: Rules,
     tow: TimeOfWeek,
+    shift: ShiftDetector,
+    episode: Episode,
 }
 
 pub struct Pipeline {
@@ -257,6 +316,7 @@ pub struct Pipeline {
     channels: Vec<Channel>,
     seq: Vec<f32>,
     flat: Vec<f32>,
+    outlook: Outlook,
 }
 
 impl Pipeline {
@@ -282,10 +342,13 @@ impl Pipeline {
                 zscore: ZScore::new(24 * 3_600_000),
                 rules: Rules::default(),
                 tow: TimeOfWeek::new(),
+                shift: ShiftDetector::new(),
+                episode: Episode::default(),
             })
             .collect();
         let threshold = settings.threshold();
-        Pipeline { settings, threshold, models, channels, seq: Vec::new(), flat: Vec::new() }
+        let outlook = Outlook::new(settings.utc_offset_s);
+        Pipeline { settings, threshold, models, channels, seq: Vec::new(), flat: Vec::new(), outlook }
     }
 
     pub fn threshold(&self) -> f64 {
@@ -319,12 +382,36 @@ impl Pipeline {
     /// One step of every channel (`values[i]` for channel i; None = no data).
     pub fn step(&mut self, ts: i64, values: &[Option<f64>]) -> Vec<ChannelResult> {
         let mut out = Vec::with_capacity(self.channels.len());
+        let mut present = Present::default();
         for (i, x) in values.iter().enumerate().take(self.channels.len()) {
             let x = x.filter(|v| v.is_finite());
             let r = self.step_channel(i, ts, x);
+            present.trouble |= r.degraded || matches!(r.rule, Some(RuleHit::Dropout { .. }));
+            if let (Some(v), Some((mu, sig))) = (r.value, self.channels[i].shift.reference())
+                && v > 0.0
+                && self.channels[i].spec.kind == ChannelKind::Latency
+            {
+                let bar = degrade::LATENCY_FACTOR.ln().max(degrade::LATENCY_SPREADS * sig);
+                present.excess = present.excess.max((v.ln() - mu) / bar);
+            }
+            if let Some(p) = &r.prediction {
+                present.forecast = present.forecast.max(p.confidence);
+            }
             out.push(r);
         }
+        let o = self.outlook.step(ts, present, &self.settings.without.outlook_mask());
+        for r in &mut out {
+            r.outlook = Some(o);
+        }
         out
+    }
+
+    pub fn outlook(&self) -> &Outlook {
+        &self.outlook
+    }
+
+    pub fn outlook_mut(&mut self) -> &mut Outlook {
+        &mut self.outlook
     }
 
     fn step_channel(&mut self, i: usize, ts: i64, x: Option<f64>) -> ChannelResult {
@@ -339,6 +426,12 @@ impl Pipeline {
             usual: ch.tow.usual(hour),
             ..Default::default()
         };
+        if ch.spec.kind != ChannelKind::Loss {
+            r.shift = ch.shift.step(ts, x);
+            r.level = ch.shift.level();
+        }
+        let bad = degrade::degraded(ch.spec.kind, x, ch.shift.reference());
+        r.degraded = ch.episode.step(bad, self.settings.step_ms);
         // The week z-score speaks from its first day, before the models' window is full.
         r.ensemble = r.zweek.map(|z| ensemble_level(z, None));
         let Some(stats) = ch.stats.step(x) else {
@@ -355,17 +448,20 @@ impl Pipeline {
             return r;
         }
         ch.window.flat_input(&mut self.flat);
-        let raw_ae = self.models.get(Kind::Autoencoder).and_then(|m| match m.run(&self.flat) {
-            Ok(rec) => Some(reconstruction_error(&self.flat, &rec)),
-            Err(e) => {
-                tracing::warn!("{e}");
-                None
-            }
-        });
+        let without = self.settings.without;
+        let raw_ae =
+            self.models.get(Kind::Autoencoder).filter(|_| !without.autoencoder).and_then(|m| match m.run(&self.flat) {
+                Ok(rec) => Some(reconstruction_error(&self.flat, &rec)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            });
         ch.window.seq_input(&mut self.seq);
-        ch.forecast = self.models.get(Kind::Forecaster).and_then(|m| m.run(&self.seq).ok());
+        ch.forecast =
+            self.models.get(Kind::Forecaster).filter(|_| !without.forecaster).and_then(|m| m.run(&self.seq).ok());
         let features = ch.window.forest_features();
-        let raw_forest = features.and_then(|f| ch.forest.score(&f));
+        let raw_forest = features.filter(|_| !without.forest).and_then(|f| ch.forest.score(&f));
 
         r.forecast = raw_forecast.and_then(|s| ch.cal_forecast.surprise(s));
         r.autoencoder = raw_ae.and_then(|s| ch.cal_autoencoder.surprise(s));

@@ -1,0 +1,319 @@
+//! The outlook: the probability of trouble (a degradation episode or an outage) within the next
+//! hour, and an honest account of whether that probability is worth hearing on this link.
+//!
+//! The yardstick is the time-of-week climatology: "Tuesdays at 20:00 are bad 30% of the time",
+//! learnt online from this link's own outcomes. The outlook starts as exactly that and learns,
+//! by online logistic regression on outcomes as they resolve an hour later, how much the present
+//! (trouble now, trouble lately, latency above its level, the forecaster's band) should move it.
+//! Every prediction is scored when its hour is over (Brier score, for the outlook and for the
+//! climatology), so the agent knows its own skill here and only warns while it is positive.
+
+use std::collections::VecDeque;
+
+use super::pipeline::hour_of_week;
+
+/// How far ahead "soon" is.
+pub const HORIZON_MS: i64 = 3_600_000;
+/// A warning goes out when the probability reaches this...
+pub const WARN_AT: f64 = 0.5;
+/// ...and the outlook's skill over the last `SKILL_SPAN_MS` is positive on at least a day of
+/// resolved predictions.
+pub const SKILL_SPAN_MS: i64 = 14 * 86_400_000;
+const SKILL_MIN_MS: i64 = 86_400_000;
+/// Learning rate of the online logistic regression (AdaGrad, per feature; chosen on the tune half).
+const RATE: f64 = 0.05;
+/// Where every link starts: the weights learnt over the tune half of the RIPE traces and the
+/// Netrics link (`scripts/score.py --half tune` prints them), which each link then adapts.
+pub const PRIOR: [f64; FEATURES] = [-0.14, 0.97, 0.24, 0.22, 0.10, 0.03, 0.0];
+/// Features: bias, logit(climatology), trouble now, recency of trouble, share of trouble in the
+/// last day, latency excess over its level, the forecaster's warning.
+pub const FEATURES: usize = 7;
+pub const FEATURE_NAMES: [&str; FEATURES] =
+    ["bias", "climatology", "trouble now", "recent trouble", "trouble today", "latency excess", "forecaster"];
+/// Reliability diagram bins.
+pub const BINS: usize = 10;
+
+/// What the present looks like to the outlook, filled by the pipeline each step.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Present {
+    /// A degradation episode or an outage on any channel this step.
+    pub trouble: bool,
+    /// The worst latency excess over its level, in units of the degradation bar (0..1+).
+    pub excess: f64,
+    /// The forecaster's warning confidence (0 when none).
+    pub forecast: f64,
+}
+
+/// Brier scores and a reliability diagram, summed over resolved predictions.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Tally {
+    pub n: u64,
+    pub brier: f64,
+    pub brier_climatology: f64,
+    /// Per bin of predicted probability: (sum of p, count of trouble, count).
+    pub bins: Vec<(f64, u64, u64)>,
+    /// The weights at the end (replay), for choosing the prior.
+    pub weights: Vec<f64>,
+}
+
+impl Tally {
+    fn add(&mut self, p: f64, clim: f64, y: bool) {
+        let yf = y as u8 as f64;
+        self.n += 1;
+        self.brier += (p - yf).powi(2);
+        self.brier_climatology += (clim - yf).powi(2);
+        if self.bins.len() != BINS {
+            self.bins = vec![(0.0, 0, 0); BINS];
+        }
+        let b = ((p * BINS as f64) as usize).min(BINS - 1);
+        self.bins[b].0 += p;
+        self.bins[b].1 += y as u64;
+        self.bins[b].2 += 1;
+    }
+
+    /// 1 - BS / BS(climatology): above 0 beats "this hour of the week is usually like this".
+    pub fn skill(&self) -> Option<f64> {
+        (self.n > 0 && self.brier_climatology > 0.0).then(|| 1.0 - self.brier / self.brier_climatology)
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Pending {
+    ts: i64,
+    x: [f64; FEATURES],
+    p: f64,
+    clim: f64,
+    warned: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Outlook {
+    utc_offset_s: i64,
+    /// Resolved outcomes per hour of the week: (trouble, count).
+    climatology: Vec<(u64, u64)>,
+    w: [f64; FEATURES],
+    /// AdaGrad's sum of squared gradients per feature.
+    g2: [f64; FEATURES],
+    pending: VecDeque<Pending>,
+    /// Steps with trouble within the last day (for labels and the day's share), and all steps.
+    troubled: VecDeque<i64>,
+    steps: VecDeque<i64>,
+    last_trouble: Option<i64>,
+    /// (ts, squared error, squared error of the climatology) over `SKILL_SPAN_MS`.
+    recent: VecDeque<(i64, f64, f64)>,
+    /// Did each of the last warnings come true?
+    warnings: VecDeque<bool>,
+    /// Everything resolved after `score_from` (replay skips the first week).
+    pub tally: Tally,
+    score_from: i64,
+    last: Option<(f64, f64)>,
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-4, 1.0 - 1e-4);
+    (p / (1.0 - p)).ln()
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl Outlook {
+    pub fn new(utc_offset_s: i64) -> Outlook {
+        Outlook {
+            utc_offset_s,
+            climatology: vec![(0, 0); 168],
+            w: PRIOR,
+            g2: [1.0; FEATURES],
+            pending: VecDeque::new(),
+            troubled: VecDeque::new(),
+            steps: VecDeque::new(),
+            last_trouble: None,
+            recent: VecDeque::new(),
+            warnings: VecDeque::new(),
+            tally: Tally::default(),
+            score_from: i64::MIN,
+            last: None,
+        }
+    }
+
+    /// Only predictions made at or after `ts` count in `tally` (replay: after a week of learning).
+    pub fn score_from(&mut self, ts: i64) {
+        self.score_from = ts;
+    }
+
+    /// The climatology for the hour of the week an hour from `ts`, shrunk toward the overall rate
+    /// while its hour has few outcomes.
+    pub fn climatology(&self, ts: i64) -> f64 {
+        let (k, n) = self.climatology.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let overall = (k as f64 + 0.5) / (n as f64 + 1.0);
+        let (kh, nh) = self.climatology[hour_of_week(ts + HORIZON_MS / 2, self.utc_offset_s)];
+        (kh as f64 + 4.0 * overall) / (nh as f64 + 4.0)
+    }
+
+    /// The last step's (probability, climatology).
+    pub fn last(&self) -> Option<(f64, f64)> {
+        self.last
+    }
+
+    /// Skill over the last two weeks of resolved predictions, once there is a day of them.
+    pub fn skill(&self) -> Option<f64> {
+        let (first, last) = (self.recent.front()?.0, self.recent.back()?.0);
+        if last - first < SKILL_MIN_MS {
+            return None;
+        }
+        let (bs, bc) = self.recent.iter().fold((0.0, 0.0), |a, r| (a.0 + r.1, a.1 + r.2));
+        (bc > 0.0).then(|| 1.0 - bs / bc)
+    }
+
+    /// (came true, warnings) over the last ten warnings.
+    pub fn track_record(&self) -> (usize, usize) {
+        (self.warnings.iter().filter(|w| **w).count(), self.warnings.len())
+    }
+
+    /// The learnt weights, for the ablation and the notes.
+    pub fn weights(&self) -> [f64; FEATURES] {
+        self.w
+    }
+
+    /// The tally with the weights as they ended.
+    pub fn report(&self) -> Tally {
+        Tally { weights: self.w.to_vec(), ..self.tally.clone() }
+    }
+
+    /// One step: learn from predictions whose hour is over, then predict. Returns the probability
+    /// of trouble within the hour, and whether it should be a warning (crossing `WARN_AT` while
+    /// skill here is positive).
+    pub fn step(&mut self, ts: i64, now: Present, mask: &[bool; FEATURES]) -> (f64, bool) {
+        self.steps.push_back(ts);
+        if now.trouble {
+            self.troubled.push_back(ts);
+            self.last_trouble = Some(ts);
+        }
+        while self.steps.front().is_some_and(|&t| ts - t > 86_400_000) {
+            self.steps.pop_front();
+        }
+        while self.troubled.front().is_some_and(|&t| ts - t > 86_400_000) {
+            self.troubled.pop_front();
+        }
+        self.resolve(ts);
+
+        let clim = self.climatology(ts);
+        let recency = self.last_trouble.map_or(0.0, |t| (-((ts - t) as f64) / (6.0 * 3_600_000.0)).exp());
+        let share = self.troubled.len() as f64 / self.steps.len().max(1) as f64;
+        let mut x = [
+            1.0,
+            logit(clim),
+            now.trouble as u8 as f64,
+            recency,
+            share.sqrt(),
+            now.excess.clamp(0.0, 2.0),
+            now.forecast.clamp(0.0, 1.0),
+        ];
+        for (v, keep) in x.iter_mut().zip(mask).skip(2) {
+            if !keep {
+                *v = 0.0;
+            }
+        }
+        let p = sigmoid(self.w.iter().zip(&x).map(|(w, x)| w * x).sum());
+        let was = self.last.map_or(0.0, |l| l.0);
+        let warn = p >= WARN_AT && was < WARN_AT && self.skill().is_some_and(|s| s > 0.0);
+        self.pending.push_back(Pending { ts, x, p, clim, warned: warn });
+        self.last = Some((p, clim));
+        (p, warn)
+    }
+
+    /// Predictions made an hour or more ago: was there trouble in (t, t + 1 h]?
+    fn resolve(&mut self, ts: i64) {
+        while let Some(p) = self.pending.front() {
+            if ts - p.ts < HORIZON_MS {
+                break;
+            }
+            let p = self.pending.pop_front().expect("front exists");
+            let y = self.troubled.iter().any(|&t| t > p.ts && t <= p.ts + HORIZON_MS);
+            let yf = y as u8 as f64;
+            for ((w, g2), x) in self.w.iter_mut().zip(&mut self.g2).zip(&p.x) {
+                let g = (yf - p.p) * x;
+                *g2 += g * g;
+                *w += RATE * g / g2.sqrt();
+            }
+            let h = hour_of_week(p.ts + HORIZON_MS / 2, self.utc_offset_s);
+            self.climatology[h].0 += y as u64;
+            self.climatology[h].1 += 1;
+            if p.ts >= self.score_from {
+                self.tally.add(p.p, p.clim, y);
+            }
+            self.recent.push_back((p.ts, (p.p - yf).powi(2), (p.clim - yf).powi(2)));
+            while self.recent.front().is_some_and(|r| p.ts - r.0 > SKILL_SPAN_MS) {
+                self.recent.pop_front();
+            }
+            if p.warned {
+                self.warnings.push_back(y);
+                if self.warnings.len() > 10 {
+                    self.warnings.pop_front();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [bool; FEATURES] = [true; FEATURES];
+
+    /// A link that is in trouble every evening 19:00-21:00 and, besides, for an hour after any
+    /// random burst: the outlook must beat the evening climatology by learning the bursts.
+    fn link(days: i64, mask: &[bool; FEATURES]) -> Outlook {
+        let step = 300_000;
+        let mut o = Outlook::new(0);
+        o.score_from(7 * 86_400_000);
+        let mut burst_until = 0;
+        let mut seed = 12345u64;
+        for i in 0..days * 288 {
+            let ts = i * step;
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            if (seed >> 33).is_multiple_of(200) {
+                burst_until = ts + 3_600_000;
+            }
+            let hour = (ts / 3_600_000) % 24;
+            let trouble = (19..21).contains(&hour) || ts < burst_until;
+            o.step(ts, Present { trouble, ..Default::default() }, mask);
+        }
+        o
+    }
+
+    #[test]
+    fn it_learns_persistence_and_beats_the_climatology() {
+        let o = link(28, &ALL);
+        let skill = o.tally.skill().unwrap();
+        assert!(skill > 0.1, "skill {skill}, weights {:?}", o.weights());
+        assert!(o.skill().unwrap() > 0.0);
+        // without the present it is the climatology (skill about 0)
+        let mut only_clim = [false; FEATURES];
+        only_clim[..2].fill(true);
+        let c = link(28, &only_clim).tally.skill().unwrap();
+        assert!(c < skill && c.abs() < 0.1, "climatology alone {c}");
+    }
+
+    #[test]
+    fn it_is_calibrated_where_it_has_data() {
+        let o = link(28, &ALL);
+        for (sum_p, k, n) in o.tally.bins.iter().filter(|b| b.2 >= 200) {
+            let (p, f) = (sum_p / *n as f64, *k as f64 / *n as f64);
+            assert!((p - f).abs() < 0.15, "predicted {p:.2}, happened {f:.2} over {n}");
+        }
+    }
+
+    #[test]
+    fn it_warns_only_with_positive_skill_and_keeps_score() {
+        let o = link(28, &ALL);
+        let (right, of) = o.track_record();
+        assert!(of > 0 && right * 2 >= of, "{right} of {of}");
+        // a link that never has trouble: nothing to warn about
+        let mut quiet = Outlook::new(0);
+        let warned = (0..3000).any(|i| quiet.step(i * 300_000, Present::default(), &ALL).1);
+        assert!(!warned);
+    }
+}
