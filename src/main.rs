@@ -124,10 +124,13 @@ enum Command {
         /// Write every step's detector scores (first file, first channel) to this CSV.
         #[arg(long, value_name = "FILE.csv")]
         trace: Option<PathBuf>,
-        /// Leave ensemble members out, for ablations: a comma list of forecaster, autoencoder,
-        /// forest, present (the outlook's view of the present).
+        /// Leave members out of the agent's line-up, for ablations: a comma list of forecaster,
+        /// autoencoder, forest, present (the outlook's view of the present).
         #[arg(long, default_value = "", value_parser = parse_members)]
         without: wanwatch::detect::pipeline::Members,
+        /// Put members the agent leaves out back in (forecaster, forest), for ablations.
+        #[arg(long, default_value = "", value_parser = parse_members)]
+        with: wanwatch::detect::pipeline::Members,
         /// Score the outlook only from this time on (default: a week into each series).
         #[arg(long, value_name = "TIME")]
         outlook_from: Option<String>,
@@ -319,8 +322,10 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             models,
             trace,
             without,
+            with,
             outlook_from,
         } => {
+            let without = wanwatch::detect::pipeline::Members::AGENT.change(without, false).change(with, true);
             let outlook_from = match outlook_from {
                 Some(t) => Some(timefmt::parse_time(&t, 0).map_err(|m| anyhow::anyhow!("--outlook-from: {m}"))?),
                 None => None,

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use wanwatch::detect::live::state_file;
 use wanwatch::detect::live::{Detection, channels, forest_file};
 use wanwatch::detect::models::{Kind, Model, Source};
-use wanwatch::detect::pipeline::Settings;
+use wanwatch::detect::pipeline::{Members, Settings};
 use wanwatch::sample::{Record, Role, Target};
 
 fn repo() -> PathBuf {
@@ -146,6 +147,11 @@ fn targets() -> Vec<Target> {
 type Got = Arc<Mutex<Vec<(String, String)>>>;
 
 fn detection(db: &Path, baseline_h: i64, source: Source) -> (Detection, Got) {
+    detection_with(db, baseline_h, source, Members::default())
+}
+
+/// `members`: left out (the agent leaves out `Members::AGENT`; the tests of the forest keep it).
+fn detection_with(db: &Path, baseline_h: i64, source: Source, members: Members) -> (Detection, Got) {
     let got: Got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
     let sink = Box::new(move |r: Record| {
@@ -153,7 +159,7 @@ fn detection(db: &Path, baseline_h: i64, source: Source) -> (Detection, Got) {
             g.lock().unwrap().push((kind, detail));
         }
     });
-    let settings = Settings { baseline_ms: baseline_h * 3_600_000, ..Settings::minutes() };
+    let settings = Settings { baseline_ms: baseline_h * 3_600_000, without: members, ..Settings::minutes() };
     (Detection::new(settings, source, channels(&targets()), db, sink), got)
 }
 
@@ -206,4 +212,79 @@ fn agent_detection_without_models_carries_on_with_the_forest_and_rules() {
     let detail = &anomalies[0].1;
     assert!(detail.starts_with("loss to anchor 50.0%") && detail.contains("week z 25.0"), "{detail}");
     assert!(!detail.contains("forecast") && !detail.contains("autoencoder"), "no model spoke: {detail}");
+}
+
+#[test]
+fn agent_detection_reports_a_level_shift_and_a_degradation_and_keeps_its_state_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let (mut d, got) = detection_with(&db, 12, Source::Builtin, Members::AGENT);
+    let t0 = 1_764_547_200_000i64;
+    let mut x = 11u64;
+    let end = 3 * 1440;
+    for i in 0..end {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let n = ((x >> 33) % 1000) as f64 / 1000.0 - 0.5;
+        // a new route on day 2 (20 -> 26 ms), and half an hour of 100 ms on day 3
+        let base = if i < 1440 + 600 { 20.0 } else { 26.0 };
+        let median = if (2 * 1440 + 300..2 * 1440 + 330).contains(&i) { 100.0 } else { base + 0.4 * n };
+        d.step(t0 + i * 60_000, &[Some(median), Some(median * 1.3), Some(0.0)]);
+    }
+    let events = got.lock().unwrap().clone();
+    let shifts: Vec<_> = events.iter().filter(|(k, _)| k == "level_shift").collect();
+    assert_eq!(shifts.len(), 1, "{events:#?}");
+    assert!(shifts[0].1.starts_with("median RTT to anchor went from 20.0 ms to 26.0 ms"), "{}", shifts[0].1);
+    let degraded: Vec<_> = events.iter().filter(|(k, _)| k == "degradation").collect();
+    assert_eq!(degraded.len(), 1, "{events:#?}");
+    assert!(degraded[0].1.contains("its level of 26"), "{}", degraded[0].1);
+    // The gates and the outlook are saved (hourly while running) and come back at the next start.
+    let state = state_file(&db);
+    assert!(state.exists(), "{}", state.display());
+    let now = t0 + end * 60_000;
+    let before = d.pipeline().outlook().climatology(now);
+    let learnt = d.pipeline().outlook().weights();
+    let (mut again, _) = detection_with(&db, 12, Source::Builtin, Members::AGENT);
+    assert_ne!(again.pipeline().outlook().weights(), learnt, "a fresh outlook starts from the prior");
+    again.warm_start(&db, &["192.0.2.1".into()], now);
+    let restored = again.pipeline().outlook();
+    assert_eq!(restored.climatology(now), before);
+    let w = restored.weights();
+    assert!(w.iter().zip(&learnt).all(|(a, b)| (a - b).abs() < 0.05), "{w:?} vs {learnt:?}");
+    // A state file that is not one is named and set aside, not a crash.
+    std::fs::write(&state, b"{ not json").unwrap();
+    let (mut third, _) = detection_with(&db, 12, Source::Builtin, Members::AGENT);
+    third.warm_start(&db, &["192.0.2.1".into()], now);
+}
+
+#[test]
+fn replay_writes_level_shifts_by_onset_beside_the_other_detectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("route.csv");
+    let mut text = String::from("timestamp,rtt_ms\n");
+    for i in 0..2000 {
+        let v = if i < 1000 { 150.0 } else { 160.0 } + ((i * 7919) % 11) as f64 * 0.1;
+        text.push_str(&format!("{},{v:.2}\n", 1_476_000_000 + i * 240));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+        .args(["replay", csv.to_str().unwrap(), "--value-col", "rtt_ms", "--name-root"])
+        .arg(dir.path())
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap()
+    };
+    let shifts = read("shift.json");
+    let onsets = shifts["route.csv"].as_array().unwrap();
+    assert_eq!(onsets.len(), 1, "{shifts}");
+    // the step was at row 1000: 1_476_240_000 = 2016-10-12 02:40:00 UTC
+    let onset = onsets[0].as_str().unwrap();
+    assert!(onset.starts_with("2016-10-12 02:4") || onset.starts_with("2016-10-12 02:3"), "{onset}");
+    for other in ["ensemble.json", "zscore.json", "degradation.json", "shift_confirmed.json", "outlook.json"] {
+        assert!(out.join(other).exists(), "{other} missing");
+    }
 }

@@ -23,7 +23,7 @@ pub const GATE_DECAY_PER_DAY: f64 = 1.0;
 pub const ENSEMBLE_GATE_SPAN_MS: i64 = 60 * 86_400_000;
 pub const ENSEMBLE_GATE_DECAY_PER_DAY: f64 = 0.02;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RecordGate {
     span_ms: i64,
     decay_per_day: f64,
@@ -56,7 +56,7 @@ impl RecordGate {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub start: i64,
     /// Last step at or above `off`.
@@ -70,7 +70,7 @@ pub enum Transition {
     Closed(Event),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Hysteresis {
     on: f64,
     off: f64,
@@ -129,6 +129,7 @@ impl Hysteresis {
 /// The alarm policy shared by the agent and replay: one hysteresis per detector over the worst
 /// channel's level, the record gate on the learned detectors (the z-score baseline and the rules
 /// stay as they are defined).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Alarms {
     streams: Vec<(Detector, Hysteresis)>,
 }

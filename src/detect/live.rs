@@ -1,11 +1,15 @@
 //! The pipeline inside the agent: pings are folded into per-target minutes (median RTT, p95 RTT,
 //! loss), each closed minute is one step on the detection thread, and what it finds goes to the
-//! store as events (`anomaly`, `anomaly_end`, `prediction`) that the OLED, the LED and `status`
-//! already show.
+//! store as events of their own kinds: `level_shift`, `degradation` / `degradation_end`,
+//! `anomaly` / `anomaly_end`, `prediction` (outages come from the state machine). The outlook's
+//! probability and the trouble it is scored against are stored each minute as metrics
+//! (`detect` / `outlook`: `trouble_p60`, `trouble`) for the report's reliability diagram.
 //!
-//! Nothing but the forest is saved: at start the last day of minutes is read back from the
-//! database and replayed through the pipeline (silently), which restores the statistics, the
-//! windows and the calibrators. The forest is saved next to the database after every fit.
+//! At start the last week of minutes is read back from the database and replayed through the
+//! pipeline (silently), which restores the statistics, the windows, the calibrators and the level
+//! detectors. What a week cannot restore is saved next to the database every hour and at stop
+//! (`<db>.detect.json`): the alarm gates' records (60 days) and the outlook (its climatology,
+//! weights and track record). The forest is saved after every fit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,9 +19,11 @@ use std::thread::JoinHandle;
 use super::alarm::{Alarms, Transition};
 use super::forest::{self, Saved};
 use super::models::{Models, Source};
+use super::outlook::Outlook;
 use super::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
+use super::shift::Shift;
 use crate::config::probes::DetectConfig;
-use crate::sample::{Record, Sample, Target, WallMs};
+use crate::sample::{Metric, Record, Sample, Target, WallMs};
 use crate::store::rollup::{self, minute_of};
 use crate::timefmt;
 
@@ -36,7 +42,11 @@ pub fn channels(targets: &[Target]) -> Vec<ChannelSpec> {
                     kind: ChannelKind::Latency,
                     unit: "ms".into(),
                 },
-                ChannelSpec { name: format!("p95 RTT to {}", t.name), kind: ChannelKind::Latency, unit: "ms".into() },
+                ChannelSpec {
+                    name: format!("p95 RTT to {}", t.name),
+                    kind: ChannelKind::TailLatency,
+                    unit: "ms".into(),
+                },
                 ChannelSpec { name: format!("loss to {}", t.name), kind: ChannelKind::Loss, unit: "ratio".into() },
             ]
         })
@@ -110,7 +120,7 @@ impl Live {
             refit_ms: 24 * 3_600_000,
             alarms_per_week: cfg.alarms_per_week,
             utc_offset_s,
-            without: Default::default(),
+            without: pipeline::Members::AGENT,
         };
         let source = if cfg.models == "builtin" { Source::Builtin } else { Source::Dir(PathBuf::from(&cfg.models)) };
         let db = db.to_path_buf();
@@ -147,9 +157,25 @@ pub struct Detection {
     alarms: Alarms,
     out: Sink,
     forest_path: PathBuf,
+    state_path: PathBuf,
     open: Option<(WallMs, String)>,
+    degraded: Option<WallMs>,
     silent: bool,
+    saved_at: WallMs,
 }
+
+/// What a week of replay cannot restore (see the module comment).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedState {
+    saved_at: WallMs,
+    alarms: Alarms,
+    outlook: Outlook,
+}
+
+/// How often the detection state is saved while running.
+const SAVE_EVERY_MS: i64 = 3_600_000;
+/// How much stored history the warm start replays.
+pub const WARM_START_MS: i64 = 7 * 86_400_000;
 
 impl Detection {
     pub fn new(settings: Settings, source: Source, specs: Vec<ChannelSpec>, db: &Path, out: Sink) -> Detection {
@@ -157,7 +183,11 @@ impl Detection {
         for p in models.problems() {
             tracing::warn!("{p}; detection carries on with the forest and the rules");
         }
-        let alarms = Alarms::new(settings.threshold(), settings.step_ms, &[Detector::Ensemble, Detector::Predict]);
+        let alarms = Alarms::new(
+            settings.threshold(),
+            settings.step_ms,
+            &[Detector::Ensemble, Detector::Predict, Detector::Degradation],
+        );
         let mut pipe = Pipeline::new(settings, models, specs);
         let forest_path = forest_file(db);
         match forest::load::<Vec<(String, Saved)>>(&forest_path) {
@@ -171,14 +201,46 @@ impl Detection {
             Err(e) if forest_path.exists() => tracing::warn!("{e}; the forest will be fitted again"),
             Err(_) => {}
         }
-        Detection { pipe, alarms, out, forest_path, open: None, silent: false }
+        let state_path = state_file(db);
+        Detection {
+            pipe,
+            alarms,
+            out,
+            forest_path,
+            state_path,
+            open: None,
+            degraded: None,
+            silent: false,
+            saved_at: i64::MIN,
+        }
     }
 
-    /// Replays the day of stored minutes before `now` (the agent's clock) without emitting
-    /// anything.
+    /// The pipeline, for tests and diagnostics.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipe
+    }
+
+    /// Replays the week of stored minutes before `now` (the agent's clock) without emitting
+    /// anything, then puts back the saved gates and outlook.
     pub fn warm_start(&mut self, db: &Path, addrs: &[String], now: WallMs) {
+        self.replay_week(db, addrs, now);
+        match crate::jsonfile::load::<SavedState>(&self.state_path, "saved detection state") {
+            Ok(saved) => {
+                self.alarms = saved.alarms;
+                *self.pipe.outlook_mut() = saved.outlook;
+                self.saved_at = saved.saved_at;
+                tracing::info!("detection state restored from {}", self.state_path.display());
+            }
+            Err(e) if self.state_path.exists() => {
+                tracing::warn!("{e}; the alarm records and the outlook start afresh")
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn replay_week(&mut self, db: &Path, addrs: &[String], now: WallMs) {
         let Ok(store) = crate::store::Store::open_read_only(db) else { return };
-        let since = now - 86_400_000;
+        let since = now - WARM_START_MS;
         let rows = match store.minutes_since(since) {
             Ok(r) => r,
             Err(e) => {
@@ -247,16 +309,36 @@ impl Detection {
                     }
                 }
                 (Detector::Predict, Transition::Opened(t)) => {
-                    let Some(p) = &r.prediction else { continue };
+                    let Some((p, clim)) = r.outlook.map(|o| o.0).zip(self.pipe.outlook().last().map(|l| l.1)) else {
+                        continue;
+                    };
+                    let (right, of) = self.pipe.outlook().track_record();
+                    let record =
+                        if of > 0 { format!("; {right} of the last {of} warnings came true") } else { String::new() };
                     Record::Event {
                         ts: t,
                         kind: "prediction".into(),
                         detail: format!(
-                            "{} may reach {} within {} min (confidence ~{:.0}%)",
-                            spec.name,
-                            timefmt::with_unit(p.expected, &spec.unit),
-                            p.lead_steps,
-                            p.confidence * 100.0
+                            "trouble likely within the hour: {:.0}% (this hour of the week: {:.0}%){record}; skill here {:+.2}",
+                            p * 100.0,
+                            clim * 100.0,
+                            self.pipe.outlook().skill().unwrap_or(0.0)
+                        ),
+                    }
+                }
+                (Detector::Degradation, Transition::Opened(t)) => {
+                    self.degraded = Some(t);
+                    Record::Event { ts: t, kind: "degradation".into(), detail: degradation_detail(&spec, r) }
+                }
+                (Detector::Degradation, Transition::Closed(e)) => {
+                    self.degraded = None;
+                    Record::Event {
+                        ts: e.end,
+                        kind: "degradation_end".into(),
+                        detail: format!(
+                            "degradation since {} over after {}",
+                            timefmt::format_hm(e.start),
+                            timefmt::format_span(e.end - e.start + MINUTE_MS)
                         ),
                     }
                 }
@@ -266,9 +348,45 @@ impl Detection {
                 (self.out)(record);
             }
         }
+        for (i, r) in results.iter().enumerate() {
+            let Some(shift) = &r.shift else { continue };
+            if !self.silent {
+                (self.out)(Record::Event {
+                    ts: shift.onset,
+                    kind: "level_shift".into(),
+                    detail: shift_detail(&self.pipe.channel(i).clone(), shift),
+                });
+            }
+        }
+        if !self.silent {
+            if let Some((p, _)) = results.first().and_then(|r| r.outlook) {
+                let trouble = results.iter().any(|r| r.degraded || r.rule.is_some());
+                (self.out)(Record::Metric(Metric::new(ts, "detect", "outlook", "trouble_p60", "p", p)));
+                (self.out)(Record::Metric(Metric::new(ts, "detect", "outlook", "trouble", "", trouble as u8 as f64)));
+            }
+            if ts.saturating_sub(self.saved_at) >= SAVE_EVERY_MS {
+                self.save_state(ts);
+            }
+        }
+    }
+
+    fn save_state(&mut self, now: WallMs) {
+        let state = SavedState { saved_at: now, alarms: self.alarms.clone(), outlook: self.pipe.outlook().clone() };
+        match crate::jsonfile::save(&state, &self.state_path) {
+            Ok(()) => self.saved_at = now,
+            Err(e) => tracing::warn!("saving the detection state to {}: {e}", self.state_path.display()),
+        }
     }
 
     fn finish(&mut self, now: WallMs) {
+        self.save_state(now);
+        if let Some(start) = self.degraded.take() {
+            (self.out)(Record::Event {
+                ts: now,
+                kind: "degradation_end".into(),
+                detail: format!("degradation since {} still open at shutdown", timefmt::format_hm(start)),
+            });
+        }
         if let Some((start, _)) = self.open.take() {
             (self.out)(Record::Event {
                 ts: now,
@@ -285,6 +403,39 @@ impl Detection {
         if let Err(e) = forest::save(&saved, &self.forest_path) {
             tracing::warn!("saving the isolation forest to {}: {e}", self.forest_path.display());
         }
+    }
+}
+
+/// The saved gates and outlook: `wanwatch.db` -> `wanwatch.db.detect.json`.
+pub fn state_file(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".detect.json");
+    db.with_file_name(name)
+}
+
+/// "median RTT to Cloudflare went from 21 ms to 34 ms at 14:02 (confirmed 14:30; 92% of the
+/// samples since agree)".
+pub fn shift_detail(spec: &ChannelSpec, s: &Shift) -> String {
+    format!(
+        "{} went from {} to {} at {} (confirmed {}; {:.0}% of the samples since agree)",
+        spec.name,
+        timefmt::with_unit(s.before, &spec.unit),
+        timefmt::with_unit(s.after, &spec.unit),
+        timefmt::format_hm(s.onset),
+        timefmt::format_hm(s.confirmed),
+        s.confidence * 100.0
+    )
+}
+
+fn degradation_detail(spec: &ChannelSpec, r: &pipeline::ChannelResult) -> String {
+    let v = |x: f64| timefmt::with_unit(x, &spec.unit);
+    let min = super::degrade::MIN_MS / MINUTE_MS;
+    match (spec.kind, r.value, r.level) {
+        (ChannelKind::Loss, Some(x), _) => format!("{} at {:.0}% for {min} minutes", spec.name, x * 100.0),
+        (_, Some(x), Some(level)) => {
+            format!("{} at {} for {min} minutes, {:.1}x its level of {}", spec.name, v(x), x / level, v(level))
+        }
+        _ => format!("{} degraded for {min} minutes", spec.name),
     }
 }
 

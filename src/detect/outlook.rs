@@ -81,7 +81,10 @@ impl Tally {
 struct Pending {
     ts: i64,
     x: [f64; FEATURES],
+    /// The model's probability (what it learns from and its skill is measured on)...
     p: f64,
+    /// ...and what was said (the model's or, while it has no skill here, the climatology's).
+    served: f64,
     clim: f64,
     warned: bool,
 }
@@ -215,10 +218,14 @@ impl Outlook {
                 *v = 0.0;
             }
         }
-        let p = sigmoid(self.w.iter().zip(&x).map(|(w, x)| w * x).sum());
+        let model = sigmoid(self.w.iter().zip(&x).map(|(w, x)| w * x).sum());
+        // What it says is the model only while the model has beaten the climatology here lately;
+        // otherwise it says the climatology (and learns on).
+        let skilled = self.skill().is_some_and(|s| s > 0.0);
+        let p = if skilled { model } else { clim };
         let was = self.last.map_or(0.0, |l| l.0);
-        let warn = p >= WARN_AT && was < WARN_AT && self.skill().is_some_and(|s| s > 0.0);
-        self.pending.push_back(Pending { ts, x, p, clim, warned: warn });
+        let warn = p >= WARN_AT && was < WARN_AT && skilled;
+        self.pending.push_back(Pending { ts, x, p: model, served: p, clim, warned: warn });
         self.last = Some((p, clim));
         (p, warn)
     }
@@ -241,7 +248,7 @@ impl Outlook {
             self.climatology[h].0 += y as u64;
             self.climatology[h].1 += 1;
             if p.ts >= self.score_from {
-                self.tally.add(p.p, p.clim, y);
+                self.tally.add(p.served, p.clim, y);
             }
             self.recent.push_back((p.ts, (p.p - yf).powi(2), (p.clim - yf).powi(2)));
             while self.recent.front().is_some_and(|r| p.ts - r.0 > SKILL_SPAN_MS) {

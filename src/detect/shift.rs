@@ -25,8 +25,13 @@ pub const CLIP: f64 = 3.0;
 pub const MIN_SPREAD: f64 = 0.005;
 /// Samples a segment needs before it is a reference.
 pub const WARM: usize = 8;
-/// Samples since the onset needed to confirm.
+/// Samples since the onset needed to confirm, and the time they must span (5 samples of RIPE's
+/// 4 minutes; at the agent's one a minute the time is what counts).
 pub const CONFIRM_MIN: usize = 5;
+pub const CONFIRM_MIN_MS: i64 = 16 * 60_000;
+/// A jump as big as a degradation (1.5x) is a degradation until it has lasted an hour: half an
+/// hour of 100 ms on a 26 ms path is an episode, not a new route.
+pub const BIG_SHIFT_MS: i64 = 60 * 60_000;
 /// A confirmed shift moves the median by at least 1% (log 0.01) and this many spreads...
 pub const MIN_SHIFT: f64 = 0.01;
 pub const MIN_SPREADS: f64 = 2.0;
@@ -116,11 +121,14 @@ impl ShiftDetector {
         if self.up >= H || self.down >= H {
             let onset = if self.up >= H { self.up_from } else { self.down_from };
             let mut after: Vec<f64> = self.seg.iter().filter(|s| s.0 >= onset).map(|s| s.1).collect();
-            if after.len() < CONFIRM_MIN {
+            if after.len() < CONFIRM_MIN || ts - onset < CONFIRM_MIN_MS {
                 return None;
             }
             let new = median(&mut after);
             let d = new - mu;
+            if d.abs() >= super::degrade::LATENCY_FACTOR.ln() && ts - onset < BIG_SHIFT_MS {
+                return None; // keep counting: a degradation until it lasts
+            }
             let side =
                 after.iter().filter(|&&a| (a - mu - d / 2.0) * d.signum() > 0.0).count() as f64 / after.len() as f64;
             if d.abs() < MIN_SHIFT.max(MIN_SPREADS * sig) || side < SIDE_SHARE {

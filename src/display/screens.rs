@@ -241,7 +241,13 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 fn notice<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Result<(), D::Error> {
     match &s.notice {
         Some((kind, detail)) => {
-            title(d, if kind == "prediction" { "Heads up" } else { "Anomaly" })?;
+            let t = match kind.as_str() {
+                "prediction" => "Heads up",
+                "degradation" => "Degraded",
+                "level_shift" => "Level shift",
+                _ => "Anomaly",
+            };
+            title(d, t)?;
             for (i, line) in wrap(detail, 21).iter().take(5).enumerate() {
                 text(d, line, 0, 14 + i as i32 * 10)?;
             }

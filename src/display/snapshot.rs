@@ -102,7 +102,7 @@ impl Snapshot {
         });
         let notice = c
             .query_row(
-                "SELECT kind, detail FROM events WHERE kind IN ('anomaly', 'prediction') AND ts >= ?1 ORDER BY ts DESC LIMIT 1",
+                "SELECT kind, detail FROM events WHERE kind IN ('anomaly', 'prediction', 'degradation', 'level_shift') AND ts >= ?1 ORDER BY ts DESC LIMIT 1",
                 [now - 3600 * 1000],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
             )

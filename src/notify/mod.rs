@@ -56,7 +56,14 @@ struct State {
     degraded_since: Option<WallMs>,
     limiter: Limiter,
     queue: Vec<Queued>,
+    /// Level shifts waiting for the digest: (onset, detail).
+    #[serde(default)]
+    shifts: Vec<(WallMs, String)>,
 }
+
+/// Level shifts go out together, once the oldest waiting one is this old: a route flapping
+/// between two levels all afternoon is one message.
+pub const SHIFT_DIGEST_MS: i64 = 12 * 3_600_000;
 
 /// The state file for `db`.
 pub fn state_file(db: &Path) -> PathBuf {
@@ -301,6 +308,11 @@ impl Worker {
                 "anomaly" => ("anomaly", "Unusual internet behaviour"),
                 "prediction" => ("prediction", "Degradation predicted"),
                 "gateway_reboot" => ("gateway", "Gateway rebooted"),
+                "degradation" => ("degradation", "Connection degraded"),
+                "level_shift" => {
+                    s.shifts.push((ts, detail));
+                    continue;
+                }
                 _ => continue,
             };
             notes.push(Note { kind: k.into(), ts, title: title.into(), body: detail, priority: 3 });
@@ -315,6 +327,22 @@ impl Worker {
                     .unwrap_or_else(|| (self.now)())
             });
             s.last_state = state;
+            self.dirty = true;
+        }
+        if s.shifts.first().is_some_and(|(t, _)| (self.now)() - t >= SHIFT_DIGEST_MS) {
+            let shifts = std::mem::take(&mut s.shifts);
+            let body = shifts.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>().join("\n");
+            notes.push(Note {
+                kind: "level_shift".into(),
+                ts: shifts[0].0,
+                title: format!(
+                    "Latency level changed ({} time{})",
+                    shifts.len(),
+                    if shifts.len() == 1 { "" } else { "s" }
+                ),
+                body,
+                priority: 2,
+            });
             self.dirty = true;
         }
         if let Some(since) = s.degraded_since

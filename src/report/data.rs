@@ -85,6 +85,26 @@ pub struct Data {
     pub anchors: Vec<String>,
     /// Stretches the agent did not measure (not running, stalled).
     pub blind: Vec<crate::store::query::BlindSpot>,
+    /// The outlook's hour-ahead probabilities and whether trouble came within the hour, for the
+    /// reliability table (only predictions whose hour is over, and inside the period).
+    pub outlook: Vec<(f64, bool)>,
+}
+
+/// Pairs each stored hour-ahead probability with what happened in the hour after it.
+fn outlook_outcomes(store: &Store, since: WallMs, until: WallMs) -> Result<Vec<(f64, bool)>, StoreError> {
+    let horizon = crate::detect::outlook::HORIZON_MS;
+    let p = readings(store, "detect", "trouble_p60", since, until - horizon)?;
+    let trouble: Vec<WallMs> = readings(store, "detect", "trouble", since, until)?
+        .into_iter()
+        .filter(|r| r.1.0.is_some_and(|v| v > 0.5))
+        .map(|r| r.0)
+        .collect();
+    Ok(p.into_iter()
+        .filter_map(|(ts, (v, _))| {
+            let i = trouble.partition_point(|&t| t <= ts);
+            v.map(|v| (v, trouble.get(i).is_some_and(|&t| t <= ts + horizon)))
+        })
+        .collect())
 }
 
 /// How long a context reading stays true: weather is polled every 15-30 min, the gateway and
@@ -138,7 +158,8 @@ impl Data {
         let speed = speed_tests(store, since, until)?;
         progress("events");
         let blind = store.blind_spots(since, until)?;
-        Ok(Data { since, until, minutes, outages, events, router, speed, anchors, blind })
+        let outlook = outlook_outcomes(store, since, until)?;
+        Ok(Data { since, until, minutes, outages, events, router, speed, anchors, blind, outlook })
     }
 
     /// The context readings nearest before `ts` (what the gateway and the weather were doing).

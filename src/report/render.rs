@@ -369,9 +369,64 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
     }
     progress("correlations");
 
-    let flagged: Vec<_> =
-        d.events.iter().filter(|e| matches!(e.kind.as_str(), "anomaly" | "anomaly_end" | "prediction")).collect();
-    b.push(Block::Heading(format!("Anomalies and predictions ({})", flagged.len())));
+    let shifts: Vec<_> = d.events.iter().filter(|e| e.kind == "level_shift").collect();
+    b.push(Block::Heading(format!("Level shifts of the baseline latency ({})", shifts.len())));
+    if shifts.is_empty() {
+        b.push(Block::Para("The baseline latency of every path held its level in this period.".into()));
+    } else {
+        b.push(Block::Para(
+            "A level shift is a lasting change of a path's usual latency: a new route, a new cell or a new \
+             peering. Each one is listed; the time is the estimated onset."
+                .into(),
+        ));
+        let rows = shifts.iter().map(|e| vec![local(e.ts), e.detail.clone()]).collect();
+        b.push(Block::Table(Table { head: vec!["onset", "what changed"], rows }));
+    }
+    b.push(Block::Heading("How good were the hour-ahead warnings?".into()));
+    if d.outlook.is_empty() {
+        b.push(Block::Para("No hour-ahead predictions were stored in this period.".into()));
+    } else {
+        let n = d.outlook.len() as f64;
+        let base = d.outlook.iter().filter(|o| o.1).count() as f64 / n;
+        let brier = d.outlook.iter().map(|(p, y)| (p - *y as u8 as f64).powi(2)).sum::<f64>() / n;
+        b.push(Block::Para(format!(
+            "Every minute the agent says how likely trouble (a degradation or an outage) is within the next hour. \
+             Reliability: of the minutes it said about p, trouble followed in about p of them when the \
+             columns agree. {} predictions, trouble followed {:.1}% of them, Brier score {:.3} (0 is perfect).",
+            d.outlook.len(),
+            base * 100.0,
+            brier
+        )));
+        let mut bins = [(0.0, 0usize, 0usize); 10];
+        for (p, y) in &d.outlook {
+            let b = ((p * 10.0) as usize).min(9);
+            bins[b].0 += p;
+            bins[b].1 += *y as usize;
+            bins[b].2 += 1;
+        }
+        let rows = bins
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.2 > 0)
+            .map(|(i, b)| {
+                vec![
+                    format!("{}-{}%", i * 10, i * 10 + 10),
+                    format!("{:.0}%", b.0 / b.2 as f64 * 100.0),
+                    format!("{:.0}%", b.1 as f64 / b.2 as f64 * 100.0),
+                    b.2.to_string(),
+                ]
+            })
+            .collect();
+        b.push(Block::Table(Table { head: vec!["predicted", "mean predicted", "came true", "minutes"], rows }));
+    }
+    let flagged: Vec<_> = d
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(e.kind.as_str(), "anomaly" | "anomaly_end" | "prediction" | "degradation" | "degradation_end")
+        })
+        .collect();
+    b.push(Block::Heading(format!("Degradations, anomalies and predictions ({})", flagged.len())));
     if flagged.is_empty() {
         b.push(Block::Para("The detectors flagged nothing in this period.".into()));
     } else {
