@@ -15,12 +15,20 @@ pub const MIN_MS: i64 = 10 * 60_000;
 
 /// Is this step degraded? `reference`: (median, spread) of ln x for latency channels.
 pub fn degraded(kind: ChannelKind, x: Option<f64>, reference: Option<(f64, f64)>) -> bool {
-    match (kind, x) {
-        (ChannelKind::Loss, Some(v)) => v >= LOSS_RATIO,
-        (ChannelKind::Latency, Some(v)) if v > 0.0 => {
-            reference.is_some_and(|(mu, sig)| v.ln() - mu >= LATENCY_FACTOR.ln().max(LATENCY_SPREADS * sig))
+    match kind {
+        ChannelKind::Loss => x.is_some_and(|v| v >= LOSS_RATIO),
+        _ => excess(kind, x, reference).is_some_and(|e| e >= 1.0),
+    }
+}
+
+/// How far a latency step is above its path's level, in units of the degradation bar (1 is
+/// degraded); None for other channels or without a level.
+pub fn excess(kind: ChannelKind, x: Option<f64>, reference: Option<(f64, f64)>) -> Option<f64> {
+    match (kind, x, reference) {
+        (ChannelKind::Latency | ChannelKind::TailLatency, Some(v), Some((mu, sig))) if v > 0.0 => {
+            Some((v.ln() - mu) / LATENCY_FACTOR.ln().max(LATENCY_SPREADS * sig))
         }
-        _ => false,
+        _ => None,
     }
 }
 

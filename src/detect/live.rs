@@ -309,9 +309,7 @@ impl Detection {
                     }
                 }
                 (Detector::Predict, Transition::Opened(t)) => {
-                    let Some((p, clim)) = r.outlook.map(|o| o.0).zip(self.pipe.outlook().last().map(|l| l.1)) else {
-                        continue;
-                    };
+                    let Some(said) = self.pipe.outlook().last() else { continue };
                     let (right, of) = self.pipe.outlook().track_record();
                     let record =
                         if of > 0 { format!("; {right} of the last {of} warnings came true") } else { String::new() };
@@ -320,8 +318,8 @@ impl Detection {
                         kind: "prediction".into(),
                         detail: format!(
                             "trouble likely within the hour: {:.0}% (this hour of the week: {:.0}%){record}; skill here {:+.2}",
-                            p * 100.0,
-                            clim * 100.0,
+                            said.p * 100.0,
+                            said.climatology * 100.0,
                             self.pipe.outlook().skill().unwrap_or(0.0)
                         ),
                     }
@@ -359,10 +357,10 @@ impl Detection {
             }
         }
         if !self.silent {
-            if let Some((p, _)) = results.first().and_then(|r| r.outlook) {
-                let trouble = results.iter().any(|r| r.degraded || r.rule.is_some());
+            if let Some(said) = self.pipe.outlook().last() {
+                let (p, trouble) = (said.p, said.trouble as u8 as f64);
                 (self.out)(Record::Metric(Metric::new(ts, "detect", "outlook", "trouble_p60", "p", p)));
-                (self.out)(Record::Metric(Metric::new(ts, "detect", "outlook", "trouble", "", trouble as u8 as f64)));
+                (self.out)(Record::Metric(Metric::new(ts, "detect", "outlook", "trouble", "", trouble)));
             }
             if ts.saturating_sub(self.saved_at) >= SAVE_EVERY_MS {
                 self.save_state(ts);

@@ -44,6 +44,23 @@ pub struct Present {
     pub forecast: f64,
 }
 
+/// Reliability bins of (predicted probability, what happened): per tenth of probability, (sum of
+/// p, count of trouble, count).
+pub fn reliability(pairs: impl IntoIterator<Item = (f64, bool)>) -> Vec<(f64, u64, u64)> {
+    let mut bins = vec![(0.0, 0, 0); BINS];
+    for (p, y) in pairs {
+        add_to_bins(&mut bins, p, y);
+    }
+    bins
+}
+
+fn add_to_bins(bins: &mut [(f64, u64, u64)], p: f64, y: bool) {
+    let b = ((p * BINS as f64) as usize).min(BINS - 1);
+    bins[b].0 += p;
+    bins[b].1 += y as u64;
+    bins[b].2 += 1;
+}
+
 /// Brier scores and a reliability diagram, summed over resolved predictions.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
@@ -65,10 +82,7 @@ impl Tally {
         if self.bins.len() != BINS {
             self.bins = vec![(0.0, 0, 0); BINS];
         }
-        let b = ((p * BINS as f64) as usize).min(BINS - 1);
-        self.bins[b].0 += p;
-        self.bins[b].1 += y as u64;
-        self.bins[b].2 += 1;
+        add_to_bins(&mut self.bins, p, y);
     }
 
     /// 1 - BS / BS(climatology): above 0 beats "this hour of the week is usually like this".
@@ -109,7 +123,15 @@ pub struct Outlook {
     /// Everything resolved after `score_from` (replay skips the first week).
     pub tally: Tally,
     score_from: i64,
-    last: Option<(f64, f64)>,
+    last: Option<Said>,
+}
+
+/// What the outlook said on its last step, and the trouble it saw then.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Said {
+    pub p: f64,
+    pub climatology: f64,
+    pub trouble: bool,
 }
 
 fn logit(p: f64) -> f64 {
@@ -154,8 +176,8 @@ impl Outlook {
         (kh as f64 + 4.0 * overall) / (nh as f64 + 4.0)
     }
 
-    /// The last step's (probability, climatology).
-    pub fn last(&self) -> Option<(f64, f64)> {
+    /// The last step's probability, climatology and trouble.
+    pub fn last(&self) -> Option<Said> {
         self.last
     }
 
@@ -223,10 +245,10 @@ impl Outlook {
         // otherwise it says the climatology (and learns on).
         let skilled = self.skill().is_some_and(|s| s > 0.0);
         let p = if skilled { model } else { clim };
-        let was = self.last.map_or(0.0, |l| l.0);
+        let was = self.last.map_or(0.0, |l| l.p);
         let warn = p >= WARN_AT && was < WARN_AT && skilled;
         self.pending.push_back(Pending { ts, x, p: model, served: p, clim, warned: warn });
-        self.last = Some((p, clim));
+        self.last = Some(Said { p, climatology: clim, trouble: now.trouble });
         (p, warn)
     }
 
@@ -237,7 +259,8 @@ impl Outlook {
                 break;
             }
             let p = self.pending.pop_front().expect("front exists");
-            let y = self.troubled.iter().any(|&t| t > p.ts && t <= p.ts + HORIZON_MS);
+            let first_after = self.troubled.partition_point(|&t| t <= p.ts);
+            let y = self.troubled.get(first_after).is_some_and(|&t| t <= p.ts + HORIZON_MS);
             let yf = y as u8 as f64;
             for ((w, g2), x) in self.w.iter_mut().zip(&mut self.g2).zip(&p.x) {
                 let g = (yf - p.p) * x;

@@ -411,12 +411,9 @@ impl Pipeline {
             let x = x.filter(|v| v.is_finite());
             let r = self.step_channel(i, ts, x);
             present.trouble |= r.degraded || matches!(r.rule, Some(RuleHit::Dropout { .. }));
-            if let (Some(v), Some((mu, sig))) = (r.value, self.channels[i].shift.reference())
-                && v > 0.0
-                && matches!(self.channels[i].spec.kind, ChannelKind::Latency | ChannelKind::TailLatency)
-            {
-                let bar = degrade::LATENCY_FACTOR.ln().max(degrade::LATENCY_SPREADS * sig);
-                present.excess = present.excess.max((v.ln() - mu) / bar);
+            let ch = &self.channels[i];
+            if let Some(e) = degrade::excess(ch.spec.kind, r.value, ch.shift.reference()) {
+                present.excess = present.excess.max(e);
             }
             if let Some(p) = &r.prediction {
                 present.forecast = present.forecast.max(p.confidence);

@@ -397,14 +397,7 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
             base * 100.0,
             brier
         )));
-        let mut bins = [(0.0, 0usize, 0usize); 10];
-        for (p, y) in &d.outlook {
-            let b = ((p * 10.0) as usize).min(9);
-            bins[b].0 += p;
-            bins[b].1 += *y as usize;
-            bins[b].2 += 1;
-        }
-        let rows = bins
+        let rows = crate::detect::outlook::reliability(d.outlook.iter().copied())
             .iter()
             .enumerate()
             .filter(|(_, b)| b.2 > 0)
