@@ -125,7 +125,8 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
         crate::detect::live::Live::spawn(&cfg.detect, &targets, &cfg.db, offset, wall_fn.clone(), sink)
     });
     drop(ctx_tx_detect);
-    let mut minutes = crate::detect::live::MinuteBuilder::new(targets.len());
+    // A RefCell: the sample handler fills it, a clock step early in the run moves it.
+    let minutes = std::cell::RefCell::new(crate::detect::live::MinuteBuilder::new(targets.len()));
     let mut probes = tokio::task::JoinSet::new();
     let n = cfg.targets.len() as u32;
     for (i, t) in cfg.targets.iter().enumerate() {
@@ -156,7 +157,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
         s.ts = clock.wall_at(s.mono);
         let records = sm.observe(&s);
         if let Some(live) = &live {
-            for (minute, values) in minutes.add(&s) {
+            for (minute, values) in minutes.borrow_mut().add(&s) {
                 live.send(minute, values);
             }
         }
@@ -181,6 +182,9 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
                 }
                 let adj = clock.lock().expect("clock lock").check(Instant::now(), clock::system_wall_ms());
                 if let Some(adj) = adj {
+                    if let Adjustment::Stepped { delta_ms, rewrite_run: true } = adj {
+                        minutes.borrow_mut().shift(delta_ms);
+                    }
                     on_clock_adjustment(adj, &writer, &mut sm, wall());
                 }
                 let turn = (Instant::now(), wall());

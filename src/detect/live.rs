@@ -93,6 +93,19 @@ impl MinuteBuilder {
         }
         done
     }
+
+    /// The run's times moved by `delta_ms` (the clock was set early in the run): the minutes still
+    /// open move with them, so what detection stores lands where the samples now are.
+    pub fn shift(&mut self, delta_ms: i64) {
+        let open = std::mem::take(&mut self.open);
+        for (m, per_target) in open {
+            let slot = self.open.entry(minute_of(m + delta_ms)).or_insert_with(|| vec![Vec::new(); self.targets]);
+            for (into, from) in slot.iter_mut().zip(per_target) {
+                into.extend(from);
+            }
+        }
+        self.last_closed = self.last_closed.map(|c| minute_of(c + delta_ms));
+    }
 }
 
 /// Handle to the detection thread.
