@@ -1,6 +1,7 @@
-//! Detection benchmarks: model load time, the per-minute cost of the whole pipeline for a
-//! typical agent (4 targets x 3 channels: every model, the forest, the calibrators), and the
-//! peak RSS of a process that has all of it loaded.
+//! Detection benchmarks: model load time, the per-minute cost of the pipeline for a typical
+//! agent (4 targets x 3 channels, the agent's line-up of detectors) after a week of history,
+//! the same with every learned member switched on, and the peak RSS of a process that has a
+//! week of history loaded.
 //!
 //! `cargo bench --bench detect` prints the load time and RSS first, then criterion's figures.
 //! Replay speed is printed by `wanwatch replay` itself (steps/s on its last line).
@@ -9,7 +10,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wanwatch::detect::models::{Kind, Model, Models, Source};
-use wanwatch::detect::pipeline::{ChannelKind, ChannelSpec, Pipeline, Settings};
+use wanwatch::detect::pipeline::{ChannelKind, ChannelSpec, Members, Pipeline, Settings};
 
 const CHANNELS: usize = 12;
 
@@ -28,11 +29,11 @@ fn value(i: usize, t: usize) -> Option<f64> {
     Some(if i % 3 == 2 { (x - 0.97).max(0.0) } else { 20.0 + 5.0 * x + (t as f64 / 240.0).sin() * 3.0 })
 }
 
-/// A pipeline past its baseline: every detector ready, the forest fitted.
-fn warm() -> (Pipeline, usize) {
-    let settings = Settings { baseline_ms: 6 * 3_600_000, ..Settings::minutes() };
+/// A pipeline with a week of history (what the agent's warm start replays): every detector
+/// ready, the outlook's climatology filled.
+fn warm(settings: Settings) -> (Pipeline, usize) {
     let mut p = Pipeline::new(settings, Models::load(Source::Builtin), specs());
-    let steps = 2 * 1440;
+    let steps = 7 * 1440;
     for t in 0..steps {
         let v: Vec<Option<f64>> = (0..CHANNELS).map(|i| value(i, t)).collect();
         p.step(t as i64 * 60_000, &v);
@@ -60,14 +61,25 @@ fn bench(c: &mut Criterion) {
         println!("load + optimise {}: {:.2} ms", kind.file_name(), t.elapsed().as_secs_f64() * 1000.0 / runs as f64);
     }
     let t = Instant::now();
-    let (mut p, mut step) = warm();
+    let (mut p, mut step) = warm(Settings::minutes());
     println!(
-        "warm-up: {} minutes x {CHANNELS} channels in {:.2} s; peak RSS with everything loaded: {:.1} MB",
+        "warm-up: {} minutes x {CHANNELS} channels in {:.2} s; peak RSS with a week loaded: {:.1} MB",
         step,
         t.elapsed().as_secs_f64(),
         rss_kb() as f64 / 1024.0
     );
-    c.bench_function(&format!("one minute, {CHANNELS} channels (all detectors)"), |b| {
+    c.bench_function(&format!("one minute, {CHANNELS} channels (the agent's detectors)"), |b| {
+        b.iter(|| {
+            let v: Vec<Option<f64>> = (0..CHANNELS).map(|i| value(i, step)).collect();
+            p.step(step as i64 * 60_000, &v);
+            step += 1;
+        })
+    });
+    drop(p);
+    // For comparison: forecaster and forest back in (the ablations keep them out of the agent).
+    let all = Settings { without: Members::default(), ..Settings::minutes() };
+    let (mut p, mut step) = warm(all);
+    c.bench_function(&format!("one minute, {CHANNELS} channels (every member)"), |b| {
         b.iter(|| {
             let v: Vec<Option<f64>> = (0..CHANNELS).map(|i| value(i, step)).collect();
             p.step(step as i64 * 60_000, &v);

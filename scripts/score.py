@@ -264,7 +264,14 @@ def main():
                 for i in range(len(ts_[0]["weights"]))]
         print("  weights at the end, mean over series by predictions (the tune half's is the prior): %s"
               % ", ".join("%.2f" % w for w in wsum))
-        fig["outlook"] = dict(skill=s, n=n, reliability=rel)
+        st = [[sum(t["states"][i][j] for t in ts_ if t.get("states")) for j in range(2)] for i in range(3)]
+        print("  trouble rate by state at prediction (in trouble, out of it < 6 h, quiet): %s" % ", ".join(
+            "%.3f (%d)" % (k / max(1, n_), n_) for k, n_ in st))
+        bs = [[sum(t["by_state"][i][j] for t in ts_ if t.get("by_state")) for j in range(3)] for i in range(3)]
+        print("  Brier skill by state at prediction: %s" % ", ".join(
+            "%s %+.3f (%d)" % (name, 1 - b[1] / b[2] if b[2] else float("nan"), b[0])
+            for name, b in zip(["in trouble", "just after", "quiet"], bs)))
+        fig["outlook"] = dict(skill=s, n=n, reliability=rel, by_state=bs)
         if not a.no_ablations:
             for how, member in [("without", "present"), ("with", "forecaster")]:
                 kw = {"with_": member} if how == "with" else {"without": member}

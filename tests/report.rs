@@ -40,7 +40,7 @@ fn html_report_tells_the_story_the_data_holds() {
     for needle in ["<script", "<link", "<img", "src=", "@import", "url("] {
         assert!(!html.contains(needle), "report refers to something outside itself: {needle}");
     }
-    assert!(html.matches("<svg").count() >= 6, "timeline, two heatmaps, effects, two scatters");
+    assert!(html.matches("<svg").count() >= 7, "timeline, two heatmaps, effects, two scatters, reliability");
 
     // The summary in one sentence, with the numbers the fixture put in.
     let downtime: i64 = truth.wan_outages.iter().map(|(s, e)| e - s).sum();
@@ -81,6 +81,15 @@ fn html_report_tells_the_story_the_data_holds() {
     assert!(worst.contains("19:00") || worst.contains("20:00"), "{worst}");
     // Detector output and speed tests.
     assert!(html.contains("3.1x its usual 31.0"));
+    // The level shift: a purple line on the timeline, its own table and the flagged list.
+    assert_eq!(html.matches("stroke=\"#6C40AA\"").count(), 1, "one level-shift line on the timeline");
+    assert!(html.contains("Level shifts of the baseline latency (1)"));
+    assert!(html.matches("went from 31.0 ms to 38.5 ms").count() >= 2, "level-shift table and flagged list");
+    // The outlook said 0.6 through the evening and 0.05 otherwise: a figure, and a table row
+    // for each of the two bins.
+    assert!(html.contains("Hour-ahead outlook: predicted vs what happened"), "reliability diagram");
+    let rel = html.split("How good were the hour-ahead warnings?").nth(1).unwrap();
+    assert!(rel.contains("<td>60-70%</td>") && rel.contains("<td>0-10%</td>"), "{}", &rel[..rel.len().min(2000)]);
     assert!(html.contains(&format!("Speed tests ({})", truth.speed_tests)));
     assert!(html.contains("n41") && html.contains("n71"), "band table");
 }

@@ -2,9 +2,11 @@
 //! hour, and an honest account of whether that probability is worth hearing on this link.
 //!
 //! The yardstick is the time-of-week climatology: "Tuesdays at 20:00 are bad 30% of the time",
-//! learnt online from this link's own outcomes. The outlook starts as exactly that and learns,
-//! by online logistic regression on outcomes as they resolve an hour later, how much the present
-//! (trouble now, trouble lately, latency above its level, the forecaster's band) should move it.
+//! learnt online from this link's own outcomes. The outlook's base is the link's state: in
+//! trouble, just out of it, or quiet, with this link's own record of what followed each (the
+//! quiet state by hour of the week), since trouble persists and the state says more than the
+//! hour. An online logistic regression on outcomes as they resolve an hour later then learns how
+//! much the rest of the present (trouble lately, latency above its level) should move it.
 //! Every prediction is scored when its hour is over (Brier score, for the outlook and for the
 //! climatology), so the agent knows its own skill here and only warns while it is positive.
 
@@ -24,12 +26,20 @@ const SKILL_MIN_MS: i64 = 86_400_000;
 const RATE: f64 = 0.05;
 /// Where every link starts: the weights learnt over the tune half of the RIPE traces and the
 /// Netrics link (`scripts/score.py --half tune` prints them), which each link then adapts.
-pub const PRIOR: [f64; FEATURES] = [-0.14, 0.97, 0.24, 0.22, 0.10, 0.03, 0.0];
-/// Features: bias, logit(climatology), trouble now, recency of trouble, share of trouble in the
-/// last day, latency excess over its level, the forecaster's warning.
+pub const PRIOR: [f64; FEATURES] = [-0.19, 1.06, 0.07, 0.0, 0.0, 0.02, 0.0];
+/// Features: bias, logit(the base rate for the link's state), trouble now, recency of trouble,
+/// share of trouble in the last day, latency excess over its level, the forecaster's warning.
 pub const FEATURES: usize = 7;
 pub const FEATURE_NAMES: [&str; FEATURES] =
-    ["bias", "climatology", "trouble now", "recent trouble", "trouble today", "latency excess", "forecaster"];
+    ["bias", "base rate", "trouble now", "recent trouble", "trouble today", "latency excess", "forecaster"];
+/// The link's state when a prediction is made: in trouble, out of it for less than
+/// `RECENT_MS`, or quiet. Trouble persists, so the state moves the odds more than the hour does.
+const STATES: usize = 3;
+const RECENT_MS: i64 = 6 * 3_600_000;
+/// Each state's rate before the link has its own outcomes (tune half, printed by
+/// `scripts/score.py --half tune`), worth `PRIOR_WEIGHT` outcomes.
+const STATE_PRIOR: [f64; STATES] = [0.95, 0.01, 0.002];
+const PRIOR_WEIGHT: f64 = 10.0;
 /// Reliability diagram bins.
 pub const BINS: usize = 10;
 
@@ -71,10 +81,17 @@ pub struct Tally {
     pub bins: Vec<(f64, u64, u64)>,
     /// The weights at the end (replay), for choosing the prior.
     pub weights: Vec<f64>,
+    /// Outcomes per state at the end: (trouble, count), for choosing the states' prior.
+    #[serde(default)]
+    pub states: Vec<(u64, u64)>,
+    /// Per state at prediction: (count, Brier sum, the climatology's Brier sum). The quiet
+    /// state's skill is the one that matters for warnings.
+    #[serde(default)]
+    pub by_state: Vec<(u64, f64, f64)>,
 }
 
 impl Tally {
-    fn add(&mut self, p: f64, clim: f64, y: bool) {
+    fn add(&mut self, p: f64, clim: f64, y: bool, state: usize) {
         let yf = y as u8 as f64;
         self.n += 1;
         self.brier += (p - yf).powi(2);
@@ -82,6 +99,13 @@ impl Tally {
         if self.bins.len() != BINS {
             self.bins = vec![(0.0, 0, 0); BINS];
         }
+        if self.by_state.len() != STATES {
+            self.by_state = vec![(0, 0.0, 0.0); STATES];
+        }
+        let s = &mut self.by_state[state];
+        s.0 += 1;
+        s.1 += (p - yf).powi(2);
+        s.2 += (clim - yf).powi(2);
         add_to_bins(&mut self.bins, p, y);
     }
 
@@ -100,14 +124,22 @@ struct Pending {
     /// ...and what was said (the model's or, while it has no skill here, the climatology's).
     served: f64,
     clim: f64,
+    #[serde(default = "quiet_state")]
+    state: usize,
     warned: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Outlook {
     utc_offset_s: i64,
-    /// Resolved outcomes per hour of the week: (trouble, count).
+    /// Resolved outcomes per hour of the week: (trouble, count); the yardstick.
     climatology: Vec<(u64, u64)>,
+    /// The same for predictions made while the link was quiet, and per state (state files from
+    /// before these existed start them empty).
+    #[serde(default = "week_of_hours")]
+    quiet: Vec<(u64, u64)>,
+    #[serde(default)]
+    states: [(u64, u64); STATES],
     w: [f64; FEATURES],
     /// AdaGrad's sum of squared gradients per feature.
     g2: [f64; FEATURES],
@@ -134,6 +166,23 @@ pub struct Said {
     pub trouble: bool,
 }
 
+fn week_of_hours() -> Vec<(u64, u64)> {
+    vec![(0, 0); 168]
+}
+
+fn quiet_state() -> usize {
+    STATES - 1
+}
+
+/// The rate for hour `h` of the week, shrunk toward the overall rate while the hour has few
+/// outcomes.
+fn by_hour(counts: &[(u64, u64)], h: usize) -> f64 {
+    let (k, n) = counts.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let overall = (k as f64 + 0.5) / (n as f64 + 1.0);
+    let (kh, nh) = counts[h];
+    (kh as f64 + 4.0 * overall) / (nh as f64 + 4.0)
+}
+
 fn logit(p: f64) -> f64 {
     let p = p.clamp(1e-4, 1.0 - 1e-4);
     (p / (1.0 - p)).ln()
@@ -148,6 +197,8 @@ impl Outlook {
         Outlook {
             utc_offset_s,
             climatology: vec![(0, 0); 168],
+            quiet: week_of_hours(),
+            states: [(0, 0); STATES],
             w: PRIOR,
             g2: [1.0; FEATURES],
             pending: VecDeque::new(),
@@ -170,10 +221,17 @@ impl Outlook {
     /// The climatology for the hour of the week an hour from `ts`, shrunk toward the overall rate
     /// while its hour has few outcomes.
     pub fn climatology(&self, ts: i64) -> f64 {
-        let (k, n) = self.climatology.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        let overall = (k as f64 + 0.5) / (n as f64 + 1.0);
-        let (kh, nh) = self.climatology[hour_of_week(ts + HORIZON_MS / 2, self.utc_offset_s)];
-        (kh as f64 + 4.0 * overall) / (nh as f64 + 4.0)
+        by_hour(&self.climatology, hour_of_week(ts + HORIZON_MS / 2, self.utc_offset_s))
+    }
+
+    /// The rate of trouble within the hour for the link's state now: the state's own record
+    /// while in or just out of trouble, the quiet hours' climatology while quiet.
+    fn base(&self, ts: i64, state: usize) -> f64 {
+        if state == STATES - 1 {
+            return by_hour(&self.quiet, hour_of_week(ts + HORIZON_MS / 2, self.utc_offset_s));
+        }
+        let (k, n) = self.states[state];
+        (k as f64 + PRIOR_WEIGHT * STATE_PRIOR[state]) / (n as f64 + PRIOR_WEIGHT)
     }
 
     /// The last step's probability, climatology and trouble.
@@ -203,7 +261,7 @@ impl Outlook {
 
     /// The tally with the weights as they ended.
     pub fn report(&self) -> Tally {
-        Tally { weights: self.w.to_vec(), ..self.tally.clone() }
+        Tally { weights: self.w.to_vec(), states: self.states.to_vec(), ..self.tally.clone() }
     }
 
     /// One step: learn from predictions whose hour is over, then predict. Returns the probability
@@ -224,11 +282,21 @@ impl Outlook {
         self.resolve(ts);
 
         let clim = self.climatology(ts);
-        let recency = self.last_trouble.map_or(0.0, |t| (-((ts - t) as f64) / (6.0 * 3_600_000.0)).exp());
+        let since = self.last_trouble.map(|t| ts - t);
+        let recency = since.map_or(0.0, |d| (-(d as f64) / RECENT_MS as f64).exp());
         let share = self.troubled.len() as f64 / self.steps.len().max(1) as f64;
+        // Without the present (the ablation) every step counts as quiet and the base is the
+        // climatology.
+        let state = match since {
+            _ if !mask[2] => STATES - 1,
+            Some(0) => 0,
+            Some(d) if d < RECENT_MS => 1,
+            _ => 2,
+        };
+        let base = if mask[2] { self.base(ts, state) } else { clim };
         let mut x = [
             1.0,
-            logit(clim),
+            logit(base),
             now.trouble as u8 as f64,
             recency,
             share.sqrt(),
@@ -246,8 +314,10 @@ impl Outlook {
         let skilled = self.skill().is_some_and(|s| s > 0.0);
         let p = if skilled { model } else { clim };
         let was = self.last.map_or(0.0, |l| l.p);
-        let warn = p >= WARN_AT && was < WARN_AT && skilled;
-        self.pending.push_back(Pending { ts, x, p: model, served: p, clim, warned: warn });
+        // Trouble under way is already news (a degradation or an outage); a warning is for
+        // trouble that has not started.
+        let warn = p >= WARN_AT && was < WARN_AT && skilled && !now.trouble;
+        self.pending.push_back(Pending { ts, x, p: model, served: p, clim, state, warned: warn });
         self.last = Some(Said { p, climatology: clim, trouble: now.trouble });
         (p, warn)
     }
@@ -270,8 +340,14 @@ impl Outlook {
             let h = hour_of_week(p.ts + HORIZON_MS / 2, self.utc_offset_s);
             self.climatology[h].0 += y as u64;
             self.climatology[h].1 += 1;
+            self.states[p.state].0 += y as u64;
+            self.states[p.state].1 += 1;
+            if p.state == STATES - 1 {
+                self.quiet[h].0 += y as u64;
+                self.quiet[h].1 += 1;
+            }
             if p.ts >= self.score_from {
-                self.tally.add(p.served, p.clim, y);
+                self.tally.add(p.served, p.clim, y, p.state);
             }
             self.recent.push_back((p.ts, (p.p - yf).powi(2), (p.clim - yf).powi(2)));
             while self.recent.front().is_some_and(|r| p.ts - r.0 > SKILL_SPAN_MS) {
@@ -309,9 +385,21 @@ mod tests {
             }
             let hour = (ts / 3_600_000) % 24;
             let trouble = (19..21).contains(&hour) || ts < burst_until;
-            o.step(ts, Present { trouble, ..Default::default() }, mask);
+            let (p, warn) = o.step(ts, Present { trouble, ..Default::default() }, mask);
+            if warn && trouble {
+                WARNED_IN_TROUBLE.with(|c| c.set(c.get() + 1));
+            }
+            if trouble && p >= WARN_AT {
+                IN_TROUBLE_ABOVE.with(|c| c.set(c.get() + 1));
+            }
         }
+        assert!(IN_TROUBLE_ABOVE.with(|c| c.get()) > 0, "the outlook never rose above {WARN_AT} in trouble");
         o
+    }
+
+    thread_local! {
+        static WARNED_IN_TROUBLE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        static IN_TROUBLE_ABOVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     #[test]
@@ -341,9 +429,24 @@ mod tests {
         let o = link(28, &ALL);
         let (right, of) = o.track_record();
         assert!(of > 0 && right * 2 >= of, "{right} of {of}");
+        // trouble under way is not warned about (it crosses 0.5 at every episode's start)
+        assert_eq!(WARNED_IN_TROUBLE.with(|c| c.get()), 0);
         // a link that never has trouble: nothing to warn about
         let mut quiet = Outlook::new(0);
         let warned = (0..3000).any(|i| quiet.step(i * 300_000, Present::default(), &ALL).1);
         assert!(!warned);
+    }
+
+    #[test]
+    fn a_state_file_from_before_the_link_states_still_loads() {
+        let o = link(10, &ALL);
+        let mut v = serde_json::to_value(&o).unwrap();
+        let m = v.as_object_mut().unwrap();
+        m.remove("quiet");
+        m.remove("states");
+        let mut back: Outlook = serde_json::from_value(v).unwrap();
+        assert_eq!(back.quiet.len(), 168);
+        let (p, _) = back.step(11 * 86_400_000, Present { trouble: true, ..Default::default() }, &ALL);
+        assert!(p.is_finite());
     }
 }

@@ -114,6 +114,11 @@ const GATEWAY_AGE_MS: i64 = 10 * MINUTE_MS;
 const DEVICES_AGE_MS: i64 = 30 * MINUTE_MS;
 
 impl Data {
+    /// The onsets of the level shifts in the period (the timeline marks them).
+    pub fn shift_onsets(&self) -> Vec<WallMs> {
+        self.events.iter().filter(|e| e.kind == "level_shift").map(|e| e.ts).collect()
+    }
+
     /// Read `[since, until)` from `store`. `progress` is called after each stage (for a bar).
     pub fn load(store: &Store, since: WallMs, until: WallMs, progress: &dyn Fn(&str)) -> Result<Data, StoreError> {
         let anchors = anchor_names(store)?;

@@ -17,6 +17,7 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
 
 const OUTAGE: RGBColor = RGBColor(220, 50, 47);
 const LINE: RGBColor = RGBColor(38, 110, 190);
+const SHIFT: RGBColor = RGBColor(108, 64, 170);
 const FONT: &str = "sans-serif";
 
 /// One point of the timeline: a bucket of minutes.
@@ -90,10 +91,12 @@ fn runs(buckets: &[Bucket], width: i64, value: impl Fn(&Bucket) -> Option<f64>) 
     runs
 }
 
-/// Latency (median and p95) above, loss below, WAN outages shaded red in both.
+/// Latency (median and p95) above, loss below, WAN outages shaded red in both, level-shift
+/// onsets as purple lines across the latency panel.
 pub fn timeline(
     minutes: &[Minute],
     outages: &[OutageRow],
+    shifts: &[WallMs],
     since: WallMs,
     until: WallMs,
     label: &dyn Fn(WallMs) -> String,
@@ -111,8 +114,16 @@ pub fn timeline(
             .filter(|o| o.kind == "wan")
             .map(|o| (o.start.max(since), o.end.unwrap_or(until).min(until).max(o.start + MINUTE_MS)))
             .collect();
-        let caption = "Latency to the internet (ms): median, p95 faint; outages red";
+        let caption = "Latency to the internet (ms): median, p95 faint; outages red; level shifts purple";
         let mut chart = panel(&top, caption, "ms", lat_max, (since, until), label, &shades)?;
+        chart
+            .draw_series(
+                shifts
+                    .iter()
+                    .filter(|t| (since..until).contains(*t))
+                    .map(|&t| PathElement::new([(t, 0.0), (t, lat_max)], SHIFT.stroke_width(2))),
+            )
+            .map_err(err)?;
         for run in runs(&bs, width, |b| b.p95_ms) {
             chart.draw_series(LineSeries::new(run, LINE.mix(0.35).stroke_width(1))).map_err(err)?;
         }
@@ -248,6 +259,34 @@ pub fn per_ten_minutes(minutes: &[Minute], x: impl Fn(&Minute) -> Option<f64>) -
     out
 }
 
+/// The reliability diagram: per bin of predicted probability, how often trouble followed (a
+/// dot sized by its minutes) against the diagonal a calibrated forecast sits on.
+pub fn reliability(bins: &[(f64, u64, u64)]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root: Area = SVGBackend::with_string(&mut svg, (480, 360)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .caption("Hour-ahead outlook: predicted vs what happened", (FONT, 15))
+            .x_label_area_size(32)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("predicted probability").y_desc("share that came true").draw().map_err(err)?;
+        chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(err)?;
+        let most = bins.iter().map(|b| b.2).max().unwrap_or(1).max(1) as f64;
+        chart
+            .draw_series(bins.iter().filter(|b| b.2 > 0).map(|&(sum_p, k, n)| {
+                let r = 3.0 + 9.0 * ((n as f64).ln_1p() / most.ln_1p());
+                Circle::new((sum_p / n as f64, k as f64 / n as f64), r as i32, LINE.mix(0.7).filled())
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 /// A scatter of one context value against loss, e.g. SINR against loss per minute.
 pub fn scatter(points: &[(f64, f64)], title: &str, x_desc: &str, y_desc: &str) -> Result<String, String> {
     let (mut x0, mut x1) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| (a.0.min(p.0), a.1.max(p.0)));
@@ -353,7 +392,8 @@ mod tests {
     fn timeline_draws_outages_lines_and_text() {
         let ms: Vec<Minute> = (0..600).map(|i| minute(i * MINUTE_MS, (i % 50 == 0) as u32 * 6)).collect();
         let o = OutageRow { kind: "wan".into(), start: 100 * MINUTE_MS, end: Some(130 * MINUTE_MS), duration_ms: None };
-        let svg = timeline(&ms, &[o], 0, 600 * MINUTE_MS, &|t| format!("t{}", t / MINUTE_MS)).unwrap();
+        let shift = 300 * MINUTE_MS;
+        let svg = timeline(&ms, &[o], &[shift], 0, 600 * MINUTE_MS, &|t| format!("t{}", t / MINUTE_MS)).unwrap();
         std::fs::write(std::env::temp_dir().join("wanwatch-timeline-test.svg"), &svg).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
         assert!(svg.contains("Packet loss"), "captions are text");
@@ -361,5 +401,15 @@ mod tests {
         assert!(labels >= 6, "x labels use the formatter (both panels): {labels}");
         assert!(svg.contains("<polyline"), "latency drawn as a line");
         assert!(svg.contains("fill=\"#DC322F\""), "outage shaded");
+        assert_eq!(svg.matches("stroke=\"#6C40AA\"").count(), 1, "one level-shift line");
+    }
+
+    #[test]
+    fn reliability_dots_sit_where_the_bins_say() {
+        let svg = reliability(&[(0.5, 1, 10), (0.0, 0, 0), (8.5, 9, 10)]).unwrap();
+        assert_eq!(svg.matches("<circle").count(), 2, "empty bins are not drawn");
+        let a = reliability(&[(0.5, 1, 10)]).unwrap();
+        let b = reliability(&[(0.5, 9, 10)]).unwrap();
+        assert_ne!(a, b, "what came true moves the dot");
     }
 }

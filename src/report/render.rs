@@ -271,7 +271,8 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
         }
     };
     if figures {
-        b.push(Block::Figure(plot::timeline(&d.minutes, &d.outages, d.since, d.until, &label)?));
+        let shifts = d.shift_onsets();
+        b.push(Block::Figure(plot::timeline(&d.minutes, &d.outages, &shifts, d.since, d.until, &label)?));
     }
     progress("timeline");
 
@@ -397,7 +398,11 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
             base * 100.0,
             brier
         )));
-        let rows = crate::detect::outlook::reliability(d.outlook.iter().copied())
+        let bins = crate::detect::outlook::reliability(d.outlook.iter().copied());
+        if figures {
+            b.push(Block::Figure(plot::reliability(&bins)?));
+        }
+        let rows = bins
             .iter()
             .enumerate()
             .filter(|(_, b)| b.2 > 0)
@@ -416,10 +421,13 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
         .events
         .iter()
         .filter(|e| {
-            matches!(e.kind.as_str(), "anomaly" | "anomaly_end" | "prediction" | "degradation" | "degradation_end")
+            matches!(
+                e.kind.as_str(),
+                "anomaly" | "anomaly_end" | "prediction" | "degradation" | "degradation_end" | "level_shift"
+            )
         })
         .collect();
-    b.push(Block::Heading(format!("Degradations, anomalies and predictions ({})", flagged.len())));
+    b.push(Block::Heading(format!("Degradations, level shifts, anomalies and predictions ({})", flagged.len())));
     if flagged.is_empty() {
         b.push(Block::Para("The detectors flagged nothing in this period.".into()));
     } else {

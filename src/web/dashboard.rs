@@ -68,7 +68,8 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
     out.push_str("</table>\n<h2>Last 24 hours</h2>\n");
     let since = now - 86_400_000;
     let day = Data::load(store, since, now, &|_| {}).map_err(e)?;
-    let svg = plot::timeline(&day.minutes, &day.outages, since, now, &|t| local(t)[11..].to_string())?;
+    let svg =
+        plot::timeline(&day.minutes, &day.outages, &day.shift_onsets(), since, now, &|t| local(t)[11..].to_string())?;
     let _ = writeln!(out, "<figure id=\"timeline\">{svg}</figure>");
 
     let outages = store.recent_outages(10).map_err(e)?;

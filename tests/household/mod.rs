@@ -52,7 +52,8 @@ pub fn write(db: &Path, start: i64, days: i64) -> Truth {
            (7, 'devices', 'lan', 'neighbours', 'count'), (8, 'bandwidth', 'speed', 'down_mbps', 'Mbit/s'),
            (9, 'bandwidth', 'speed', 'up_mbps', 'Mbit/s'), (10, 'bandwidth', 'speed', 'bufferbloat_ms', 'ms'),
            (11, 'dns', 'example.com@192.168.12.1', 'latency_ms', 'ms'), (12, 'http', 'https://example.com/', 'ttfb_ms', 'ms'),
-           (13, 'system', 'pi', 'cpu_pct', '%'), (14, 'system', 'pi', 'mem_used_pct', '%'), (15, 'system', 'pi', 'temp_c', 'C');",
+           (13, 'system', 'pi', 'cpu_pct', '%'), (14, 'system', 'pi', 'mem_used_pct', '%'), (15, 'system', 'pi', 'temp_c', 'C'),
+           (16, 'detect', 'outlook', 'trouble_p60', 'p'), (17, 'detect', 'outlook', 'trouble', 'bool');",
     )
     .unwrap();
     let mut rng = StdRng::seed_from_u64(42);
@@ -144,6 +145,13 @@ pub fn write(db: &Path, start: i64, days: i64) -> Truth {
                 metric.execute(params![ts + 2_000, series, v, None::<String>]).unwrap();
             }
         }
+        // The outlook, every minute of the last two days: it sees evenings coming (0.6 from
+        // 18:00, trouble from 19:00) and says 0.05 otherwise.
+        if m >= (days - 2) * 1440 {
+            let h = (m / 60) % 24;
+            metric.execute(params![ts, 16, if (18..21).contains(&h) { 0.6 } else { 0.05 }, None::<String>]).unwrap();
+            metric.execute(params![ts, 17, f64::from((19..21).contains(&h)), None::<String>]).unwrap();
+        }
         if m % 360 == 200 {
             let down = if evening { 120.0 } else { 260.0 } + rng.random::<f64>() * 40.0;
             metric.execute(params![ts + 3_000, 8, down, None::<String>]).unwrap();
@@ -162,6 +170,11 @@ pub fn write(db: &Path, start: i64, days: i64) -> Truth {
             "rtt_ms to 1.1.1.1 96.0 is 3.1x its usual 31.0 for Tue 08:00 (level shift, 81%) [surprise 7.2; forecast, autoencoder]",
         ),
         (a + 35 * MINUTE, "anomaly_end", "anomaly since 08:12 over after 35m 00s"),
+        (
+            a + 26 * HOUR,
+            "level_shift",
+            "median RTT to cloudflare went from 31.0 ms to 38.5 ms (onset 09:40, confirmed after 28 min, confidence 0.93)",
+        ),
         (a + 2 * HOUR, "prediction", "rtt_ms to 8.8.8.8 forecast to reach 140 ms within 15 min (confidence 0.5)"),
         (outages[1].0 - 60_000, "gateway_reboot", "gateway uptime fell from 86400 s to 12 s: it rebooted"),
         (start + HOUR, "agent_start", "wanwatch 0.1.0 pinging gateway, cloudflare, google, quad9"),
