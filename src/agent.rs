@@ -121,7 +121,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
         let sink: crate::detect::live::Sink = Box::new(move |r| {
             let _ = tx.blocking_send(r);
         });
-        let offset = crate::timefmt::local_offset_s(wall());
+        let offset = crate::calendar::local_offset_s(wall());
         crate::detect::live::Live::spawn(&cfg.detect, &targets, &cfg.db, offset, wall_fn.clone(), sink)
     });
     drop(ctx_tx_detect);

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::calendar::DAY_MS;
 use crate::sample::WallMs;
 
 /// Differences smaller than this are clock noise, not a step.
@@ -24,7 +25,7 @@ const MAX_SLEW_MS: i64 = 60_000;
 const SLEW_RATE: f64 = 0.05;
 /// A step this early in the run (or this large at any time) means the earlier stamps were wrong.
 const YOUNG_RUN: Duration = Duration::from_secs(15 * 60);
-const HUGE_STEP_MS: i64 = 24 * 3600 * 1000;
+const HUGE_STEP_MS: i64 = DAY_MS;
 
 /// What a clock check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +135,7 @@ impl Default for Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::HOUR_MS;
 
     const T0: WallMs = 1_700_000_000_000;
 
@@ -160,7 +162,7 @@ mod tests {
         // Booted with the clock of the last shutdown; NTP fixes it 20 s in, 3 days later.
         let m0 = Instant::now();
         let mut c = Clock::anchored(m0, T0);
-        let three_days = 3 * 24 * 3600 * 1000;
+        let three_days = 3 * DAY_MS;
         let adj = c.check(m0 + secs(20), T0 + 20_000 + three_days);
         assert_eq!(adj, Some(Adjustment::Stepped { delta_ms: three_days, rewrite_run: true }));
         assert_eq!(c.wall_at(m0 + secs(21)), T0 + 21_000 + three_days);
@@ -172,12 +174,12 @@ mod tests {
         let mut c = Clock::anchored(m0, T0);
         let at = m0 + secs(3600);
         // The system clock jumps 10 s back an hour into the run.
-        let adj = c.check(at, T0 + 3_600_000 - 10_000);
+        let adj = c.check(at, T0 + HOUR_MS - 10_000);
         assert_eq!(adj, Some(Adjustment::Slewing { delta_ms: -10_000 }));
         let mut last = c.wall_at(at);
         for s in 1..=400 {
             let m = at + secs(s);
-            let sys = T0 + 3_600_000 - 10_000 + s as i64 * 1000;
+            let sys = T0 + HOUR_MS - 10_000 + s as i64 * 1000;
             assert_eq!(c.check(m, sys), None, "no new step while slewing, at +{s}s");
             let w = c.wall_at(m);
             assert!(w > last, "time went backwards at +{s}s");
@@ -185,7 +187,7 @@ mod tests {
         }
         // 10 s at 5% takes 200 s: afterwards the clocks agree again.
         let m = at + secs(400);
-        assert_eq!(c.wall_at(m), T0 + 3_600_000 - 10_000 + 400_000);
+        assert_eq!(c.wall_at(m), T0 + HOUR_MS - 10_000 + 400_000);
     }
 
     #[test]
@@ -193,9 +195,9 @@ mod tests {
         let m0 = Instant::now();
         let mut c = Clock::anchored(m0, T0);
         let at = m0 + secs(7200);
-        let adj = c.check(at, T0 + 7_200_000 + 3_600_000);
-        assert_eq!(adj, Some(Adjustment::Stepped { delta_ms: 3_600_000, rewrite_run: false }));
-        assert_eq!(c.wall_at(at + secs(1)), T0 + 7_201_000 + 3_600_000);
+        let adj = c.check(at, T0 + 7_200_000 + HOUR_MS);
+        assert_eq!(adj, Some(Adjustment::Stepped { delta_ms: HOUR_MS, rewrite_run: false }));
+        assert_eq!(c.wall_at(at + secs(1)), T0 + 7_201_000 + HOUR_MS);
     }
 
     #[test]

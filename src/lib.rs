@@ -19,6 +19,7 @@
 //! * [`display`]: the OLED's pages, drawn on any embedded-graphics target.
 
 pub mod agent;
+pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod detect;
@@ -34,7 +35,7 @@ pub mod probe;
 pub mod replay;
 pub mod report;
 pub mod sample;
+pub mod stats;
 pub mod status;
 pub mod store;
-pub mod timefmt;
 pub mod web;

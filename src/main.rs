@@ -13,7 +13,7 @@ use wanwatch::config::{self, Overrides, file::parse_duration};
 use wanwatch::detect::models::Source;
 use wanwatch::store::Store;
 use wanwatch::store::export::{self, ExportError, Format, Table};
-use wanwatch::{agent, clock, replay, status, timefmt};
+use wanwatch::{agent, calendar, clock, replay, status};
 
 #[derive(Parser)]
 #[command(
@@ -257,15 +257,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             let now = clock::system_wall_ms();
             let parse = |flag: &str, v: &Option<String>, default| -> anyhow::Result<i64> {
                 v.as_deref()
-                    .map_or(Ok(default), |s| timefmt::parse_time(s, now).map_err(|m| anyhow::anyhow!("{flag}: {m}")))
+                    .map_or(Ok(default), |s| calendar::parse_time(s, now).map_err(|m| anyhow::anyhow!("{flag}: {m}")))
             };
             let since = parse("--since", &since, i64::MIN)?;
             let until = parse("--until", &until, i64::MAX)?;
             if until <= since {
                 bail!(
                     "--until ({}) must be after --since ({})",
-                    timefmt::format_time(until),
-                    timefmt::format_time(since)
+                    calendar::format_time(until),
+                    calendar::format_time(since)
                 );
             }
             match out {
@@ -327,7 +327,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         } => {
             let without = wanwatch::detect::pipeline::Members::AGENT.change(without, false).change(with, true);
             let outlook_from = match outlook_from {
-                Some(t) => Some(timefmt::parse_time(&t, 0).map_err(|m| anyhow::anyhow!("--outlook-from: {m}"))?),
+                Some(t) => Some(calendar::parse_time(&t, 0).map_err(|m| anyhow::anyhow!("--outlook-from: {m}"))?),
                 None => None,
             };
             let opts = replay::Options {
@@ -345,8 +345,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Report { common, since, until, out, format } => {
             let cfg = common.load(Overrides::default())?;
             let now = clock::system_wall_ms();
-            let since = timefmt::parse_time(&since, now).map_err(|m| anyhow::anyhow!("--since: {m}"))?;
-            let until = timefmt::parse_time(&until, now).map_err(|m| anyhow::anyhow!("--until: {m}"))?;
+            let since = calendar::parse_time(&since, now).map_err(|m| anyhow::anyhow!("--since: {m}"))?;
+            let until = calendar::parse_time(&until, now).map_err(|m| anyhow::anyhow!("--until: {m}"))?;
             if until <= since {
                 bail!("--until must be after --since");
             }

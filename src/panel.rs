@@ -40,7 +40,7 @@ pub fn pattern(s: Option<&Snapshot>, stale: bool) -> Pattern {
 
 /// The local hour of a wall time (for the night-off hours).
 fn local_hour(ms: WallMs) -> u8 {
-    ((ms.div_euclid(1000) + crate::timefmt::local_offset_s(ms)).div_euclid(3600).rem_euclid(24)) as u8
+    ((ms.div_euclid(1000) + crate::calendar::local_offset_s(ms)).div_euclid(3600).rem_euclid(24)) as u8
 }
 
 /// Local IPv4 address used to reach `gateway`: what to ssh to. (A UDP connect sends nothing.)

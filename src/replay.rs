@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::calendar::{self, DAY_MS, HOUR_MS};
 use crate::detect::alarm::{Alarms, Transition};
 use crate::detect::models::{Models, Source};
 use crate::detect::outlook::Tally;
 use crate::detect::pipeline::{self, ChannelKind, ChannelSpec, Detector, Members, Pipeline, Settings};
-use crate::timefmt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -39,7 +39,7 @@ pub struct Options {
 }
 
 /// The outlook is scored only after this much of a series (its climatology needs a week).
-pub const OUTLOOK_LEARN_MS: i64 = 7 * 86_400_000;
+pub const OUTLOOK_LEARN_MS: i64 = 7 * DAY_MS;
 
 /// One ensemble event, for `--events`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -82,7 +82,7 @@ fn parse_ts(s: &str) -> Option<i64> {
         return None; // "2h" would parse as a duration ago: not a timestamp in a file
     }
     let s = s.split('.').next().unwrap_or(s); // fractional seconds: the step is seconds at least
-    timefmt::parse_time(s, 0).ok()
+    calendar::parse_time(s, 0).ok()
 }
 
 fn read(path: &Path, opts: &Options, skipped: &mut usize) -> Result<Vec<Row>, ReplayError> {
@@ -115,7 +115,7 @@ fn read(path: &Path, opts: &Options, skipped: &mut usize) -> Result<Vec<Row>, Re
             // Real exports have these (NAB's machine_temperature has one): skip, say where.
             tracing::warn!(
                 "{p}, line {line}: time goes backwards ({raw} after {}); row skipped",
-                timefmt::format_time(prev.ts)
+                calendar::format_time(prev.ts)
             );
             *skipped += 1;
             continue;
@@ -156,7 +156,7 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
     let settings = Settings {
         step_ms,
         baseline_ms: opts.baseline_ms,
-        refit_ms: 24 * 3_600_000,
+        refit_ms: 24 * HOUR_MS,
         alarms_per_week: opts.alarms_per_week,
         utc_offset_s: 0,
         without: opts.without,
@@ -210,7 +210,7 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
         if let (Some(w), Some(r)) = (trace.as_mut(), results.first()) {
             let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
             let _ = w.write_record([
-                timefmt::format_time(ts),
+                calendar::format_time(ts),
                 f(r.value),
                 f(r.forecast),
                 f(r.autoencoder),
@@ -228,7 +228,7 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
         // A gap in the timestamps is missing steps (up to a day of them), not a shorter series.
         if let Some(p) = prev_ts {
             let gap_steps = ((row.ts - p) as f64 / step_ms as f64).round() as i64 - 1;
-            for k in 1..=gap_steps.clamp(0, 86_400_000 / step_ms) {
+            for k in 1..=gap_steps.clamp(0, DAY_MS / step_ms) {
                 trace_step(&mut pipe, &mut alarms, &mut out, &mut open_event, p + k * step_ms, &missing_row);
             }
         }
@@ -237,7 +237,7 @@ pub fn replay(path: &Path, series: &str, opts: &Options) -> Result<Outcome, Repl
     }
     if let Some(mut ev) = open_event.take() {
         if let Some((_, e)) = alarms.finish().into_iter().find(|(d, _)| *d == Detector::Ensemble) {
-            ev.end = timefmt::format_time(e.end);
+            ev.end = calendar::format_time(e.end);
             ev.peak = e.peak;
         }
         out.events.push(ev);
@@ -259,19 +259,22 @@ fn step(
     out.steps += 1;
     let results = pipe.step(ts, values);
     for s in results.iter().filter_map(|r| r.shift.as_ref()) {
-        out.alarms.get_mut(SHIFT).expect("inserted at the start").push(timefmt::format_time(s.onset));
-        out.alarms.get_mut(SHIFT_CONFIRMED).expect("inserted at the start").push(timefmt::format_time(s.confirmed));
+        out.alarms.get_mut(SHIFT).expect("inserted at the start").push(calendar::format_time(s.onset));
+        out.alarms.get_mut(SHIFT_CONFIRMED).expect("inserted at the start").push(calendar::format_time(s.confirmed));
     }
     for c in alarms.step(ts, &results) {
         match c.transition {
             Transition::Opened(t) => {
-                out.alarms.get_mut(c.detector.name()).expect("every detector has a list").push(timefmt::format_time(t));
+                out.alarms
+                    .get_mut(c.detector.name())
+                    .expect("every detector has a list")
+                    .push(calendar::format_time(t));
                 if c.detector == Detector::Ensemble {
                     let spec = pipe.channel(c.channel);
                     *open_event = Some(EventOut {
                         series: series.to_string(),
-                        start: timefmt::format_time(t),
-                        end: timefmt::format_time(t),
+                        start: calendar::format_time(t),
+                        end: calendar::format_time(t),
                         peak: results[c.channel].level(Detector::Ensemble),
                         channel: spec.name.clone(),
                         explanation: pipeline::explain(spec, &results[c.channel], ts, 0),
@@ -280,7 +283,7 @@ fn step(
             }
             Transition::Closed(e) if c.detector == Detector::Ensemble => {
                 if let Some(mut ev) = open_event.take() {
-                    ev.end = timefmt::format_time(e.end);
+                    ev.end = calendar::format_time(e.end);
                     ev.peak = e.peak;
                     out.events.push(ev);
                 }

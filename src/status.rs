@@ -2,12 +2,10 @@
 
 use std::fmt::Write;
 
+use crate::calendar::{HOUR_MS, format_span, format_time};
 use crate::sample::{LinkState, WallMs};
 use crate::store::query::TargetSummary;
 use crate::store::{Store, StoreError};
-use crate::timefmt::{format_span, format_time};
-
-const HOUR_MS: i64 = 3_600_000;
 
 /// Render the status screen as of `now`.
 pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {

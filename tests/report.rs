@@ -47,12 +47,12 @@ fn html_report_tells_the_story_the_data_holds() {
     let expect = format!(
         "the internet was down {} times for {} in total",
         truth.wan_outages.len(),
-        wanwatch::timefmt::format_span(downtime)
+        wanwatch::calendar::format_span(downtime)
     );
     assert!(html.contains(&expect), "headline missing `{expect}`");
     // Outage table: every outage, with what the gateway, weather and router were doing.
     assert!(html.contains("Outages (8)"));
-    let first = wanwatch::report::render::local(truth.wan_outages[0].0);
+    let first = wanwatch::calendar::format_local_minute(truth.wan_outages[0].0);
     let row = html.split("<tr>").find(|r| r.contains(&first)).expect("first outage listed");
     assert!(
         row.contains("internet") && row.contains("rain ") && row.contains("SINR") && row.contains("wan_down"),
@@ -147,7 +147,7 @@ fn weekly_report_is_written_once_for_last_week() {
     let path = wanwatch::report::weekly::write_if_due(&db, &reports, now, plan).unwrap().expect("written");
     assert_eq!(path, wanwatch::report::weekly::file_for(&reports, since));
     let html = std::fs::read_to_string(&path).unwrap();
-    assert!(html.contains(&wanwatch::report::render::local(until)), "covers up to this Monday");
+    assert!(html.contains(&wanwatch::calendar::format_local_minute(until)), "covers up to this Monday");
     assert!(html.contains("against a plan of 300 Mbit/s"));
     assert!(wanwatch::report::weekly::write_if_due(&db, &reports, now + HOUR, plan).unwrap().is_none(), "only once");
     // No data that week: nothing written.

@@ -15,12 +15,12 @@
 use std::collections::VecDeque;
 
 use super::pipeline::{ChannelResult, Detector, ENSEMBLE_OFF, ENSEMBLE_ON};
+use crate::calendar::DAY_MS;
 
-const DAY_MS: f64 = 86_400_000.0;
 /// How fast the record a new alert must beat fades, in surprise (log10) per day.
 pub const GATE_DECAY_PER_DAY: f64 = 1.0;
 /// The ensemble's record: how long it is remembered, and how fast it fades (log2 per day).
-pub const ENSEMBLE_GATE_SPAN_MS: i64 = 60 * 86_400_000;
+pub const ENSEMBLE_GATE_SPAN_MS: i64 = 60 * DAY_MS;
 pub const ENSEMBLE_GATE_DECAY_PER_DAY: f64 = 0.02;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -42,7 +42,7 @@ impl RecordGate {
         self.seen
             .iter()
             .filter(|(t, _)| ts - t <= self.span_ms)
-            .map(|&(t, v)| v - self.decay_per_day * (ts - t) as f64 / DAY_MS)
+            .map(|&(t, v)| v - self.decay_per_day * (ts - t) as f64 / DAY_MS as f64)
             .fold(f64::MIN, f64::max)
     }
 
@@ -153,7 +153,7 @@ impl Alarms {
                         .with_gate(RecordGate::new(ENSEMBLE_GATE_SPAN_MS, ENSEMBLE_GATE_DECAY_PER_DAY, ENSEMBLE_OFF)),
                     Detector::ZScore | Detector::Rules => Hysteresis::new(threshold, threshold / 2.0, cool),
                     _ => Hysteresis::new(threshold, threshold / 2.0, cool).with_gate(RecordGate::new(
-                        7 * 86_400_000,
+                        7 * DAY_MS,
                         GATE_DECAY_PER_DAY,
                         threshold / 2.0,
                     )),
@@ -188,6 +188,7 @@ impl Alarms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::HOUR_MS;
 
     #[test]
     fn a_bad_half_hour_is_one_event() {
@@ -212,7 +213,7 @@ mod tests {
 
     #[test]
     fn the_ensemble_remembers_its_worst_for_weeks() {
-        let day = 86_400_000;
+        let day = DAY_MS;
         let mut a = Alarms::new(4.0, 60_000, &[Detector::Ensemble]);
         let at = |level: f64| vec![ChannelResult { ensemble: Some(level), ..Default::default() }];
         let opened = |c: Vec<Change>| c.iter().any(|c| matches!(c.transition, Transition::Opened(_)));
@@ -233,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_gate_wants_a_new_record_or_some_days() {
-        let hour = 3_600_000;
+        let hour = HOUR_MS;
         let mut h = Hysteresis::new(3.0, 1.5, 2).with_gate(RecordGate::new(7 * 24 * hour, 1.0, 1.5));
         assert!(matches!(h.step(0, 6.0), Some(Transition::Opened(0))));
         assert!(h.step(hour, 0.0).is_none());

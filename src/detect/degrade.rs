@@ -54,6 +54,7 @@ impl Episode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::HOUR_MS;
 
     #[test]
     fn latency_counts_against_the_current_level() {
@@ -71,7 +72,7 @@ mod tests {
     fn an_episode_is_ten_minutes_of_bad_steps() {
         assert_eq!(Episode::steps_needed(60_000), 10);
         assert_eq!(Episode::steps_needed(240_000), 3);
-        assert_eq!(Episode::steps_needed(3_600_000), 2);
+        assert_eq!(Episode::steps_needed(HOUR_MS), 2);
         let mut e = Episode::default();
         let on: Vec<bool> = (0..12).map(|i| e.step(i != 4, 60_000)).collect();
         assert_eq!(on.iter().filter(|b| **b).count(), 0, "the run broke at step 4");

@@ -8,6 +8,9 @@
 
 use std::collections::VecDeque;
 
+use crate::calendar::DAY_MS;
+use crate::stats::median_in_place;
+
 pub const WINDOW: usize = 60;
 pub const STATS_EVERY: usize = 60;
 pub const STATS_SPAN: usize = 1440;
@@ -49,20 +52,10 @@ impl RobustStats {
 }
 
 fn median_scale(mut v: Vec<f64>) -> (f64, f64) {
-    let m = median(&mut v);
+    let m = median_in_place(&mut v);
     let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
-    let mad = median(&mut dev);
+    let mad = median_in_place(&mut dev);
     (m, (1.4826 * mad).max(0.01 * m.abs()).max(1e-6))
-}
-
-/// numpy's median: the mean of the two middle values for an even count.
-pub fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 /// One step as the models see it.
@@ -78,7 +71,7 @@ pub struct Step {
 
 impl Step {
     pub fn new(u: Option<f64>, ts_ms: i64) -> Step {
-        let a = 2.0 * std::f64::consts::PI * (ts_ms.rem_euclid(86_400_000) as f64 / 86_400_000.0);
+        let a = 2.0 * std::f64::consts::PI * (ts_ms.rem_euclid(DAY_MS) as f64 / DAY_MS as f64);
         Step { u: u.unwrap_or(0.0), present: u.is_some(), tod_sin: a.sin(), tod_cos: a.cos() }
     }
 }

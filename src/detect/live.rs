@@ -22,12 +22,11 @@ use super::models::{Models, Source};
 use super::outlook::Outlook;
 use super::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
 use super::shift::Shift;
+use crate::calendar::{self, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::config::probes::DetectConfig;
 use crate::sample::{Metric, Record, Sample, Target, WallMs};
 use crate::store::rollup::{self, minute_of};
-use crate::timefmt;
 
-const MINUTE_MS: i64 = 60_000;
 /// A minute is closed this long after it ends: replies (or timeouts) to its last pings are in.
 const CLOSE_AFTER_MS: i64 = 5_000;
 
@@ -130,7 +129,7 @@ impl Live {
         let settings = Settings {
             step_ms: MINUTE_MS,
             baseline_ms: cfg.baseline.as_millis() as i64,
-            refit_ms: 24 * 3_600_000,
+            refit_ms: 24 * HOUR_MS,
             alarms_per_week: cfg.alarms_per_week,
             utc_offset_s,
             without: pipeline::Members::AGENT,
@@ -186,9 +185,9 @@ struct SavedState {
 }
 
 /// How often the detection state is saved while running.
-const SAVE_EVERY_MS: i64 = 3_600_000;
+const SAVE_EVERY_MS: i64 = HOUR_MS;
 /// How much stored history the warm start replays.
-pub const WARM_START_MS: i64 = 7 * 86_400_000;
+pub const WARM_START_MS: i64 = 7 * DAY_MS;
 
 impl Detection {
     pub fn new(settings: Settings, source: Source, specs: Vec<ChannelSpec>, db: &Path, out: Sink) -> Detection {
@@ -316,8 +315,8 @@ impl Detection {
                         kind: "anomaly_end".into(),
                         detail: format!(
                             "anomaly since {} over after {}",
-                            timefmt::format_hm(e.start),
-                            timefmt::format_span(e.end - e.start + MINUTE_MS)
+                            calendar::format_hm(e.start),
+                            calendar::format_span(e.end - e.start + MINUTE_MS)
                         ),
                     }
                 }
@@ -348,8 +347,8 @@ impl Detection {
                         kind: "degradation_end".into(),
                         detail: format!(
                             "degradation since {} over after {}",
-                            timefmt::format_hm(e.start),
-                            timefmt::format_span(e.end - e.start + MINUTE_MS)
+                            calendar::format_hm(e.start),
+                            calendar::format_span(e.end - e.start + MINUTE_MS)
                         ),
                     }
                 }
@@ -395,14 +394,14 @@ impl Detection {
             (self.out)(Record::Event {
                 ts: now,
                 kind: "degradation_end".into(),
-                detail: format!("degradation since {} still open at shutdown", timefmt::format_hm(start)),
+                detail: format!("degradation since {} still open at shutdown", calendar::format_hm(start)),
             });
         }
         if let Some((start, _)) = self.open.take() {
             (self.out)(Record::Event {
                 ts: now,
                 kind: "anomaly_end".into(),
-                detail: format!("anomaly since {} still open at shutdown", timefmt::format_hm(start)),
+                detail: format!("anomaly since {} still open at shutdown", calendar::format_hm(start)),
             });
         }
     }
@@ -430,16 +429,16 @@ pub fn shift_detail(spec: &ChannelSpec, s: &Shift) -> String {
     format!(
         "{} went from {} to {} at {} (confirmed {}; {:.0}% of the samples since agree)",
         spec.name,
-        timefmt::with_unit(s.before, &spec.unit),
-        timefmt::with_unit(s.after, &spec.unit),
-        timefmt::format_hm(s.onset),
-        timefmt::format_hm(s.confirmed),
+        calendar::with_unit(s.before, &spec.unit),
+        calendar::with_unit(s.after, &spec.unit),
+        calendar::format_hm(s.onset),
+        calendar::format_hm(s.confirmed),
         s.confidence * 100.0
     )
 }
 
 fn degradation_detail(spec: &ChannelSpec, r: &pipeline::ChannelResult) -> String {
-    let v = |x: f64| timefmt::with_unit(x, &spec.unit);
+    let v = |x: f64| calendar::with_unit(x, &spec.unit);
     let min = super::degrade::MIN_MS / MINUTE_MS;
     match (spec.kind, r.value, r.level) {
         (ChannelKind::Loss, Some(x), _) => format!("{} at {:.0}% for {min} minutes", spec.name, x * 100.0),

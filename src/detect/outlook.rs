@@ -12,16 +12,16 @@
 
 use std::collections::VecDeque;
 
-use super::pipeline::hour_of_week;
+use crate::calendar::{DAY_MS, HOUR_MS, hour_of_week};
 
 /// How far ahead "soon" is.
-pub const HORIZON_MS: i64 = 3_600_000;
+pub const HORIZON_MS: i64 = HOUR_MS;
 /// A warning goes out when the probability reaches this...
 pub const WARN_AT: f64 = 0.5;
 /// ...and the outlook's skill over the last `SKILL_SPAN_MS` is positive on at least a day of
 /// resolved predictions.
-pub const SKILL_SPAN_MS: i64 = 14 * 86_400_000;
-const SKILL_MIN_MS: i64 = 86_400_000;
+pub const SKILL_SPAN_MS: i64 = 14 * DAY_MS;
+const SKILL_MIN_MS: i64 = DAY_MS;
 /// Learning rate of the online logistic regression (AdaGrad, per feature; chosen on the tune half).
 const RATE: f64 = 0.05;
 /// Where every link starts: the weights learnt over the tune half of the RIPE traces and the
@@ -35,7 +35,7 @@ pub const FEATURE_NAMES: [&str; FEATURES] =
 /// The link's state when a prediction is made: in trouble, out of it for less than
 /// `RECENT_MS`, or quiet. Trouble persists, so the state moves the odds more than the hour does.
 const STATES: usize = 3;
-const RECENT_MS: i64 = 6 * 3_600_000;
+const RECENT_MS: i64 = 6 * HOUR_MS;
 /// Each state's rate before the link has its own outcomes (tune half, printed by
 /// `scripts/score.py --half tune`), worth `PRIOR_WEIGHT` outcomes.
 const STATE_PRIOR: [f64; STATES] = [0.95, 0.01, 0.002];
@@ -273,10 +273,10 @@ impl Outlook {
             self.troubled.push_back(ts);
             self.last_trouble = Some(ts);
         }
-        while self.steps.front().is_some_and(|&t| ts - t > 86_400_000) {
+        while self.steps.front().is_some_and(|&t| ts - t > DAY_MS) {
             self.steps.pop_front();
         }
-        while self.troubled.front().is_some_and(|&t| ts - t > 86_400_000) {
+        while self.troubled.front().is_some_and(|&t| ts - t > DAY_MS) {
             self.troubled.pop_front();
         }
         self.resolve(ts);
@@ -374,16 +374,16 @@ mod tests {
     fn link(days: i64, mask: &[bool; FEATURES]) -> Outlook {
         let step = 300_000;
         let mut o = Outlook::new(0);
-        o.score_from(7 * 86_400_000);
+        o.score_from(7 * DAY_MS);
         let mut burst_until = 0;
         let mut seed = 12345u64;
         for i in 0..days * 288 {
             let ts = i * step;
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             if (seed >> 33).is_multiple_of(200) {
-                burst_until = ts + 3_600_000;
+                burst_until = ts + HOUR_MS;
             }
-            let hour = (ts / 3_600_000) % 24;
+            let hour = (ts / HOUR_MS) % 24;
             let trouble = (19..21).contains(&hour) || ts < burst_until;
             let (p, warn) = o.step(ts, Present { trouble, ..Default::default() }, mask);
             if warn && trouble {
@@ -446,7 +446,7 @@ mod tests {
         m.remove("states");
         let mut back: Outlook = serde_json::from_value(v).unwrap();
         assert_eq!(back.quiet.len(), 168);
-        let (p, _) = back.step(11 * 86_400_000, Present { trouble: true, ..Default::default() }, &ALL);
+        let (p, _) = back.step(11 * DAY_MS, Present { trouble: true, ..Default::default() }, &ALL);
         assert!(p.is_finite());
     }
 }

@@ -19,7 +19,7 @@ use super::models::{CLASSES, HORIZON, Kind, Models};
 use super::outlook::{self, Outlook, Present};
 use super::rules::{RuleHit, Rules};
 use super::shift::{Shift, ShiftDetector};
-use crate::timefmt;
+use crate::calendar::{self, DAY_MS, HOUR_MS, hour_of_week, hour_of_week_name};
 
 /// What a channel measures, for rules and wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,8 +162,8 @@ impl Settings {
     pub fn minutes() -> Settings {
         Settings {
             step_ms: 60_000,
-            baseline_ms: 24 * 3_600_000,
-            refit_ms: 24 * 3_600_000,
+            baseline_ms: 24 * HOUR_MS,
+            refit_ms: 24 * HOUR_MS,
             alarms_per_week: 1.0,
             utc_offset_s: 0,
             without: Members::AGENT,
@@ -172,7 +172,7 @@ impl Settings {
 
     /// The surprise an alarm needs: -log10 of the per-step false-alarm probability.
     pub fn threshold(&self) -> f64 {
-        let steps_per_week = 7.0 * 86_400_000.0 / self.step_ms.max(1) as f64;
+        let steps_per_week = 7.0 * DAY_MS as f64 / self.step_ms.max(1) as f64;
         (steps_per_week / self.alarms_per_week.max(1e-6)).log10().max(1.0)
     }
 
@@ -347,12 +347,12 @@ impl Pipeline {
     pub fn new(settings: Settings, models: Models, specs: Vec<ChannelSpec>) -> Pipeline {
         // A week of scores, but never so few that the tail is a handful of points (hourly data),
         // and a day of them before any surprise is trusted.
-        let week = settings.steps(7 * 86_400_000).max(4032);
-        let min = settings.steps(86_400_000).max(288);
+        let week = settings.steps(7 * DAY_MS).max(4032);
+        let min = settings.steps(DAY_MS).max(288);
         let channels = specs
             .into_iter()
             .map(|spec| Channel {
-                zweek: ZScore::new(7 * 86_400_000).with_floor(week_floor(spec.kind)).with_warm_up(86_400_000),
+                zweek: ZScore::new(7 * DAY_MS).with_floor(week_floor(spec.kind)).with_warm_up(DAY_MS),
                 spec,
                 stats: RobustStats::default(),
                 window: Window::default(),
@@ -363,7 +363,7 @@ impl Pipeline {
                 cal_agreement: [Calibrator::new(week, min), Calibrator::new(week, min)],
                 cal_zscore: Calibrator::new(week, min),
                 forest: ForestDetector::new(settings.baseline_ms, settings.refit_ms, week),
-                zscore: ZScore::new(24 * 3_600_000),
+                zscore: ZScore::new(24 * HOUR_MS),
                 rules: Rules::default(),
                 tow: TimeOfWeek::new(),
                 shift: ShiftDetector::new(),
@@ -616,18 +616,6 @@ fn predict(q: &[f32], u: Option<f64>, stats: (f64, f64)) -> Option<Prediction> {
     Some(Prediction { lead_steps: first + 1, confidence, expected: features::denormalise(worst, stats) })
 }
 
-/// 0 = Monday 00:00-01:00 ... 167 = Sunday 23:00.
-pub fn hour_of_week(ts_ms: i64, offset_s: i64) -> usize {
-    let local_h = (ts_ms.div_euclid(1000) + offset_s).div_euclid(3600);
-    // 1970-01-01 was a Thursday (3 days after a Monday).
-    ((local_h + 3 * 24).rem_euclid(168)) as usize
-}
-
-pub fn hour_of_week_name(h: usize) -> String {
-    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
-    format!("{} {:02}:00", DAYS[h / 24 % 7], h % 24)
-}
-
 /// One sentence a person can read: what, how far from usual, when.
 pub fn explain(spec: &ChannelSpec, r: &ChannelResult, ts: i64, offset_s: i64) -> String {
     if let Some(rule) = r.rule {
@@ -635,7 +623,7 @@ pub fn explain(spec: &ChannelSpec, r: &ChannelResult, ts: i64, offset_s: i64) ->
     }
     let how = hour_of_week(ts, offset_s);
     let kind = r.kind.map(|(k, p)| format!(" ({}, {:.0}%)", k.replace('_', " "), p * 100.0)).unwrap_or_default();
-    let v = |x: f64| timefmt::with_unit(x, &spec.unit);
+    let v = |x: f64| calendar::with_unit(x, &spec.unit);
     match (r.value, r.usual) {
         (Some(x), Some((u, which))) => {
             let when = match which {
@@ -656,16 +644,6 @@ pub fn explain(spec: &ChannelSpec, r: &ChannelResult, ts: i64, offset_s: i64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hour_of_week_counts_from_monday() {
-        assert_eq!(hour_of_week(0, 0), 3 * 24, "1970-01-01 00:00 UTC was a Thursday");
-        // 2026-11-24 is a Tuesday; 20:30 UTC
-        let ts = 1_764_016_200_000; // 2025-11-24 20:30 UTC, a Monday
-        assert_eq!(hour_of_week_name(hour_of_week(ts, 0)), "Monday 20:00");
-        assert_eq!(hour_of_week_name(hour_of_week(ts, 3600)), "Monday 21:00");
-        assert_eq!(hour_of_week_name(hour_of_week(ts, -21 * 3600)), "Sunday 23:00");
-    }
 
     #[test]
     fn threshold_is_a_week_of_steps() {

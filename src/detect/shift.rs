@@ -15,6 +15,8 @@
 
 use std::collections::VecDeque;
 
+use crate::stats::median_in_place;
+
 /// CUSUM allowance and decision interval, in robust spreads.
 pub const K: f64 = 1.5;
 pub const H: f64 = 12.0;
@@ -69,12 +71,6 @@ pub struct ShiftDetector {
     since_refresh: usize,
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_unstable_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
-}
-
 impl ShiftDetector {
     pub fn new() -> ShiftDetector {
         ShiftDetector::default()
@@ -92,9 +88,9 @@ impl ShiftDetector {
 
     fn refresh(&mut self) {
         let mut ref_: Vec<f64> = self.seg.iter().rev().take(REFERENCE).map(|s| s.1).collect();
-        let mu = median(&mut ref_);
+        let mu = median_in_place(&mut ref_);
         let mut dev: Vec<f64> = ref_.iter().map(|y| (y - mu).abs()).collect();
-        self.reference = Some((mu, (1.4826 * median(&mut dev)).max(MIN_SPREAD)));
+        self.reference = Some((mu, (1.4826 * median_in_place(&mut dev)).max(MIN_SPREAD)));
         self.since_refresh = 0;
     }
 
@@ -124,7 +120,7 @@ impl ShiftDetector {
             if after.len() < CONFIRM_MIN || ts - onset < CONFIRM_MIN_MS {
                 return None;
             }
-            let new = median(&mut after);
+            let new = median_in_place(&mut after);
             let d = new - mu;
             if d.abs() >= super::degrade::LATENCY_FACTOR.ln() && ts - onset < BIG_SHIFT_MS {
                 return None; // keep counting: a degradation until it lasts

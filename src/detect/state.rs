@@ -168,7 +168,7 @@ impl StateMachine {
         let mut rtts: Vec<u32> = self.window.iter().filter_map(|(_, r)| *r).collect();
         let loss = (n - rtts.len()) as f64 / n as f64;
         rtts.sort_unstable();
-        let median_ms = crate::store::rollup::quantile(&rtts, 0.5).map(|us| us / 1000.0);
+        let median_ms = crate::stats::quantile_sorted(&rtts, 0.5).map(|us| us / 1000.0);
         loss > self.cfg.degraded_loss || median_ms.is_some_and(|m| m > self.cfg.degraded_rtt_ms)
     }
 

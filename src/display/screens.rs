@@ -12,8 +12,8 @@ use embedded_graphics::primitives::{Line, PrimitiveStyle, Rectangle};
 use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 
 use super::snapshot::Snapshot;
+use crate::calendar::format_span;
 use crate::sample::LinkState;
-use crate::timefmt::format_span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {

@@ -1,8 +1,10 @@
 //! Everything the screens show, read from the database in one go (the display runs beside the
 //! agent and reads the same file the writer fills).
 
+use crate::calendar::{DAY_MS, MINUTE_MS};
 use crate::sample::{LinkState, WallMs};
-use crate::store::rollup::{MINUTE_MS, minute_of, quantile};
+use crate::stats::quantile_sorted as quantile;
+use crate::store::rollup::minute_of;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +82,7 @@ impl Snapshot {
             }
         }
 
-        let latest = store.latest_metrics(now - 7 * 24 * 3600 * 1000)?;
+        let latest = store.latest_metrics(now - 7 * DAY_MS)?;
         let find = |probe: &str, name: &str| latest.iter().find(|m| m.probe == probe && m.name == name);
         let speed = find("bandwidth", "down_mbps").map(|d| Speed {
             down_mbps: d.value,

@@ -50,7 +50,7 @@ pub fn webhook(cfg: &WebhookConfig, note: &Note) -> Sent {
         "message": note.body,
         "priority": note.priority,
         "ts": note.ts,
-        "time": crate::timefmt::format_time(note.ts) + "Z",
+        "time": crate::calendar::format_time(note.ts) + "Z",
     });
     outcome(
         agent()

@@ -74,7 +74,7 @@ fn digest(kind: &str, held: Vec<Note>) -> Note {
         ts: last.ts,
         title: format!(
             "{n} {kind} messages since {}: latest \"{}\"",
-            &crate::report::render::local(first)[11..],
+            crate::calendar::format_local_clock(first, false),
             last.title
         ),
         body: body.join("\n"),

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::{DAY_MS, HOUR_MS, format_span};
 use crate::clock::WallFn;
 use crate::config::outputs::NotifyConfig;
 use crate::sample::WallMs;
 use crate::store::Store;
-use crate::timefmt::{format_local, format_span};
 use http::Sent;
 use limit::{Limiter, Note};
 
@@ -63,7 +63,7 @@ struct State {
 
 /// Level shifts go out together, once the oldest waiting one is this old: a route flapping
 /// between two levels all afternoon is one message.
-pub const SHIFT_DIGEST_MS: i64 = 12 * 3_600_000;
+pub const SHIFT_DIGEST_MS: i64 = 12 * HOUR_MS;
 
 /// The state file for `db`.
 pub fn state_file(db: &Path) -> PathBuf {
@@ -71,7 +71,7 @@ pub fn state_file(db: &Path) -> PathBuf {
 }
 
 fn hms(ts: WallMs) -> String {
-    format_local(ts)[11..].to_string()
+    crate::calendar::format_local_clock(ts, true)
 }
 
 /// A running notifier thread.
@@ -445,11 +445,10 @@ pub fn figures(store: &Store, now: WallMs) -> Result<mqtt::Figures, rusqlite::Er
         [now - now.rem_euclid(60_000)],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let outages_24h = conn.query_row(
-        "SELECT count(*) FROM outages WHERE kind = 'wan' AND start_ts >= ?1",
-        [now - 86_400_000],
-        |r| r.get(0),
-    )?;
+    let outages_24h =
+        conn.query_row("SELECT count(*) FROM outages WHERE kind = 'wan' AND start_ts >= ?1", [now - DAY_MS], |r| {
+            r.get(0)
+        })?;
     Ok(mqtt::Figures {
         state,
         latency_ms: latency_us.map(|u| u / 1000.0),

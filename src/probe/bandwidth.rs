@@ -17,7 +17,6 @@ use super::http::error_kind;
 use super::{Ctx, blocking};
 use crate::config::probes::{BandwidthConfig, SpeedServer};
 use crate::sample::Metric;
-use crate::store::rollup::quantile;
 
 const PROBE: &str = "bandwidth";
 /// Bytes per stream of each ramp step.
@@ -113,12 +112,6 @@ fn sample_latency(url: String, timeout: Duration, done: Arc<AtomicBool>) -> std:
     })
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    let us: Vec<u32> = v.iter().map(|ms| (ms * 1000.0) as u32).collect();
-    quantile(&us, 0.5).map(|us| us / 1000.0)
-}
-
 /// What one direction's ramp measured.
 struct Ramp {
     /// Mbit/s of the last complete step, and when that step ran.
@@ -182,7 +175,7 @@ fn ramp(cfg: &BandwidthConfig, ep: &Endpoints, upload: bool, budget_left: &mut u
         }
     }
     done.store(true, Ordering::SeqCst);
-    let loaded = sampler.join().ok().and_then(median);
+    let loaded = sampler.join().ok().and_then(crate::stats::median);
     Ramp { mbps: best, step, loaded_ms: loaded, bytes: used }
 }
 
@@ -196,7 +189,7 @@ pub fn measure(cfg: &BandwidthConfig, mut budget_left: u64) -> SpeedResult {
         r.notes.push("speed server unreachable".into());
         return r;
     }
-    r.idle_ms = median(idle);
+    r.idle_ms = crate::stats::median(idle);
     let down = ramp(cfg, &ep, false, &mut budget_left, &mut r.notes);
     let up = ramp(cfg, &ep, true, &mut budget_left, &mut r.notes);
     r.down_mbps = down.mbps;

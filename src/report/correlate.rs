@@ -12,9 +12,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::data::Minute;
+use crate::calendar::{HOUR_MS, hour_of_week};
 use crate::sample::WallMs;
+use crate::stats::{median, quantile};
 
-const HOUR_MS: i64 = 3_600_000;
 /// Bootstrap resamples: enough for a stable 95% interval, cheap over hour blocks.
 const RESAMPLES: usize = 999;
 /// Below this an effect is "too little data": at least this many separate hours on each side.
@@ -343,15 +344,6 @@ impl Cell {
     }
 }
 
-/// Monday 00:00 = 0 ... Sunday 23:00 = 167, local time.
-pub fn hour_of_week(ts: WallMs, offset_s: i64) -> usize {
-    let local_s = ts.div_euclid(1000) + offset_s;
-    // 1970-01-01 was a Thursday: shift so that Monday is day 0.
-    let day = (local_s.div_euclid(86_400) + 3).rem_euclid(7);
-    let hour = local_s.rem_euclid(86_400) / 3600;
-    (day * 24 + hour) as usize
-}
-
 /// The week folded into 168 hours.
 pub fn time_of_week(minutes: &[Minute], offset_s: impl Fn(WallMs) -> i64) -> Vec<Cell> {
     let typical = median(minutes.iter().filter(|m| !m.down).filter_map(|m| m.median_ms)).unwrap_or(f64::INFINITY);
@@ -455,21 +447,6 @@ pub fn by_band(minutes: &[Minute]) -> Vec<BandRow> {
     rows
 }
 
-pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    quantile(values, 0.5)
-}
-
-pub fn quantile(values: impl Iterator<Item = f64>, q: f64) -> Option<f64> {
-    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let pos = q * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    Some(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64))
-}
-
 /// Every analysis the report shows, in its order.
 #[derive(Debug, Clone)]
 pub struct Analysis {
@@ -550,8 +527,9 @@ pub fn window_label(w: &Window) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::data::{Context, MINUTE_MS};
+    use super::super::data::Context;
     use super::*;
+    use crate::calendar::MINUTE_MS;
 
     /// Two weeks of minutes; it rains in 1 hour in 8, and rain multiplies loss by `effect`.
     /// Loss per minute is drawn binomially so the numbers are noisy like real ones.
@@ -695,15 +673,6 @@ mod tests {
     #[test]
     fn ranks_share_ties() {
         assert_eq!(ranks(&[10.0, 20.0, 20.0, 5.0]), [2.0, 3.5, 3.5, 1.0]);
-    }
-
-    #[test]
-    fn hour_of_week_starts_monday_local() {
-        // 2026-11-23 was a Monday; 00:30 UTC.
-        let monday = 1_795_393_800_000;
-        assert_eq!(hour_of_week(monday, 0), 0);
-        assert_eq!(hour_of_week(monday, -3600), 167); // Sunday 23:30 an hour west
-        assert_eq!(hour_of_week(monday + 20 * HOUR_MS, 0), 20);
     }
 
     #[test]

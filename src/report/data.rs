@@ -7,10 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::calendar::MINUTE_MS;
 use crate::sample::WallMs;
 use crate::store::{Store, StoreError};
-
-pub const MINUTE_MS: i64 = 60_000;
 
 /// The context measured around one minute; None when nothing recent enough was measured.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -14,10 +14,11 @@ pub mod plot;
 pub mod render;
 pub mod weekly;
 
+use crate::calendar::MINUTE_MS;
 use crate::sample::WallMs;
 use crate::store::{Store, StoreError};
 use correlate::Analysis;
-use data::{Data, MINUTE_MS};
+use data::Data;
 
 /// What the household pays for, to compare speed tests against.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -81,12 +82,12 @@ pub fn summarise(d: &Data, plan: &Plan) -> Summary {
         lan_outages: d.outages.iter().filter(|o| o.kind == "lan").count(),
         downtime_ms,
         longest_ms: wan.iter().map(|o| clip(o)).max().unwrap_or(0),
-        median_ms: correlate::median(up().filter_map(|m| m.median_ms)),
-        p95_ms: correlate::quantile(up().filter_map(|m| m.p95_ms), 0.95),
+        median_ms: crate::stats::median(up().filter_map(|m| m.median_ms)),
+        p95_ms: crate::stats::quantile(up().filter_map(|m| m.p95_ms), 0.95),
         loss: (sent > 0).then(|| lost as f64 / sent as f64),
         speed_tests: d.speed.len(),
-        down_median_mbps: correlate::median(downs.iter().copied()),
-        up_median_mbps: correlate::median(d.speed.iter().filter_map(|t| t.up_mbps)),
+        down_median_mbps: crate::stats::median(downs.iter().copied()),
+        up_median_mbps: crate::stats::median(d.speed.iter().filter_map(|t| t.up_mbps)),
         below_half_plan: plan.down_mbps.map_or(0, |p| downs.iter().filter(|&&x| x < p / 2.0).count()),
         anomalies: d.events.iter().filter(|e| e.kind == "anomaly").count(),
         predictions: d.events.iter().filter(|e| e.kind == "prediction").count(),
@@ -130,9 +131,9 @@ pub fn build(
 ) -> Result<Report, StoreError> {
     let data = Data::load(store, since, until, progress)?;
     let summary = summarise(&data, &plan);
-    let analysis = correlate::analyse(&data.minutes, crate::timefmt::local_offset_s);
+    let analysis = correlate::analyse(&data.minutes, crate::calendar::local_offset_s);
     progress("analysis");
-    Ok(Report { summary, analysis, plan, offset_s: crate::timefmt::local_offset_s(until), data })
+    Ok(Report { summary, analysis, plan, offset_s: crate::calendar::local_offset_s(until), data })
 }
 
 /// The stages `build` and `render::html` report to `progress`, for a progress bar's length.

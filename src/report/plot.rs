@@ -6,7 +6,8 @@ use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 
 use super::correlate::{Cell, Split, Verdict};
-use super::data::{MINUTE_MS, Minute, OutageRow};
+use super::data::{Minute, OutageRow};
+use crate::calendar::MINUTE_MS;
 use crate::sample::WallMs;
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;

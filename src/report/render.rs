@@ -6,14 +6,8 @@ use std::fmt::Write;
 use super::Report;
 use super::correlate::{Comparison, Correlation, Split, Verdict, window_label};
 use super::plot;
+use crate::calendar;
 use crate::sample::WallMs;
-use crate::timefmt;
-
-/// Local wall time "2026-11-25 18:04" for the household's reader.
-pub fn local(ts: WallMs) -> String {
-    let t = timefmt::format_local(ts);
-    t[..t.len().min(16)].to_string()
-}
 
 fn offset_label(offset_s: i64) -> String {
     let sign = if offset_s < 0 { '-' } else { '+' };
@@ -97,10 +91,10 @@ fn headline(r: &Report) -> String {
         pct(Some(s.measured_ms as f64 / (s.period_minutes.max(1) * 60_000) as f64)),
         s.wan_outages,
         if s.wan_outages == 1 { "" } else { "s" },
-        timefmt::format_span(s.downtime_ms)
+        calendar::format_span(s.downtime_ms)
     );
     if s.wan_outages > 0 {
-        let _ = write!(t, " (longest {})", timefmt::format_span(s.longest_ms));
+        let _ = write!(t, " (longest {})", calendar::format_span(s.longest_ms));
     }
     let _ = write!(
         t,
@@ -143,7 +137,7 @@ fn outage_context(r: &Report, start: WallMs, end: WallMs) -> (String, String, St
     }
     let near = |ts: WallMs| ts >= start - 10 * 60_000 && ts <= end + 5 * 60_000;
     for e in r.data.events.iter().filter(|e| e.kind.starts_with("gateway_") && near(e.ts)) {
-        gw.push(format!("{} {}", &local(e.ts)[11..], e.detail));
+        gw.push(format!("{} {}", calendar::format_local_clock(e.ts, false), e.detail));
     }
     let weather = c.map_or(String::new(), |c| {
         let mut w = Vec::new();
@@ -158,8 +152,14 @@ fn outage_context(r: &Report, start: WallMs, end: WallMs) -> (String, String, St
         }
         w.join(", ")
     });
-    let log: Vec<String> =
-        r.data.router.iter().filter(|l| near(l.0)).take(4).map(|l| format!("{} {}", &local(l.0)[11..], l.1)).collect();
+    let log: Vec<String> = r
+        .data
+        .router
+        .iter()
+        .filter(|l| near(l.0))
+        .take(4)
+        .map(|l| format!("{} {}", calendar::format_local_clock(l.0, false), l.1))
+        .collect();
     (gw.join("; "), weather, log.join("; "))
 }
 
@@ -218,8 +218,8 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
                 format!(
                     "{} (total {}, longest {})",
                     s.wan_outages,
-                    timefmt::format_span(s.downtime_ms),
-                    timefmt::format_span(s.longest_ms)
+                    calendar::format_span(s.downtime_ms),
+                    calendar::format_span(s.longest_ms)
                 ),
             ],
             vec!["home network (gateway) outages".into(), s.lan_outages.to_string()],
@@ -252,7 +252,7 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
                 } else {
                     format!(
                         "{} in {} stretch{} (wanwatch not running or stalled); uptime counts measured time only",
-                        timefmt::format_span(s.blind_ms),
+                        calendar::format_span(s.blind_ms),
                         s.blind_spots,
                         if s.blind_spots == 1 { "" } else { "es" }
                     )
@@ -263,11 +263,10 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
 
     b.push(Block::Heading("Timeline".into()));
     let label = |t: WallMs| {
-        let l = local(t);
         if r.summary.period_minutes > 2 * 1440 {
-            l[5..10].to_string() + " " + &l[11..13] + "h"
+            calendar::format_local_day_hour(t)
         } else {
-            l[11..].to_string()
+            calendar::format_local_clock(t, false)
         }
     };
     if figures {
@@ -287,9 +286,9 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
                 let end = o.end.unwrap_or(d.until);
                 let (gw, weather, log) = outage_context(r, o.start, end);
                 vec![
-                    local(o.start),
-                    o.end.map_or("ongoing".into(), local),
-                    timefmt::format_span(o.duration_ms.unwrap_or(end - o.start)),
+                    calendar::format_local_minute(o.start),
+                    o.end.map_or("ongoing".into(), calendar::format_local_minute),
+                    calendar::format_span(o.duration_ms.unwrap_or(end - o.start)),
                     if o.kind == "wan" { "internet".into() } else { "home network".into() },
                     gw,
                     weather,
@@ -380,7 +379,7 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
              peering. Each one is listed; the time is the estimated onset."
                 .into(),
         ));
-        let rows = shifts.iter().map(|e| vec![local(e.ts), e.detail.clone()]).collect();
+        let rows = shifts.iter().map(|e| vec![calendar::format_local_minute(e.ts), e.detail.clone()]).collect();
         b.push(Block::Table(Table { head: vec!["onset", "what changed"], rows }));
     }
     b.push(Block::Heading("How good were the hour-ahead warnings?".into()));
@@ -431,14 +430,20 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
     if flagged.is_empty() {
         b.push(Block::Para("The detectors flagged nothing in this period.".into()));
     } else {
-        let rows = flagged.iter().map(|e| vec![local(e.ts), e.kind.clone(), e.detail.clone()]).collect();
+        let rows = flagged
+            .iter()
+            .map(|e| vec![calendar::format_local_minute(e.ts), e.kind.clone(), e.detail.clone()])
+            .collect();
         b.push(Block::Table(Table { head: vec!["time", "kind", "explanation"], rows }));
     }
     if !d.speed.is_empty() {
         b.push(Block::Heading(format!("Speed tests ({})", d.speed.len())));
         let f = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.1}"));
-        let rows =
-            d.speed.iter().map(|t| vec![local(t.ts), f(t.down_mbps), f(t.up_mbps), f(t.bufferbloat_ms)]).collect();
+        let rows = d
+            .speed
+            .iter()
+            .map(|t| vec![calendar::format_local_minute(t.ts), f(t.down_mbps), f(t.up_mbps), f(t.bufferbloat_ms)])
+            .collect();
         b.push(Block::Table(Table { head: vec!["time", "down Mbit/s", "up Mbit/s", "latency under load +ms"], rows }));
     }
     b.push(Block::Heading("How this was measured".into()));
@@ -456,7 +461,11 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
 }
 
 fn title(r: &Report) -> String {
-    format!("Internet connection report, {} to {}", local(r.data.since), local(r.data.until))
+    format!(
+        "Internet connection report, {} to {}",
+        calendar::format_local_minute(r.data.since),
+        calendar::format_local_minute(r.data.until)
+    )
 }
 
 const CSS: &str = "body{font-family:sans-serif;max-width:1000px;margin:1em auto;padding:0 1em;color:#222}\

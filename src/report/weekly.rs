@@ -3,24 +3,22 @@
 
 use std::path::{Path, PathBuf};
 
-use super::correlate::hour_of_week;
 use super::{Plan, build, render};
+use crate::calendar::{HOUR_MS, WEEK_MS, hour_of_week};
 use crate::sample::WallMs;
 use crate::store::Store;
 
-const WEEK_MS: i64 = 7 * 86_400_000;
-
 /// The most recent complete week, Monday 00:00 to Monday 00:00 local time, before `now`.
 pub fn last_week(now: WallMs) -> (WallMs, WallMs) {
-    let offset = crate::timefmt::local_offset_s(now);
-    let into_week_ms = hour_of_week(now, offset) as i64 * 3_600_000 + (now + offset * 1000).rem_euclid(3_600_000);
+    let offset = crate::calendar::local_offset_s(now);
+    let into_week_ms = hour_of_week(now, offset) as i64 * HOUR_MS + (now + offset * 1000).rem_euclid(HOUR_MS);
     let this_monday = now - into_week_ms;
     (this_monday - WEEK_MS, this_monday)
 }
 
 /// `dir/wanwatch-week-2026-11-16.html`, named for the week's Monday.
 pub fn file_for(dir: &Path, since: WallMs) -> PathBuf {
-    dir.join(format!("wanwatch-week-{}.html", &render::local(since)[..10]))
+    dir.join(format!("wanwatch-week-{}.html", crate::calendar::format_local_date(since)))
 }
 
 /// Write last week's report unless it exists or the database has nothing from that week.
@@ -87,8 +85,8 @@ mod tests {
     fn last_week_is_monday_to_monday() {
         let (since, until) = last_week(crate::clock::system_wall_ms());
         assert_eq!(until - since, WEEK_MS);
-        let off = crate::timefmt::local_offset_s(until);
+        let off = crate::calendar::local_offset_s(until);
         assert_eq!(hour_of_week(until, off), 0);
-        assert_eq!((until + off * 1000) % 3_600_000, 0);
+        assert_eq!((until + off * 1000) % HOUR_MS, 0);
     }
 }

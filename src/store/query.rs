@@ -2,9 +2,9 @@
 
 use rusqlite::OptionalExtension;
 
-use super::rollup::quantile;
 use super::{Store, StoreError};
 use crate::sample::{LinkState, WallMs};
+use crate::stats::quantile_sorted as quantile;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetSummary {

@@ -7,10 +7,10 @@
 use rusqlite::params;
 
 use super::{Store, StoreError};
+use crate::calendar::DAY_MS;
 use crate::config::StoreConfig;
 use crate::sample::WallMs;
 
-const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Under the cap, aim this far below it so deletion does not run every hour.
 const CAP_TARGET: f64 = 0.9;
 const CHUNK: i64 = 5_000;

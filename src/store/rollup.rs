@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, params};
 
+use crate::calendar::MINUTE_MS;
 use crate::sample::WallMs;
-
-pub const MINUTE_MS: WallMs = 60_000;
+use crate::stats::quantile_sorted as quantile;
 
 pub fn minute_of(ts: WallMs) -> WallMs {
     ts.div_euclid(MINUTE_MS) * MINUTE_MS
@@ -24,19 +24,6 @@ pub struct Stats {
     pub max: Option<u32>,
     /// Mean absolute difference of successive answered RTTs (RFC 3550's idea, unsmoothed).
     pub jitter: Option<u32>,
-}
-
-/// Linear-interpolated quantile of sorted values (the "type 7" estimator numpy uses).
-pub fn quantile(sorted: &[u32], q: f64) -> Option<f64> {
-    match sorted.len() {
-        0 => None,
-        n => {
-            let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
-            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-            let frac = pos - lo as f64;
-            Some(sorted[lo] as f64 * (1.0 - frac) + sorted[hi] as f64 * frac)
-        }
-    }
 }
 
 /// Stats of probe results in send order: `Some(rtt)` answered, `None` lost.

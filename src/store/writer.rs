@@ -554,8 +554,8 @@ fn shift_run(conn: &Connection, delta: i64, run: &RunLog, touched: &mut BTreeSet
             let mut m = minute_of(lo);
             while m <= hi {
                 touch(m);
-                touch(m + rollup::MINUTE_MS - 1);
-                m += rollup::MINUTE_MS;
+                touch(m + crate::calendar::MINUTE_MS - 1);
+                m += crate::calendar::MINUTE_MS;
             }
         }
         (None, None) => {}

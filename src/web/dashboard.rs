@@ -4,12 +4,12 @@
 
 use std::fmt::Write;
 
+use crate::calendar::{DAY_MS, HOUR_MS, format_local_minute as local, format_span, with_unit};
 use crate::report::data::Data;
 use crate::report::plot;
-use crate::report::render::{esc, local};
+use crate::report::render::esc;
 use crate::sample::{LinkState, WallMs};
 use crate::store::Store;
-use crate::timefmt::{format_span, with_unit};
 
 fn state_words(s: LinkState) -> (&'static str, &'static str) {
     match s {
@@ -66,10 +66,11 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
         out.push_str("<tr><td colspan=\"5\">no pings in the last 15 minutes</td></tr>\n");
     }
     out.push_str("</table>\n<h2>Last 24 hours</h2>\n");
-    let since = now - 86_400_000;
+    let since = now - DAY_MS;
     let day = Data::load(store, since, now, &|_| {}).map_err(e)?;
-    let svg =
-        plot::timeline(&day.minutes, &day.outages, &day.shift_onsets(), since, now, &|t| local(t)[11..].to_string())?;
+    let svg = plot::timeline(&day.minutes, &day.outages, &day.shift_onsets(), since, now, &|t| {
+        crate::calendar::format_local_clock(t, false)
+    })?;
     let _ = writeln!(out, "<figure id=\"timeline\">{svg}</figure>");
 
     let outages = store.recent_outages(10).map_err(e)?;
@@ -103,7 +104,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
     }
     out.push_str("</table>\n");
 
-    let latest = store.latest_metrics(now - 2 * 3_600_000).map_err(e)?;
+    let latest = store.latest_metrics(now - 2 * HOUR_MS).map_err(e)?;
     if !latest.is_empty() {
         out.push_str(
             "<h2>Context</h2>\n<table id=\"context\"><tr><th>probe</th><th>what</th><th>value</th><th>when</th></tr>\n",

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::calendar::{DAY_MS, HOUR_MS};
 use crate::sample::{LinkState, WallMs};
 use crate::store::{Store, StoreError};
 
@@ -167,13 +168,13 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
 
     // Context probes: the newest value of each series, while it is still current (two hours;
     // two days for speed tests, which run a few times a day at most).
-    let latest = store.latest_metrics(now - 2 * 86_400_000)?;
+    let latest = store.latest_metrics(now - 2 * DAY_MS)?;
     for (probe, name, metric, help, scale) in CONTEXT {
         // Speed tests are hours apart; drop totals are written only when they change.
         let max_age = match *probe {
-            "bandwidth" => 2 * 86_400_000,
-            "syslog" => 30 * 86_400_000,
-            _ => 2 * 3_600_000,
+            "bandwidth" => 2 * DAY_MS,
+            "syslog" => 30 * DAY_MS,
+            _ => 2 * HOUR_MS,
         };
         let values: Vec<_> = latest
             .iter()

@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, watch};
 
+use crate::calendar::DAY_MS;
 use crate::report::Plan;
 use crate::sample::WallMs;
 use crate::store::Store;
@@ -254,7 +255,7 @@ fn route(url: &str, db: &std::path::Path, plan: Plan, now: WallMs) -> (u16, &'st
         "/" => dashboard::render(&store, now).map(|b| ("text/html; charset=utf-8", b)),
         "/metrics" => metrics::render(&store, now).map_err(|e| e.to_string()).map(|b| (metrics::CONTENT_TYPE, b)),
         "/api/status.json" => dashboard::status_json(&store, now).map(|b| ("application/json", b)),
-        "/report.html" | "/report.md" => crate::report::build(&store, now - days * 86_400_000, now, plan, &|_| {})
+        "/report.html" | "/report.md" => crate::report::build(&store, now - days * DAY_MS, now, plan, &|_| {})
             .map_err(|e| e.to_string())
             .and_then(|r| {
                 if path.ends_with(".md") {

@@ -1,10 +1,31 @@
-//! Reading and writing times the way a user types them over ssh: all times are UTC.
+//! Times of day and the week: the spans the code counts in, the hour of the week, and reading
+//! and writing times the way a user types them over ssh (UTC) or reads them (local time).
 
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use crate::sample::WallMs;
+
+pub const SECOND_MS: i64 = 1_000;
+pub const MINUTE_MS: i64 = 60 * SECOND_MS;
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+pub const WEEK_MS: i64 = 7 * DAY_MS;
+pub const HOURS_PER_WEEK: usize = 168;
+
+/// 0 = Monday 00:00-01:00 ... 167 = Sunday 23:00, at `offset_s` from UTC.
+pub fn hour_of_week(ts: WallMs, offset_s: i64) -> usize {
+    let local_h = (ts.div_euclid(SECOND_MS) + offset_s).div_euclid(3600);
+    // 1970-01-01 was a Thursday (3 days after a Monday).
+    (local_h + 3 * 24).rem_euclid(HOURS_PER_WEEK as i64) as usize
+}
+
+/// "Tuesday 20:00" for hour `h` of the week.
+pub fn hour_of_week_name(h: usize) -> String {
+    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    format!("{} {:02}:00", DAYS[h / 24 % 7], h % 24)
+}
 
 /// Parse `--since`/`--until`: "now", a duration ago ("2h", "7d", "90m"), an RFC 3339 time
 /// ("2026-11-25T18:00:00Z", "...+01:00"), "2026-11-25 18:00[:00]" (UTC) or a date "2026-11-25".
@@ -83,6 +104,35 @@ pub fn format_local(ms: WallMs) -> String {
     format_time(ms + local_offset_s(ms) * 1000)
 }
 
+fn local_datetime(ms: WallMs) -> OffsetDateTime {
+    datetime(ms + local_offset_s(ms) * 1000)
+}
+
+/// "2026-11-25 19:04", local: the report's tables.
+pub fn format_local_minute(ms: WallMs) -> String {
+    local_datetime(ms).format(format_description!("[year]-[month]-[day] [hour]:[minute]")).unwrap_or_default()
+}
+
+/// "19:04" or, with `seconds`, "19:04:05", local: a time within a day already named.
+pub fn format_local_clock(ms: WallMs, seconds: bool) -> String {
+    let t = local_datetime(ms);
+    match seconds {
+        true => t.format(format_description!("[hour]:[minute]:[second]")),
+        false => t.format(format_description!("[hour]:[minute]")),
+    }
+    .unwrap_or_default()
+}
+
+/// "2026-11-25", local.
+pub fn format_local_date(ms: WallMs) -> String {
+    local_datetime(ms).format(format_description!("[year]-[month]-[day]")).unwrap_or_default()
+}
+
+/// "11-25 19h", local: an axis label over several days.
+pub fn format_local_day_hour(ms: WallMs) -> String {
+    local_datetime(ms).format(format_description!("[month]-[day] [hour]h")).unwrap_or_default()
+}
+
 /// The local time zone's offset from UTC at `ms`, in seconds (0 when unknown).
 pub fn local_offset_s(ms: WallMs) -> i64 {
     let t: libc::time_t = (ms / 1000) as libc::time_t;
@@ -98,6 +148,31 @@ pub fn local_offset_s(ms: WallMs) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hour_of_week_counts_from_monday() {
+        // 2026-11-30 is a Monday
+        let monday = to_ms(
+            Date::parse("2026-11-30", format_description!("[year]-[month]-[day]")).unwrap().midnight().assume_utc(),
+        );
+        assert_eq!(hour_of_week(monday, 0), 0);
+        assert_eq!(hour_of_week(monday + 20 * HOUR_MS + 59 * MINUTE_MS, 0), 20);
+        assert_eq!(hour_of_week(monday - 1, 0), 167);
+        assert_eq!(hour_of_week(monday, 3600), 1);
+        assert_eq!(hour_of_week(monday, -3600), 167);
+        assert_eq!(hour_of_week_name(44), "Tuesday 20:00");
+    }
+
+    #[test]
+    fn local_parts_are_cut_by_format_not_by_byte() {
+        let t = 1_764_547_200_000 + 5 * HOUR_MS + 4 * MINUTE_MS + 5_000;
+        let full = format_local(t);
+        assert_eq!(format_local_minute(t), full[..16]);
+        assert_eq!(format_local_clock(t, true), full[11..]);
+        assert_eq!(format_local_clock(t, false), full[11..16]);
+        assert_eq!(format_local_date(t), full[..10]);
+        assert_eq!(format_local_day_hour(t), format!("{} {}h", &full[5..10], &full[11..13]));
+    }
 
     const NOW: WallMs = 1_764_090_000_000; // 2025-11-25 17:00:00 UTC
 

@@ -1,0 +1,59 @@
+//! The few statistics every part needs (probes, the store's rollups, the detectors, the report),
+//! in one place so they agree: quantiles the way numpy computes them by default (type 7).
+
+/// The `q` quantile of values already sorted ascending, interpolating linearly between the two
+/// nearest ranks; `None` when there are none.
+pub fn quantile_sorted<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let (a, b) = (sorted[lo].into(), sorted[hi].into());
+    Some(a + (b - a) * (pos - lo as f64))
+}
+
+/// The `q` quantile of the finite values, in any order.
+pub fn quantile(values: impl IntoIterator<Item = f64>, q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    v.sort_unstable_by(f64::total_cmp);
+    quantile_sorted(&v, q)
+}
+
+/// The median of the finite values, in any order.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    quantile(values, 0.5)
+}
+
+/// The median, sorting `v` in place (the detectors' hot path: no allocation); NaN when empty.
+pub fn median_in_place(v: &mut [f64]) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    quantile_sorted(v, 0.5).unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_match_numpy() {
+        // numpy.quantile([1, 2, 3, 4], [0, .25, .5, .9, 1]) = 1, 1.75, 2.5, 3.7, 4
+        let v = [1u32, 2, 3, 4];
+        let got: Vec<f64> = [0.0, 0.25, 0.5, 0.9, 1.0].iter().map(|q| quantile_sorted(&v, *q).unwrap()).collect();
+        for (g, want) in got.iter().zip([1.0, 1.75, 2.5, 3.7, 4.0]) {
+            assert!((g - want).abs() < 1e-12, "{got:?}");
+        }
+        assert_eq!(quantile_sorted::<f64>(&[], 0.5), None);
+        assert_eq!(quantile_sorted(&[7.0], 0.99), Some(7.0));
+    }
+
+    #[test]
+    fn medians_skip_what_is_not_a_number() {
+        assert_eq!(median([3.0, f64::NAN, 1.0, 2.0, f64::INFINITY]), Some(2.0));
+        assert_eq!(median([]), None);
+        let mut v = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(median_in_place(&mut v), 2.5);
+        assert!(median_in_place(&mut []).is_nan());
+    }
+}
