@@ -63,9 +63,11 @@ fn bytes_per_row() {
     w.shutdown();
     let store = Store::open(&db, 16 << 20).unwrap();
     let full = store.used_bytes().unwrap();
-    let samples: i64 = store.conn.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
-    let minutes: i64 = store.conn.query_row("SELECT count(*) FROM minutes", [], |r| r.get(0)).unwrap();
-    store.conn.execute("DELETE FROM minutes", []).unwrap();
+    let samples: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    let minutes: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("SELECT count(*) FROM minutes", [], |r| r.get(0)).unwrap();
+    rusqlite::Connection::open(&db).unwrap().execute("DELETE FROM minutes", []).unwrap();
     let without_minutes = store.used_bytes().unwrap();
     let per_sample = (without_minutes - empty) as f64 / samples as f64;
     let per_minute = (full - without_minutes) as f64 / minutes as f64;

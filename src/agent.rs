@@ -13,7 +13,7 @@ use crate::clock::{self, Adjustment, Clock};
 use crate::config::Config;
 use crate::detect::state::StateMachine;
 use crate::probe::ping::{self, Sockets};
-use crate::sample::{Blind, BlindKind, Record, Target};
+use crate::sample::{Blind, BlindKind, EventKind, Record, Target};
 use crate::store::Store;
 use crate::store::writer::{Writer, WriterReport};
 
@@ -66,7 +66,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     }
     writer.send(Record::Event {
         ts: wall(),
-        kind: "agent_start".into(),
+        kind: EventKind::AgentStart,
         detail: format!("wanwatch {} pinging {}", env!("CARGO_PKG_VERSION"), names.join(", ")),
     });
 
@@ -97,7 +97,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!("{e}; carrying on without the dashboard");
-                writer.send(Record::Event { ts: wall(), kind: "web_error".into(), detail: e.to_string() });
+                writer.send(Record::Event { ts: wall(), kind: EventKind::WebError, detail: e.to_string() });
                 None
             }
         }
@@ -240,7 +240,7 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     for r in sm.finish(wall(), Instant::now()) {
         writer.send(r);
     }
-    writer.send(Record::Event { ts: wall(), kind: "agent_stop".into(), detail: "clean shutdown".into() });
+    writer.send(Record::Event { ts: wall(), kind: EventKind::AgentStop, detail: "clean shutdown".into() });
     report.writer = writer.shutdown();
     panel_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     if let Some(p) = panel {
@@ -272,7 +272,7 @@ fn on_clock_adjustment(adj: Adjustment, writer: &Writer, sm: &mut StateMachine, 
         Adjustment::Stepped { delta_ms, rewrite_run: false } => format!("system clock stepped {delta_ms} ms"),
     };
     tracing::warn!("{detail}");
-    writer.send(Record::Event { ts: now, kind: "clock_step".into(), detail });
+    writer.send(Record::Event { ts: now, kind: EventKind::ClockStep, detail });
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -72,7 +72,7 @@ pub fn run(cfg: &Config, offline: bool) -> Vec<Check> {
 fn database(path: &Path) -> Check {
     if path.exists() {
         match crate::store::Store::open_read_only(path) {
-            Ok(s) => match s.conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)) {
+            Ok(s) => match s.quick_check() {
                 Ok(ok) if ok == "ok" => {
                     let writable = nix_access(path, libc::W_OK);
                     if writable {

@@ -35,6 +35,7 @@ pub mod probe;
 pub mod replay;
 pub mod report;
 pub mod sample;
+pub mod series;
 pub mod stats;
 pub mod status;
 pub mod store;

@@ -16,7 +16,7 @@ use crate::display::frame::Frame;
 use crate::display::oled::Oled;
 use crate::display::{Page, Snapshot, screens};
 use crate::led::{Led, Pattern};
-use crate::sample::{LinkState, WallMs};
+use crate::sample::{EventKind, LinkState, WallMs};
 use crate::store::Store;
 
 const TICK: Duration = Duration::from_millis(20);
@@ -32,7 +32,7 @@ pub fn pattern(s: Option<&Snapshot>, stale: bool) -> Pattern {
     match s.state {
         LinkState::LanDown | LinkState::WanDown => Pattern::Down,
         LinkState::Degraded => Pattern::Degraded,
-        _ if s.notice.as_ref().is_some_and(|(k, _)| k == "prediction") => Pattern::Predicted,
+        _ if s.notice.as_ref().is_some_and(|(k, _)| *k == EventKind::Prediction) => Pattern::Predicted,
         LinkState::Up => Pattern::Up,
         LinkState::Unknown => Pattern::Degraded,
     }
@@ -197,7 +197,7 @@ impl Panel {
 mod tests {
     use super::*;
 
-    fn snap(state: LinkState, notice: Option<&str>) -> Snapshot {
+    fn snap(state: LinkState, notice: Option<EventKind>) -> Snapshot {
         Snapshot {
             now: 0,
             state,
@@ -209,7 +209,7 @@ mod tests {
             sparkline: vec![None; 60],
             speed: None,
             signal: None,
-            notice: notice.map(|k| (k.to_string(), "x".to_string())),
+            notice: notice.map(|k| (k, "x".to_string())),
             ip: None,
         }
     }
@@ -218,10 +218,10 @@ mod tests {
     fn led_pattern_follows_the_state() {
         assert_eq!(pattern(Some(&snap(LinkState::Up, None)), false), Pattern::Up);
         assert_eq!(pattern(Some(&snap(LinkState::Degraded, None)), false), Pattern::Degraded);
-        assert_eq!(pattern(Some(&snap(LinkState::WanDown, Some("prediction"))), false), Pattern::Down);
+        assert_eq!(pattern(Some(&snap(LinkState::WanDown, Some(EventKind::Prediction))), false), Pattern::Down);
         assert_eq!(pattern(Some(&snap(LinkState::LanDown, None)), false), Pattern::Down);
-        assert_eq!(pattern(Some(&snap(LinkState::Up, Some("prediction"))), false), Pattern::Predicted);
-        assert_eq!(pattern(Some(&snap(LinkState::Up, Some("anomaly"))), false), Pattern::Up);
+        assert_eq!(pattern(Some(&snap(LinkState::Up, Some(EventKind::Prediction))), false), Pattern::Predicted);
+        assert_eq!(pattern(Some(&snap(LinkState::Up, Some(EventKind::Anomaly))), false), Pattern::Up);
         assert_eq!(pattern(Some(&snap(LinkState::Up, None)), true), Pattern::Fault, "stale data: the agent is stuck");
         assert_eq!(pattern(None, false), Pattern::Fault, "unreadable database");
     }

@@ -254,7 +254,101 @@ impl OutageKind {
             OutageKind::Wan => "wan",
         }
     }
+
+    /// The stored name back; anything but "lan" is the internet (the only other kind written).
+    pub fn parse(s: &str) -> OutageKind {
+        if s == "lan" { OutageKind::Lan } else { OutageKind::Wan }
+    }
 }
+
+/// Declares the event kinds with their stored names, once: `as_str`, `parse` and `ALL` follow.
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $kind:ident = $name:literal,)+) => {
+        /// What an `events` row is about. Stored as its name, so old databases read back.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($(#[$doc])* $kind,)+
+            /// A name this version does not know (written by a newer agent).
+            Unknown,
+        }
+
+        impl EventKind {
+            pub const ALL: &[EventKind] = &[$(EventKind::$kind,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$kind => $name,)+
+                    EventKind::Unknown => "unknown",
+                }
+            }
+
+            pub fn parse(s: &str) -> EventKind {
+                match s {
+                    $($name => EventKind::$kind,)+
+                    _ => EventKind::Unknown,
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    /// The agent started, stopped, stepped its clock, shed a backlog, hit the size cap.
+    AgentStart = "agent_start",
+    AgentStop = "agent_stop",
+    ClockStep = "clock_step",
+    BacklogDropped = "backlog_dropped",
+    SizeCap = "size_cap",
+    WebError = "web_error",
+    /// The link state changed ("up -> wan_down").
+    State = "state",
+    /// The gateway rebooted, changed band or cell.
+    GatewayReboot = "gateway_reboot",
+    GatewayBand = "gateway_band",
+    GatewayCell = "gateway_cell",
+    /// The router's log said so.
+    RouterWanDown = "wan_down",
+    RouterWanUp = "wan_up",
+    RouterReboot = "reboot",
+    RouterDnsFailure = "dns_failure",
+    WifiStorm = "wifi_storm",
+    SyslogDropped = "syslog_dropped",
+    /// The detectors.
+    Anomaly = "anomaly",
+    AnomalyEnd = "anomaly_end",
+    Degradation = "degradation",
+    DegradationEnd = "degradation_end",
+    LevelShift = "level_shift",
+    Prediction = "prediction",
+}
+
+impl EventKind {
+    /// The gateway's own events (shown beside outages in the report).
+    pub fn is_gateway(self) -> bool {
+        matches!(self, EventKind::GatewayReboot | EventKind::GatewayBand | EventKind::GatewayCell)
+    }
+
+    /// What the detectors flagged (the report's flagged list).
+    pub fn is_detection(self) -> bool {
+        matches!(
+            self,
+            EventKind::Anomaly
+                | EventKind::AnomalyEnd
+                | EventKind::Degradation
+                | EventKind::DegradationEnd
+                | EventKind::LevelShift
+                | EventKind::Prediction
+        )
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+use crate::series::Series;
 
 /// Everything that flows from the agent into the store, in the order it happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -278,7 +372,7 @@ pub enum Record {
     /// Something worth keeping: a clock step, the agent starting or stopping.
     Event {
         ts: WallMs,
-        kind: String,
+        kind: EventKind,
         detail: String,
     },
     /// Every stamp of this run so far was off by `delta_ms` (the clock was set after boot).
@@ -326,36 +420,21 @@ pub struct Blind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
     pub ts: WallMs,
-    pub probe: &'static str,
+    /// Which series (`crate::series`), and of what: a radio, a URL, "here".
+    pub series: Series,
     pub subject: String,
-    pub name: &'static str,
-    pub unit: &'static str,
     pub value: Option<f64>,
     pub note: Option<String>,
 }
 
 impl Metric {
-    pub fn new(
-        ts: WallMs,
-        probe: &'static str,
-        subject: &str,
-        name: &'static str,
-        unit: &'static str,
-        value: f64,
-    ) -> Metric {
-        Metric { ts, probe, subject: subject.to_string(), name, unit, value: Some(value), note: None }
+    pub fn new(ts: WallMs, series: Series, subject: &str, value: f64) -> Metric {
+        Metric { ts, series, subject: subject.to_string(), value: Some(value), note: None }
     }
 
     /// A measurement that could not be made, and why.
-    pub fn failed(
-        ts: WallMs,
-        probe: &'static str,
-        subject: &str,
-        name: &'static str,
-        unit: &'static str,
-        why: String,
-    ) -> Metric {
-        Metric { ts, probe, subject: subject.to_string(), name, unit, value: None, note: Some(why) }
+    pub fn failed(ts: WallMs, series: Series, subject: &str, why: String) -> Metric {
+        Metric { ts, series, subject: subject.to_string(), value: None, note: Some(why) }
     }
 }
 
@@ -373,4 +452,21 @@ pub struct SyslogLine {
     pub message: String,
     /// A known event: wan_down, wan_up, dhcp, reboot, dns_failure, wifi_assoc, ...
     pub class: Option<&'static str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kinds_read_back_as_written_and_unknown_names_are_kept_apart() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), *k);
+        }
+        let names: std::collections::HashSet<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), EventKind::ALL.len(), "two kinds share a stored name");
+        assert_eq!(EventKind::parse("written_by_a_newer_agent"), EventKind::Unknown);
+        assert_eq!(OutageKind::parse(OutageKind::Lan.as_str()), OutageKind::Lan);
+        assert_eq!(OutageKind::parse(OutageKind::Wan.as_str()), OutageKind::Wan);
+    }
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::calendar::{HOUR_MS, format_span, format_time};
-use crate::sample::{LinkState, WallMs};
+use crate::sample::{LinkState, OutageKind, WallMs};
 use crate::store::query::TargetSummary;
 use crate::store::{Store, StoreError};
 
@@ -76,7 +76,10 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         let _ = writeln!(out, "  none recorded");
     }
     for o in outages {
-        let kind = if o.kind == "lan" { "LAN/router" } else { "internet" };
+        let kind = match o.kind {
+            OutageKind::Lan => "LAN/router",
+            OutageKind::Wan => "internet",
+        };
         let span = match (o.end, o.duration_ms) {
             (Some(_), Some(d)) => format_span(d),
             _ => format!("ongoing, {} so far", format_span(now - o.start)),
@@ -99,7 +102,7 @@ fn context(store: &Store, now: WallMs, out: &mut String) -> Result<(), StoreErro
         let mut line = format!("  {:<9} {}:", first.probe, first.subject);
         for m in group {
             let v = match (m.value, &m.note) {
-                (Some(_), Some(n)) if m.name == "bands" => n.clone(),
+                (Some(_), Some(n)) if m.is(crate::series::BANDS) => n.clone(),
                 (Some(v), _) => format!(
                     "{}{}",
                     trim_num(v),

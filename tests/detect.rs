@@ -156,7 +156,7 @@ fn detection_with(db: &Path, baseline_h: i64, source: Source, members: Members) 
     let g = got.clone();
     let sink = Box::new(move |r: Record| {
         if let Record::Event { kind, detail, .. } = r {
-            g.lock().unwrap().push((kind, detail));
+            g.lock().unwrap().push((kind.as_str().to_string(), detail));
         }
     });
     let settings = Settings { baseline_ms: baseline_h * 3_600_000, without: members, ..Settings::minutes() };

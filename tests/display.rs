@@ -42,7 +42,7 @@ fn snapshot() -> Snapshot {
             band: Some("n41".into()),
         }),
         notice: Some((
-            "prediction".into(),
+            wanwatch::sample::EventKind::Prediction,
             "p95 latency to 1.1.1.1 likely 3x usual in the next 20 min (Sunday 18:00 pattern)".into(),
         )),
         ip: Some("192.168.12.20".into()),

@@ -120,7 +120,7 @@ fn boot_time_clock_step_moves_the_run_and_its_rollups() {
     let step = 3 * 24 * 3600 * 1000;
     let boot = T0 + 30_000;
     let w = writer(&db, cfg(), boot + step);
-    w.send(Record::Event { ts: boot, kind: "agent_start".into(), detail: String::new() });
+    w.send(Record::Event { ts: boot, kind: wanwatch::sample::EventKind::AgentStart, detail: String::new() });
     w.send(Record::OutageStart { kind: OutageKind::Wan, start: boot + 10_000 });
     w.send(Record::OutageEnd { end: boot + 20_000, duration_ms: 10_000 });
     for i in 0..90u16 {
@@ -165,7 +165,8 @@ fn retention_expires_raw_samples_before_rollups() {
     let r = retention::apply(&store, now, &cfg()).unwrap();
     assert_eq!(r.expired_samples, 1, "only the 100-day-old sample is past 90 days");
     assert_eq!(r.expired_minutes, 0, "rollups are kept 3 years");
-    let n: i64 = store.conn.query_row("SELECT count(*) FROM minutes", [], |r| r.get(0)).unwrap();
+    let n: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("SELECT count(*) FROM minutes", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 3);
 }
 
@@ -174,8 +175,8 @@ fn size_cap_deletes_oldest_raw_samples_and_shrinks_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
     let store = Store::open(&db, 1 << 20).unwrap();
-    store
-        .conn
+    rusqlite::Connection::open(&db)
+        .unwrap()
         .execute_batch(
             "INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor');
              WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 400000)
@@ -192,8 +193,10 @@ fn size_cap_deletes_oldest_raw_samples_and_shrinks_the_file() {
     println!("cap {cap}: used {before} -> {after} bytes, file {file} bytes, deleted {} samples", r.capped_total());
     assert!(after <= cap, "still {after} bytes over a {cap} cap");
     assert!(file <= cap + (64 << 10), "file not shrunk: {file} bytes");
-    let oldest: i64 = store.conn.query_row("SELECT min(ts) FROM samples", [], |r| r.get(0)).unwrap();
-    let newest: i64 = store.conn.query_row("SELECT max(ts) FROM samples", [], |r| r.get(0)).unwrap();
+    let oldest: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("SELECT min(ts) FROM samples", [], |r| r.get(0)).unwrap();
+    let newest: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("SELECT max(ts) FROM samples", [], |r| r.get(0)).unwrap();
     assert_eq!(newest, 1_790_000_000_000 + 400_000 * 1000, "the newest data is kept");
     assert!(oldest > 1_790_000_000_000, "the oldest data goes first");
     assert_eq!(store.integrity_check().unwrap(), "ok");
@@ -299,21 +302,21 @@ fn the_cap_never_lets_the_database_take_more_than_half_its_file_system() {
     let mnt = fs.path();
     let db = mnt.join("w.db");
     let store = Store::open(&db, 1 << 20).unwrap();
-    store
-        .conn
+    rusqlite::Connection::open(&db)
+        .unwrap()
         .execute("INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor')", [])
         .unwrap();
     // About 14 MB of samples, written in batches as the agent would.
     for chunk in 0..4 {
-        store
-            .conn
+        rusqlite::Connection::open(&db)
+            .unwrap()
             .execute(
                 "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 + 149999)
                  INSERT INTO samples (ts, target, seq, rtt_us) SELECT 1790000000000 + i * 1000, 1, i % 65536, 20000 + i % 977 FROM n",
                 [chunk * 150_000],
             )
             .unwrap();
-        store.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        rusqlite::Connection::open(&db).unwrap().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
     }
     let before = store.used_bytes().unwrap();
     assert_eq!(retention::effective_cap(&store, 4096 << 20), 12 << 20, "half of a 24 MB file system");
@@ -335,8 +338,8 @@ fn the_cap_covers_every_table_and_keeps_the_evidence_longest() {
     let store = Store::open(&db, 1 << 20).unwrap();
     let t0 = 1_790_000_000_000i64;
     let day = 86_400_000i64;
-    store
-        .conn
+    rusqlite::Connection::open(&db)
+        .unwrap()
         .execute_batch(&format!(
             "INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor');
              INSERT INTO series (id, probe, subject, name, unit) VALUES (1, 'weather', 'here', 'temp_c', 'C');
@@ -356,8 +359,12 @@ fn the_cap_covers_every_table_and_keeps_the_evidence_longest() {
              INSERT INTO events (ts, kind, detail) VALUES ({t0} + 3600000, 'state', 'up -> wan_down');"
         ))
         .unwrap();
-    let count =
-        |t: &str| -> i64 { store.conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).unwrap() };
+    let count = |t: &str| -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+            .unwrap()
+    };
     let before = store.used_bytes().unwrap();
     let cap = before / 3;
     let now = t0 + 3 * day;
@@ -367,8 +374,10 @@ fn the_cap_covers_every_table_and_keeps_the_evidence_longest() {
     assert!(after <= cap, "still {after} bytes over a {cap} cap");
     // Chatter was enough, oldest first; nothing else was touched.
     assert_eq!(r.capped.iter().map(|c| c.0).collect::<Vec<_>>(), ["router log chatter"]);
-    let oldest_chatter: i64 =
-        store.conn.query_row("SELECT min(ts) FROM syslog WHERE class IS NULL", [], |r| r.get(0)).unwrap();
+    let oldest_chatter: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT min(ts) FROM syslog WHERE class IS NULL", [], |r| r.get(0))
+        .unwrap();
     assert!(oldest_chatter > t0 + 150_000 * 1000, "the newest chatter is what is left");
     assert_eq!(count("samples"), 259_200);
 
@@ -526,8 +535,8 @@ fn a_sqlite_export_to_a_full_disk_leaves_nothing_behind() {
     let src_dir = tempfile::tempdir().unwrap();
     let db = src_dir.path().join("w.db");
     let store = Store::open(&db, 1 << 20).unwrap();
-    store
-        .conn
+    rusqlite::Connection::open(&db)
+        .unwrap()
         .execute_batch(
             "INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor');
              WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)

@@ -24,7 +24,8 @@ use super::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settin
 use super::shift::Shift;
 use crate::calendar::{self, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::config::probes::DetectConfig;
-use crate::sample::{Metric, Record, Sample, Target, WallMs};
+use crate::sample::{EventKind, Metric, Record, Sample, Target, WallMs};
+use crate::series;
 use crate::store::rollup::{self, minute_of};
 
 /// A minute is closed this long after it ends: replies (or timeouts) to its last pings are in.
@@ -306,13 +307,13 @@ impl Detection {
                         contributors(r, self.pipe.threshold())
                     );
                     self.open = Some((t, detail.clone()));
-                    Record::Event { ts: t, kind: "anomaly".into(), detail }
+                    Record::Event { ts: t, kind: EventKind::Anomaly, detail }
                 }
                 (Detector::Ensemble, Transition::Closed(e)) => {
                     self.open = None;
                     Record::Event {
                         ts: e.end,
-                        kind: "anomaly_end".into(),
+                        kind: EventKind::AnomalyEnd,
                         detail: format!(
                             "anomaly since {} over after {}",
                             calendar::format_hm(e.start),
@@ -327,7 +328,7 @@ impl Detection {
                         if of > 0 { format!("; {right} of the last {of} warnings came true") } else { String::new() };
                     Record::Event {
                         ts: t,
-                        kind: "prediction".into(),
+                        kind: EventKind::Prediction,
                         detail: format!(
                             "trouble likely within the hour: {:.0}% (this hour of the week: {:.0}%){record}; skill here {:+.2}",
                             said.p * 100.0,
@@ -338,13 +339,13 @@ impl Detection {
                 }
                 (Detector::Degradation, Transition::Opened(t)) => {
                     self.degraded = Some(t);
-                    Record::Event { ts: t, kind: "degradation".into(), detail: degradation_detail(&spec, r) }
+                    Record::Event { ts: t, kind: EventKind::Degradation, detail: degradation_detail(&spec, r) }
                 }
                 (Detector::Degradation, Transition::Closed(e)) => {
                     self.degraded = None;
                     Record::Event {
                         ts: e.end,
-                        kind: "degradation_end".into(),
+                        kind: EventKind::DegradationEnd,
                         detail: format!(
                             "degradation since {} over after {}",
                             calendar::format_hm(e.start),
@@ -363,7 +364,7 @@ impl Detection {
             if !self.silent {
                 (self.out)(Record::Event {
                     ts: shift.onset,
-                    kind: "level_shift".into(),
+                    kind: EventKind::LevelShift,
                     detail: shift_detail(&self.pipe.channel(i).clone(), shift),
                 });
             }
@@ -371,8 +372,8 @@ impl Detection {
         if !self.silent {
             if let Some(said) = self.pipe.outlook().last() {
                 let (p, trouble) = (said.p, said.trouble as u8 as f64);
-                (self.out)(Record::Metric(Metric::new(ts, "detect", "outlook", "trouble_p60", "p", p)));
-                (self.out)(Record::Metric(Metric::new(ts, "detect", "outlook", "trouble", "", trouble)));
+                (self.out)(Record::Metric(Metric::new(ts, series::TROUBLE_P60, "outlook", p)));
+                (self.out)(Record::Metric(Metric::new(ts, series::TROUBLE, "outlook", trouble)));
             }
             if ts.saturating_sub(self.saved_at) >= SAVE_EVERY_MS {
                 self.save_state(ts);
@@ -393,14 +394,14 @@ impl Detection {
         if let Some(start) = self.degraded.take() {
             (self.out)(Record::Event {
                 ts: now,
-                kind: "degradation_end".into(),
+                kind: EventKind::DegradationEnd,
                 detail: format!("degradation since {} still open at shutdown", calendar::format_hm(start)),
             });
         }
         if let Some((start, _)) = self.open.take() {
             (self.out)(Record::Event {
                 ts: now,
-                kind: "anomaly_end".into(),
+                kind: EventKind::AnomalyEnd,
                 detail: format!("anomaly since {} still open at shutdown", calendar::format_hm(start)),
             });
         }

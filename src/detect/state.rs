@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::StateConfig;
-use crate::sample::{LinkState, OutageKind, Record, Role, Sample, WallMs};
+use crate::sample::{EventKind, LinkState, OutageKind, Record, Role, Sample, WallMs};
 
 /// Below this many anchor pings in the window, loss is not judged.
 const MIN_WINDOW_SAMPLES: usize = 10;
@@ -198,7 +198,7 @@ impl StateMachine {
         out.push(Record::State { state: next, since: change.wall });
         out.push(Record::Event {
             ts: change.wall,
-            kind: "state".into(),
+            kind: EventKind::State,
             detail: format!("{} -> {}", prev.as_str(), next.as_str()),
         });
         tracing::info!(from = prev.as_str(), to = next.as_str(), "link state changed");

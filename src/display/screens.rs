@@ -13,7 +13,7 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 
 use super::snapshot::Snapshot;
 use crate::calendar::format_span;
-use crate::sample::LinkState;
+use crate::sample::{EventKind, LinkState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
@@ -241,10 +241,10 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 fn notice<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Result<(), D::Error> {
     match &s.notice {
         Some((kind, detail)) => {
-            let t = match kind.as_str() {
-                "prediction" => "Heads up",
-                "degradation" => "Degraded",
-                "level_shift" => "Level shift",
+            let t = match kind {
+                EventKind::Prediction => "Heads up",
+                EventKind::Degradation => "Degraded",
+                EventKind::LevelShift => "Level shift",
                 _ => "Anomaly",
             };
             title(d, t)?;

@@ -1,11 +1,16 @@
 //! Everything the screens show, read from the database in one go (the display runs beside the
 //! agent and reads the same file the writer fills).
 
-use crate::calendar::{DAY_MS, MINUTE_MS};
-use crate::sample::{LinkState, WallMs};
+use crate::calendar::{DAY_MS, HOUR_MS, MINUTE_MS};
+use crate::sample::{EventKind, LinkState, WallMs};
+use crate::series::{self, Series};
 use crate::stats::quantile_sorted as quantile;
 use crate::store::rollup::minute_of;
 use crate::store::{Store, StoreError};
+
+/// The events the notice page shows.
+const NOTICES: &[EventKind] =
+    &[EventKind::Anomaly, EventKind::Prediction, EventKind::Degradation, EventKind::LevelShift];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Speed {
@@ -38,24 +43,15 @@ pub struct Snapshot {
     pub sparkline: Vec<Option<f64>>,
     pub speed: Option<Speed>,
     pub signal: Option<Signal>,
-    /// The current anomaly or prediction: (title, explanation).
-    pub notice: Option<(String, String)>,
+    /// The newest anomaly, prediction, degradation or level shift of the last hour.
+    pub notice: Option<(EventKind, String)>,
     pub ip: Option<String>,
 }
 
 impl Snapshot {
     pub fn from_store(store: &Store, now: WallMs, ip: Option<String>) -> Result<Snapshot, StoreError> {
         let st = store.agent_status()?;
-        let c = &store.conn;
-        let sql = |e| store.sql("display snapshot", e);
-        let mut stmt = c
-            .prepare(
-                "SELECT s.rtt_us FROM samples s JOIN targets t ON t.id = s.target
-                 WHERE t.role = 'anchor' AND s.ts >= ?1 AND s.ts <= ?2",
-            )
-            .map_err(sql)?;
-        let recent: Vec<Option<u32>> =
-            stmt.query_map([now - 5 * MINUTE_MS, now], |r| r.get(0)).and_then(|r| r.collect()).map_err(sql)?;
+        let recent = store.anchor_rtts(now - 5 * MINUTE_MS, now)?;
         let mut ok: Vec<u32> = recent.iter().flatten().copied().collect();
         ok.sort_unstable();
         let rtt_ms = quantile(&ok, 0.5).map(|us| us / 1000.0);
@@ -66,16 +62,8 @@ impl Snapshot {
         let last_outage_end = outage.and_then(|o| o.end);
 
         let first = minute_of(now) - 59 * MINUTE_MS;
-        let mut stmt = c
-            .prepare(
-                "SELECT m.ts, avg(m.median_us) FROM minutes m JOIN targets t ON t.id = m.target
-                 WHERE t.role = 'anchor' AND m.ts >= ?1 GROUP BY m.ts",
-            )
-            .map_err(sql)?;
         let mut sparkline = vec![None; 60];
-        let rows: Vec<(i64, Option<f64>)> =
-            stmt.query_map([first], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|r| r.collect()).map_err(sql)?;
-        for (ts, us) in rows {
+        for (ts, us) in store.anchor_medians_since(first)? {
             let i = ((ts - first) / MINUTE_MS) as usize;
             if i < 60 {
                 sparkline[i] = us.map(|u| u / 1000.0);
@@ -83,32 +71,26 @@ impl Snapshot {
         }
 
         let latest = store.latest_metrics(now - 7 * DAY_MS)?;
-        let find = |probe: &str, name: &str| latest.iter().find(|m| m.probe == probe && m.name == name);
-        let speed = find("bandwidth", "down_mbps").map(|d| Speed {
+        let find = |key: Series| latest.iter().find(|m| m.is(key));
+        let speed = find(series::DOWN_MBPS).map(|d| Speed {
             down_mbps: d.value,
-            up_mbps: find("bandwidth", "up_mbps").and_then(|m| m.value),
-            bloat_ms: find("bandwidth", "bufferbloat_ms").and_then(|m| m.value),
+            up_mbps: find(series::UP_MBPS).and_then(|m| m.value),
+            bloat_ms: find(series::BUFFERBLOAT_MS).and_then(|m| m.value),
             at: d.ts,
         });
         let radio = |r: &'static str| {
-            latest.iter().find(|m| m.probe == "gateway" && m.subject == r && m.value.is_some()).map(|_| r)
+            latest.iter().find(|m| m.probe == series::SINR.probe && m.subject == r && m.value.is_some()).map(|_| r)
         };
         let signal = radio("5g").or_else(|| radio("4g")).map(|r| {
-            let get = |name: &str| latest.iter().find(|m| m.probe == "gateway" && m.subject == r && m.name == name);
+            let get = |key: Series| latest.iter().find(|m| m.is(key) && m.subject == r);
             Signal {
                 radio: r.to_uppercase(),
-                sinr_db: get("sinr_db").and_then(|m| m.value),
-                rsrp_dbm: get("rsrp_dbm").and_then(|m| m.value),
-                band: get("bands").and_then(|m| m.note.clone()),
+                sinr_db: get(series::SINR).and_then(|m| m.value),
+                rsrp_dbm: get(series::RSRP).and_then(|m| m.value),
+                band: get(series::BANDS).and_then(|m| m.note.clone()),
             }
         });
-        let notice = c
-            .query_row(
-                "SELECT kind, detail FROM events WHERE kind IN ('anomaly', 'prediction', 'degradation', 'level_shift') AND ts >= ?1 ORDER BY ts DESC LIMIT 1",
-                [now - 3600 * 1000],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-            )
-            .ok();
+        let notice = store.newest_event_of(NOTICES, now - HOUR_MS)?.map(|e| (e.kind, e.detail));
         Ok(Snapshot {
             now,
             state: st.state,

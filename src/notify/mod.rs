@@ -27,8 +27,10 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::{DAY_MS, HOUR_MS, format_span};
 use crate::clock::WallFn;
 use crate::config::outputs::NotifyConfig;
-use crate::sample::WallMs;
-use crate::store::Store;
+use crate::sample::{EventKind, LinkState, OutageKind, WallMs};
+use crate::store::query::Outage;
+use crate::store::read::Event;
+use crate::store::{Store, StoreError};
 use http::Sent;
 use limit::{Limiter, Note};
 
@@ -224,34 +226,25 @@ impl Worker {
         Ok(())
     }
 
-    fn notes(&mut self, store: &Store) -> Result<Vec<Note>, rusqlite::Error> {
-        let conn = &store.conn;
+    fn notes(&mut self, store: &Store) -> Result<Vec<Note>, StoreError> {
         let s = &mut self.state;
-        let state: String = conn
-            .query_row("SELECT value FROM status WHERE key = 'state'", [], |r| r.get(0))
-            .unwrap_or_else(|_| "unknown".into());
+        let (link, link_since) = store.link_state()?;
+        let state = link.as_str().to_string();
         if !s.started {
             // First start on this database: announce from now on, not the history.
-            s.last_event_id = conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?;
-            s.last_outage_id = conn.query_row("SELECT coalesce(max(id), 0) FROM outages", [], |r| r.get(0))?;
+            (s.last_event_id, s.last_outage_id) = store.newest_ids()?;
             s.last_state = state;
             s.started = true;
             self.dirty = true;
             return Ok(Vec::new());
         }
         let mut notes = Vec::new();
-        let mut stmt = conn.prepare("SELECT id, kind, start_ts, end_ts FROM outages WHERE id > ?1 ORDER BY id")?;
-        let new: Vec<(i64, String, WallMs, Option<WallMs>)> = stmt
-            .query_map([s.last_outage_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?;
-        for (id, kind, start, end) in new {
+        for Outage { id, kind, start, end, .. } in store.outages_after(s.last_outage_id)? {
             s.last_outage_id = id;
             self.dirty = true;
-            let what = if kind == "wan" { "Internet" } else { "Home network" };
-            let why = if kind == "wan" {
-                "the gateway answers but no internet anchor does"
-            } else {
-                "the gateway itself stopped answering (router, Wi-Fi or cable)"
+            let (what, why) = match kind {
+                OutageKind::Wan => ("Internet", "the gateway answers but no internet anchor does"),
+                OutageKind::Lan => ("Home network", "the gateway itself stopped answering (router, Wi-Fi or cable)"),
             };
             notes.push(match end {
                 Some(end) => Note {
@@ -268,22 +261,20 @@ impl Worker {
                         ts: start,
                         title: format!("{what} down"),
                         body: format!("Since {}: {why}.", hms(start)),
-                        priority: if kind == "wan" { 4 } else { 3 },
+                        priority: if kind == OutageKind::Wan { 4 } else { 3 },
                     }
                 }
             });
         }
         let mut still_open = Vec::new();
         for id in std::mem::take(&mut s.open_outages) {
-            let row: Option<(String, WallMs, Option<WallMs>)> = conn
-                .query_row("SELECT kind, start_ts, end_ts FROM outages WHERE id = ?1", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .ok();
-            match row {
-                Some((kind, start, Some(end))) => {
+            match store.outage(id)? {
+                Some(Outage { kind, start, end: Some(end), .. }) => {
                     self.dirty = true;
-                    let what = if kind == "wan" { "Internet" } else { "Home network" };
+                    let what = match kind {
+                        OutageKind::Wan => "Internet",
+                        OutageKind::Lan => "Home network",
+                    };
                     notes.push(Note {
                         kind: "outage".into(),
                         ts: end,
@@ -292,24 +283,20 @@ impl Worker {
                         priority: 3,
                     });
                 }
-                Some((_, _, None)) => still_open.push(id),
+                Some(Outage { end: None, .. }) => still_open.push(id),
                 None => self.dirty = true, // deleted by retention
             }
         }
         s.open_outages = still_open;
-        let mut stmt = conn.prepare("SELECT id, ts, kind, detail FROM events WHERE id > ?1 ORDER BY id")?;
-        let events: Vec<(i64, WallMs, String, String)> = stmt
-            .query_map([s.last_event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<Result<_, _>>()?;
-        for (id, ts, kind, detail) in events {
+        for Event { id, ts, kind, detail } in store.events_after(s.last_event_id)? {
             s.last_event_id = id;
             self.dirty = true;
-            let (k, title) = match kind.as_str() {
-                "anomaly" => ("anomaly", "Unusual internet behaviour"),
-                "prediction" => ("prediction", "Degradation predicted"),
-                "gateway_reboot" => ("gateway", "Gateway rebooted"),
-                "degradation" => ("degradation", "Connection degraded"),
-                "level_shift" => {
+            let (k, title) = match kind {
+                EventKind::Anomaly => ("anomaly", "Unusual internet behaviour"),
+                EventKind::Prediction => ("prediction", "Degradation predicted"),
+                EventKind::GatewayReboot => ("gateway", "Gateway rebooted"),
+                EventKind::Degradation => ("degradation", "Connection degraded"),
+                EventKind::LevelShift => {
                     s.shifts.push((ts, detail));
                     continue;
                 }
@@ -320,12 +307,7 @@ impl Worker {
         // Degraded is announced once it has lasted a minute: the first lost pings of an outage
         // make the link "degraded" for a second or two, and that is not news of its own.
         if state != s.last_state {
-            s.degraded_since = (state == "degraded").then(|| {
-                conn.query_row("SELECT value FROM status WHERE key = 'state_since'", [], |r| r.get::<_, String>(0))
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| (self.now)())
-            });
+            s.degraded_since = (link == LinkState::Degraded).then(|| link_since.unwrap_or_else(|| (self.now)()));
             s.last_state = state;
             self.dirty = true;
         }
@@ -434,25 +416,13 @@ impl Worker {
 }
 
 /// The link's figures for MQTT: state, the anchors' newest minute, outages in 24 h.
-pub fn figures(store: &Store, now: WallMs) -> Result<mqtt::Figures, rusqlite::Error> {
-    let conn = &store.conn;
-    let state = conn
-        .query_row("SELECT value FROM status WHERE key = 'state'", [], |r| r.get(0))
-        .unwrap_or_else(|_| "unknown".into());
-    let (latency_us, sent, lost): (Option<f64>, Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT avg(m.median_us), sum(m.sent), sum(m.lost) FROM minutes m JOIN targets t ON t.id = m.target
-         WHERE t.role = 'anchor' AND m.ts = (SELECT max(ts) FROM minutes WHERE ts < ?1 AND ts >= ?1 - 600000)",
-        [now - now.rem_euclid(60_000)],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let outages_24h =
-        conn.query_row("SELECT count(*) FROM outages WHERE kind = 'wan' AND start_ts >= ?1", [now - DAY_MS], |r| {
-            r.get(0)
-        })?;
+pub fn figures(store: &Store, now: WallMs) -> Result<mqtt::Figures, StoreError> {
+    let (state, _) = store.link_state()?;
+    let m = store.newest_anchor_minute(now)?;
     Ok(mqtt::Figures {
-        state,
-        latency_ms: latency_us.map(|u| u / 1000.0),
-        loss_pct: sent.filter(|s| *s > 0).zip(lost).map(|(s, l)| l as f64 / s as f64 * 100.0),
-        outages_24h,
+        state: state.as_str().to_string(),
+        latency_ms: m.median_us.map(|u| u / 1000.0),
+        loss_pct: (m.sent > 0).then(|| m.lost as f64 / m.sent as f64 * 100.0),
+        outages_24h: store.count_outages_since(OutageKind::Wan, now - DAY_MS)?,
     })
 }

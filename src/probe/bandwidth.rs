@@ -17,8 +17,8 @@ use super::http::error_kind;
 use super::{Ctx, blocking};
 use crate::config::probes::{BandwidthConfig, SpeedServer};
 use crate::sample::Metric;
+use crate::series::{self, Series};
 
-const PROBE: &str = "bandwidth";
 /// Bytes per stream of each ramp step.
 const RAMP: [u64; 6] = [100_000, 1_000_000, 5_000_000, 25_000_000, 100_000_000, 250_000_000];
 const LATENCY_EVERY: Duration = Duration::from_millis(100);
@@ -210,16 +210,7 @@ pub fn used_this_month(db: &std::path::Path, now: i64) -> u64 {
         first.unix_timestamp() * 1000
     };
     let Ok(store) = crate::store::Store::open_read_only(db) else { return 0 };
-    store
-        .conn
-        .query_row(
-            "SELECT coalesce(sum(m.value), 0) FROM metrics m JOIN series s ON s.id = m.series
-             WHERE s.probe = 'bandwidth' AND s.name = 'bytes' AND m.ts >= ?1",
-            [month_start],
-            |r| r.get::<_, f64>(0),
-        )
-        .map(|b| b as u64)
-        .unwrap_or(0)
+    store.sum_since(series::SPEED_TEST_BYTES, month_start).map(|b| b as u64).unwrap_or(0)
 }
 
 pub async fn run(cfg: BandwidthConfig, ctx: Ctx) {
@@ -241,19 +232,17 @@ pub async fn run(cfg: BandwidthConfig, ctx: Ctx) {
             Ok(r) => {
                 unflushed += r.bytes;
                 let subject = cfg.url.as_str();
-                let put = |name: &'static str, unit: &'static str, v: Option<f64>| {
-                    v.map(|v| Metric::new(ts, PROBE, subject, name, unit, v))
-                };
+                let put = |key: Series, v: Option<f64>| v.map(|v| Metric::new(ts, key, subject, v));
                 let loaded = r.loaded_ms();
                 let metrics: Vec<Metric> = [
-                    put("down_mbps", "Mbit/s", r.down_mbps),
-                    put("up_mbps", "Mbit/s", r.up_mbps),
-                    put("idle_ms", "ms", r.idle_ms),
-                    put("loaded_down_ms", "ms", r.loaded_down_ms),
-                    put("loaded_up_ms", "ms", r.loaded_up_ms),
-                    put("bufferbloat_ms", "ms", loaded.zip(r.idle_ms).map(|(l, i)| (l - i).max(0.0))),
-                    put("rpm", "RPM", loaded.filter(|l| *l > 0.0).map(|l| 60_000.0 / l)),
-                    put("bytes", "B", Some(r.bytes as f64)),
+                    put(series::DOWN_MBPS, r.down_mbps),
+                    put(series::UP_MBPS, r.up_mbps),
+                    put(series::IDLE_MS, r.idle_ms),
+                    put(series::LOADED_DOWN_MS, r.loaded_down_ms),
+                    put(series::LOADED_UP_MS, r.loaded_up_ms),
+                    put(series::BUFFERBLOAT_MS, loaded.zip(r.idle_ms).map(|(l, i)| (l - i).max(0.0))),
+                    put(series::RPM, loaded.filter(|l| *l > 0.0).map(|l| 60_000.0 / l)),
+                    put(series::SPEED_TEST_BYTES, Some(r.bytes as f64)),
                 ]
                 .into_iter()
                 .flatten()
@@ -262,10 +251,10 @@ pub async fn run(cfg: BandwidthConfig, ctx: Ctx) {
                     ctx.metric(m).await;
                 }
                 if !r.notes.is_empty() {
-                    ctx.metric(Metric::failed(ts, PROBE, subject, "notes", "", r.notes.join("; "))).await;
+                    ctx.metric(Metric::failed(ts, series::SPEED_TEST_NOTES, subject, r.notes.join("; "))).await;
                 }
             }
-            Err(why) => ctx.metric(Metric::failed(ts, PROBE, &cfg.url, "down_mbps", "Mbit/s", why)).await,
+            Err(why) => ctx.metric(Metric::failed(ts, series::DOWN_MBPS, &cfg.url, why)).await,
         }
         // The rest of this period.
         if !ctx.sleep(cfg.every.saturating_sub(wait)).await {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{Ctx, blocking};
 use crate::config::probes::DevicesConfig;
 use crate::sample::Metric;
+use crate::series;
 
 /// ATF_COM: the entry is complete (the neighbour answered ARP).
 const ATF_COM: u32 = 0x2;
@@ -28,9 +29,9 @@ pub async fn run(cfg: DevicesConfig, ctx: Ctx) {
     ctx.every(Duration::from_secs(2), cfg.interval, || async {
         let ts = ctx.now();
         let m = match blocking(Duration::from_secs(5), || std::fs::read_to_string("/proc/net/arp")).await {
-            Ok(Ok(text)) => Metric::new(ts, "devices", "lan", "neighbours", "count", count_neighbours(&text) as f64),
-            Ok(Err(e)) => Metric::failed(ts, "devices", "lan", "neighbours", "count", format!("/proc/net/arp: {e}")),
-            Err(why) => Metric::failed(ts, "devices", "lan", "neighbours", "count", why),
+            Ok(Ok(text)) => Metric::new(ts, series::DEVICES, "lan", count_neighbours(&text) as f64),
+            Ok(Err(e)) => Metric::failed(ts, series::DEVICES, "lan", format!("/proc/net/arp: {e}")),
+            Err(why) => Metric::failed(ts, series::DEVICES, "lan", why),
         };
         ctx.metric(m).await;
     })

@@ -12,8 +12,7 @@ use tokio::net::UdpSocket;
 use super::{Ctx, blocking};
 use crate::config::probes::{DnsConfig, parse_server};
 use crate::sample::Metric;
-
-const PROBE: &str = "dns";
+use crate::series;
 
 /// The result of one lookup.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,15 +47,15 @@ pub async fn run(cfg: DnsConfig, ctx: Ctx) {
 async fn record(ctx: &Ctx, subject: &str, l: &Lookup) {
     let ts = ctx.now();
     let m = match (l.latency_ms, &l.failure) {
-        (Some(ms), None) => Metric::new(ts, PROBE, subject, "latency_ms", "ms", ms),
+        (Some(ms), None) => Metric::new(ts, series::DNS_LATENCY, subject, ms),
         (ms, Some(why)) => {
-            Metric { value: ms, note: Some(why.clone()), ..Metric::new(ts, PROBE, subject, "latency_ms", "ms", 0.0) }
+            Metric { value: ms, note: Some(why.clone()), ..Metric::new(ts, series::DNS_LATENCY, subject, 0.0) }
         }
-        (None, None) => Metric::failed(ts, PROBE, subject, "latency_ms", "ms", "no answer".into()),
+        (None, None) => Metric::failed(ts, series::DNS_LATENCY, subject, "no answer".into()),
     };
     ctx.metric(m).await;
     if let Some(rcode) = l.rcode {
-        ctx.metric(Metric::new(ts, PROBE, subject, "rcode", "code", rcode as f64)).await;
+        ctx.metric(Metric::new(ts, series::DNS_RCODE, subject, rcode as f64)).await;
     }
 }
 

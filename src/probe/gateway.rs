@@ -14,9 +14,9 @@ use serde_json::Value;
 use super::http::{agent_without_redirects, get};
 use super::{Ctx, blocking};
 use crate::config::probes::{GatewayApiConfig, GatewayKind};
-use crate::sample::Metric;
+use crate::sample::{EventKind, Metric};
+use crate::series;
 
-const PROBE: &str = "gateway";
 const TMOBILE_PATH: &str = "/TMI/v1/gateway?get=all";
 const NOKIA_PATH: &str = "/fastmile_radio_status_web_app.cgi";
 const REDETECT: Duration = Duration::from_secs(3600);
@@ -120,23 +120,29 @@ fn path(kind: GatewayKind) -> &'static str {
 }
 
 /// What changed since the last reading, as events worth keeping.
-pub fn changes(prev: &Reading, now: &Reading) -> Vec<(&'static str, String)> {
+pub fn changes(prev: &Reading, now: &Reading) -> Vec<(EventKind, String)> {
     let mut out = Vec::new();
     if let (Some(a), Some(b)) = (prev.uptime_s, now.uptime_s)
         && b < a
     {
-        out.push(("gateway_reboot", format!("gateway uptime fell from {a} s to {b} s: it rebooted")));
+        out.push((EventKind::GatewayReboot, format!("gateway uptime fell from {a} s to {b} s: it rebooted")));
     }
     for r in &now.radios {
         let Some(p) = prev.radios.iter().find(|p| p.name == r.name) else { continue };
         if p.bands != r.bands {
-            out.push(("gateway_band", format!("{} band {} -> {}", r.name, p.bands.join("+"), r.bands.join("+"))));
+            out.push((
+                EventKind::GatewayBand,
+                format!("{} band {} -> {}", r.name, p.bands.join("+"), r.bands.join("+")),
+            ));
         }
         if (p.cid, p.node) != (r.cid, r.node) && r.cid.is_some() {
             let show = |c: Option<i64>, n: Option<i64>| {
                 format!("{}/{}", n.map_or("?".into(), |x| x.to_string()), c.map_or("?".into(), |x| x.to_string()))
             };
-            out.push(("gateway_cell", format!("{} cell {} -> {}", r.name, show(p.node, p.cid), show(r.node, r.cid))));
+            out.push((
+                EventKind::GatewayCell,
+                format!("{} cell {} -> {}", r.name, show(p.node, p.cid), show(r.node, r.cid)),
+            ));
         }
     }
     out
@@ -193,31 +199,31 @@ pub async fn run(cfg: GatewayApiConfig, gateway: Option<IpAddr>, ctx: Ctx) {
                 Ok(r) => {
                     failures = 0;
                     for radio in &r.radios {
-                        for (name, unit, v) in [
-                            ("rsrp_dbm", "dBm", radio.rsrp),
-                            ("rsrq_db", "dB", radio.rsrq),
-                            ("rssi_dbm", "dBm", radio.rssi),
-                            ("sinr_db", "dB", radio.sinr),
-                            ("bars", "bars", radio.bars),
+                        for (key, v) in [
+                            (series::RSRP, radio.rsrp),
+                            (series::RSRQ, radio.rsrq),
+                            (series::RSSI, radio.rssi),
+                            (series::SINR, radio.sinr),
+                            (series::BARS, radio.bars),
                         ] {
                             let m = match v {
-                                Some(v) => Metric::new(ts, PROBE, radio.name, name, unit, v),
-                                None => Metric::failed(ts, PROBE, radio.name, name, unit, "no signal".into()),
+                                Some(v) => Metric::new(ts, key, radio.name, v),
+                                None => Metric::failed(ts, key, radio.name, "no signal".into()),
                             };
                             ctx.metric(m).await;
                         }
                         if !radio.bands.is_empty() {
-                            let m = Metric::new(ts, PROBE, radio.name, "bands", "count", radio.bands.len() as f64);
+                            let m = Metric::new(ts, series::BANDS, radio.name, radio.bands.len() as f64);
                             ctx.metric(Metric { note: Some(radio.bands.join(",")), ..m }).await;
                         }
-                        for (name, v) in [("cid", radio.cid), ("node_id", radio.node)] {
+                        for (key, v) in [(series::CELL_ID, radio.cid), (series::NODE_ID, radio.node)] {
                             if let Some(v) = v {
-                                ctx.metric(Metric::new(ts, PROBE, radio.name, name, "id", v as f64)).await;
+                                ctx.metric(Metric::new(ts, key, radio.name, v as f64)).await;
                             }
                         }
                     }
                     if let Some(up) = r.uptime_s {
-                        ctx.metric(Metric::new(ts, PROBE, "gateway", "uptime_s", "s", up as f64)).await;
+                        ctx.metric(Metric::new(ts, series::GATEWAY_UPTIME, "gateway", up as f64)).await;
                     }
                     if let Some(p) = &prev {
                         for (kind, detail) in changes(p, &r) {
@@ -228,7 +234,7 @@ pub async fn run(cfg: GatewayApiConfig, gateway: Option<IpAddr>, ctx: Ctx) {
                 }
                 Err(why) => {
                     failures += 1;
-                    ctx.metric(Metric::failed(ts, PROBE, "gateway", "poll", "", why)).await;
+                    ctx.metric(Metric::failed(ts, series::GATEWAY_POLL, "gateway", why)).await;
                 }
             }
             if !ctx.sleep(cfg.interval).await {

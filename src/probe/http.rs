@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::{Ctx, blocking};
 use crate::config::probes::HttpConfig;
 use crate::sample::Metric;
+use crate::series;
 
-const PROBE: &str = "http";
 /// Bodies are read (and timed) up to this size; the rest is not downloaded.
 const MAX_BODY: u64 = 2 << 20;
 
@@ -79,16 +79,16 @@ pub async fn run(cfg: HttpConfig, ctx: Ctx) {
             let ts = ctx.now();
             match result.and_then(|r| r) {
                 Ok(f) => {
-                    for (name, unit, v) in [
-                        ("ttfb_ms", "ms", f.ttfb_ms),
-                        ("total_ms", "ms", f.total_ms),
-                        ("status", "code", f.status as f64),
-                        ("bytes", "B", f.body.len() as f64),
+                    for (key, v) in [
+                        (series::HTTP_TTFB, f.ttfb_ms),
+                        (series::HTTP_TOTAL, f.total_ms),
+                        (series::HTTP_STATUS, f.status as f64),
+                        (series::HTTP_BYTES, f.body.len() as f64),
                     ] {
-                        ctx.metric(Metric::new(ts, PROBE, url, name, unit, v)).await;
+                        ctx.metric(Metric::new(ts, key, url, v)).await;
                     }
                 }
-                Err(why) => ctx.metric(Metric::failed(ts, PROBE, url, "ttfb_ms", "ms", why)).await,
+                Err(why) => ctx.metric(Metric::failed(ts, series::HTTP_TTFB, url, why)).await,
             }
         }
     })

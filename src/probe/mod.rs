@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::{self, Clock};
 use crate::config::Config;
-use crate::sample::{Metric, Record, WallMs};
+use crate::sample::{EventKind, Metric, Record, WallMs};
 
 /// What a context probe gets: the clock, the way out, and the stop signal.
 #[derive(Clone)]
@@ -60,9 +60,9 @@ impl Ctx {
         self.emit(Record::Metric(m)).await;
     }
 
-    pub async fn event(&self, kind: &str, detail: String) {
-        tracing::info!(kind, "{detail}");
-        self.emit(Record::Event { ts: self.now(), kind: kind.into(), detail }).await;
+    pub async fn event(&self, kind: EventKind, detail: String) {
+        tracing::info!(kind = kind.as_str(), "{detail}");
+        self.emit(Record::Event { ts: self.now(), kind, detail }).await;
     }
 
     pub fn stopping(&self) -> bool {

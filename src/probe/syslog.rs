@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use super::Ctx;
 use crate::config::probes::SyslogConfig;
-use crate::sample::{Record, SyslogLine};
+use crate::sample::{EventKind, Record, SyslogLine};
 
 /// The longest message kept; the rest is cut (a router that logs a novel is not our problem).
 pub(super) const MAX_LEN: usize = 4096;
@@ -375,9 +375,11 @@ impl Events {
         }
     }
 
-    fn event(&mut self, class: &'static str, host: &str, message: &str) -> Option<(&'static str, String)> {
+    fn event(&mut self, class: &'static str, host: &str, message: &str) -> Option<(EventKind, String)> {
         let ev = match class {
-            "wan_down" | "wan_up" | "reboot" | "dns_failure" => Some((class, format!("router {host} says: {message}"))),
+            "wan_down" | "wan_up" | "reboot" | "dns_failure" => {
+                Some((EventKind::parse(class), format!("router {host} says: {message}")))
+            }
             "wifi_assoc" => {
                 let now = Instant::now();
                 self.wifi.push_back(now);
@@ -388,7 +390,7 @@ impl Events {
                 if self.wifi.len() as u32 > self.storm_per_min && calm {
                     self.storm_reported = Some(now);
                     Some((
-                        "wifi_storm",
+                        EventKind::WifiStorm,
                         format!("router {host} says: {} Wi-Fi (dis)associations in a minute", self.wifi.len()),
                     ))
                 } else {
@@ -500,13 +502,12 @@ impl Events {
 async fn report_drops(ctx: &Ctx, event: Option<String>, totals: Option<Dropped>) {
     if let Some(detail) = event {
         tracing::warn!("{detail}");
-        ctx.event("syslog_dropped", detail).await;
+        ctx.event(EventKind::SyslogDropped, detail).await;
     }
     let Some(total) = totals else { return };
     let ts = ctx.now();
     for (reason, n) in total.by_reason().into_iter().filter(|(_, n)| *n > 0) {
-        ctx.emit(Record::Metric(crate::sample::Metric::new(ts, "syslog", reason, "dropped_lines", "lines", n as f64)))
-            .await;
+        ctx.emit(Record::Metric(crate::sample::Metric::new(ts, crate::series::SYSLOG_DROPPED, reason, n as f64))).await;
     }
 }
 

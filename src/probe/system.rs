@@ -9,8 +9,7 @@ use sysinfo::{Disks, MemoryRefreshKind, RefreshKind, System};
 use super::{Ctx, blocking};
 use crate::config::probes::SystemConfig;
 use crate::sample::Metric;
-
-const PROBE: &str = "system";
+use crate::series::{self, Series};
 
 /// The firmware's `get_throttled` word, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +43,7 @@ pub fn read_temp(sysfs: &Path) -> Option<f64> {
 }
 
 pub struct Readings {
-    pub metrics: Vec<(&'static str, &'static str, f64)>,
+    pub metrics: Vec<(Series, f64)>,
 }
 
 /// One reading of everything. Blocking (sysinfo samples the CPU twice).
@@ -54,12 +53,12 @@ pub fn read(sys: &mut System, sysfs: &Path, db: &Path) -> Readings {
     std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
     sys.refresh_cpu_usage();
     sys.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-    m.push(("cpu_pct", "%", sys.global_cpu_usage() as f64));
+    m.push((series::CPU, sys.global_cpu_usage() as f64));
     if let Ok(load) = System::load_average() {
-        m.push(("load1", "", load.one));
+        m.push((series::LOAD1, load.one));
     }
     if sys.total_memory() > 0 {
-        m.push(("mem_used_pct", "%", sys.used_memory() as f64 / sys.total_memory() as f64 * 100.0));
+        m.push((series::MEM_USED, sys.used_memory() as f64 / sys.total_memory() as f64 * 100.0));
     }
     // Free space where the database lives: the longest mount point that contains it.
     let db_dir = std::fs::canonicalize(db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
@@ -73,17 +72,17 @@ pub fn read(sys: &mut System, sysfs: &Path, db: &Path) -> Readings {
         .filter(|d| db_dir.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len())
     {
-        m.push(("disk_free_mb", "MB", d.available_space() as f64 / 1e6));
+        m.push((series::DISK_FREE, d.available_space() as f64 / 1e6));
     }
     if let Some(t) = read_temp(sysfs) {
-        m.push(("temp_c", "C", t));
+        m.push((series::SOC_TEMP, t));
     }
     let throttled = std::fs::read_to_string(sysfs.join("devices/platform/soc/soc:firmware/get_throttled")).ok();
     if let Some(t) = throttled.as_deref().and_then(parse_throttled) {
-        m.push(("under_voltage_now", "flag", t.under_voltage_now as u8 as f64));
-        m.push(("throttled_now", "flag", t.throttled_now as u8 as f64));
-        m.push(("under_voltage_since_boot", "flag", t.under_voltage_since_boot as u8 as f64));
-        m.push(("throttled_since_boot", "flag", t.throttled_since_boot as u8 as f64));
+        m.push((series::UNDER_VOLTAGE_NOW, t.under_voltage_now as u8 as f64));
+        m.push((series::THROTTLED_NOW, t.throttled_now as u8 as f64));
+        m.push((series::UNDER_VOLTAGE_SINCE_BOOT, t.under_voltage_since_boot as u8 as f64));
+        m.push((series::THROTTLED_SINCE_BOOT, t.throttled_since_boot as u8 as f64));
     }
     Readings { metrics: m }
 }
@@ -106,11 +105,11 @@ pub async fn run(cfg: SystemConfig, db: PathBuf, ctx: Ctx) {
         let ts = ctx.now();
         match result {
             Ok(r) => {
-                for (name, unit, v) in r.metrics {
-                    ctx.metric(Metric::new(ts, PROBE, "pi", name, unit, v)).await;
+                for (key, v) in r.metrics {
+                    ctx.metric(Metric::new(ts, key, "pi", v)).await;
                 }
             }
-            Err(why) => ctx.metric(Metric::failed(ts, PROBE, "pi", "poll", "", why)).await,
+            Err(why) => ctx.metric(Metric::failed(ts, series::SYSTEM_POLL, "pi", why)).await,
         }
     })
     .await;
@@ -142,12 +141,12 @@ mod tests {
         std::fs::write(fw.join("get_throttled"), "50000\n").unwrap();
         let mut sys = System::new().unwrap();
         let r = read(&mut sys, dir.path(), &dir.path().join("w.db"));
-        let get = |n: &str| r.metrics.iter().find(|m| m.0 == n).map(|m| m.2);
-        assert_eq!(get("temp_c"), Some(61.835));
-        assert_eq!(get("under_voltage_since_boot"), Some(1.0));
-        assert_eq!(get("under_voltage_now"), Some(0.0));
-        assert!(get("cpu_pct").is_some_and(|c| (0.0..=100.0).contains(&c)));
-        assert!(get("mem_used_pct").is_some_and(|c| c > 0.0 && c <= 100.0));
-        assert!(get("disk_free_mb").is_some_and(|c| c > 0.0));
+        let get = |key: Series| r.metrics.iter().find(|m| m.0 == key).map(|m| m.1);
+        assert_eq!(get(series::SOC_TEMP), Some(61.835));
+        assert_eq!(get(series::UNDER_VOLTAGE_SINCE_BOOT), Some(1.0));
+        assert_eq!(get(series::UNDER_VOLTAGE_NOW), Some(0.0));
+        assert!(get(series::CPU).is_some_and(|c| (0.0..=100.0).contains(&c)));
+        assert!(get(series::MEM_USED).is_some_and(|c| c > 0.0 && c <= 100.0));
+        assert!(get(series::DISK_FREE).is_some_and(|c| c > 0.0));
     }
 }

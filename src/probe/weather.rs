@@ -10,8 +10,7 @@ use super::http::{agent, get};
 use super::{Ctx, blocking};
 use crate::config::probes::{WeatherConfig, WeatherProvider};
 use crate::sample::Metric;
-
-const PROBE: &str = "weather";
+use crate::series;
 
 /// Current conditions in metric units; None where the provider gave nothing.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -111,20 +110,20 @@ pub async fn run(cfg: WeatherConfig, ctx: Ctx) {
         let ts = ctx.now();
         match poll(&cfg).await {
             Ok(c) => {
-                for (name, unit, v) in [
-                    ("temp_c", "C", c.temp_c),
-                    ("humidity_pct", "%", c.humidity_pct),
-                    ("precip_mm_h", "mm/h", c.precip_mm_h),
-                    ("wind_kmh", "km/h", c.wind_kmh),
-                    ("pressure_hpa", "hPa", c.pressure_hpa),
-                    ("condition", "code", c.condition),
+                for (key, v) in [
+                    (series::TEMP, c.temp_c),
+                    (series::HUMIDITY, c.humidity_pct),
+                    (series::PRECIP, c.precip_mm_h),
+                    (series::WIND, c.wind_kmh),
+                    (series::PRESSURE, c.pressure_hpa),
+                    (series::CONDITION, c.condition),
                 ] {
                     if let Some(v) = v {
-                        ctx.metric(Metric::new(ts, PROBE, "here", name, unit, v)).await;
+                        ctx.metric(Metric::new(ts, key, "here", v)).await;
                     }
                 }
             }
-            Err(why) => ctx.metric(Metric::failed(ts, PROBE, "here", "poll", "", why)).await,
+            Err(why) => ctx.metric(Metric::failed(ts, series::WEATHER_POLL, "here", why)).await,
         }
     })
     .await;

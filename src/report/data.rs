@@ -8,7 +8,11 @@
 use std::collections::BTreeMap;
 
 use crate::calendar::MINUTE_MS;
-use crate::sample::WallMs;
+use crate::sample::{EventKind, OutageKind, WallMs};
+use crate::series::{self, Series};
+pub use crate::store::query::Outage;
+pub use crate::store::read::Event;
+use crate::store::read::{Reading, RouterLine};
 use crate::store::{Store, StoreError};
 
 /// The context measured around one minute; None when nothing recent enough was measured.
@@ -46,22 +50,6 @@ impl Minute {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutageRow {
-    pub kind: String,
-    pub start: WallMs,
-    /// None while still ongoing.
-    pub end: Option<WallMs>,
-    pub duration_ms: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
-    pub ts: WallMs,
-    pub kind: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub struct SpeedTest {
     pub ts: WallMs,
     pub down_mbps: Option<f64>,
@@ -75,10 +63,10 @@ pub struct Data {
     pub since: WallMs,
     pub until: WallMs,
     pub minutes: Vec<Minute>,
-    pub outages: Vec<OutageRow>,
-    pub events: Vec<EventRow>,
+    pub outages: Vec<Outage>,
+    pub events: Vec<Event>,
     /// Router log lines that were classified (wan_down, reboot, ...): (ts, class, message).
-    pub router: Vec<(WallMs, String, String)>,
+    pub router: Vec<RouterLine>,
     pub speed: Vec<SpeedTest>,
     /// The anchors' names, for the report's header.
     pub anchors: Vec<String>,
@@ -92,16 +80,17 @@ pub struct Data {
 /// Pairs each stored hour-ahead probability with what happened in the hour after it.
 fn outlook_outcomes(store: &Store, since: WallMs, until: WallMs) -> Result<Vec<(f64, bool)>, StoreError> {
     let horizon = crate::detect::outlook::HORIZON_MS;
-    let p = readings(store, "detect", "trouble_p60", since, until - horizon)?;
-    let trouble: Vec<WallMs> = readings(store, "detect", "trouble", since, until)?
+    let p = store.readings(series::TROUBLE_P60, since, until - horizon)?;
+    let trouble: Vec<WallMs> = store
+        .readings(series::TROUBLE, since, until)?
         .into_iter()
-        .filter(|r| r.1.0.is_some_and(|v| v > 0.5))
-        .map(|r| r.0)
+        .filter(|r| r.value.is_some_and(|v| v > 0.5))
+        .map(|r| r.ts)
         .collect();
     Ok(p.into_iter()
-        .filter_map(|(ts, (v, _))| {
-            let i = trouble.partition_point(|&t| t <= ts);
-            v.map(|v| (v, trouble.get(i).is_some_and(|&t| t <= ts + horizon)))
+        .filter_map(|r| {
+            let i = trouble.partition_point(|&t| t <= r.ts);
+            r.value.map(|v| (v, trouble.get(i).is_some_and(|&t| t <= r.ts + horizon)))
         })
         .collect())
 }
@@ -115,50 +104,38 @@ const DEVICES_AGE_MS: i64 = 30 * MINUTE_MS;
 impl Data {
     /// The onsets of the level shifts in the period (the timeline marks them).
     pub fn shift_onsets(&self) -> Vec<WallMs> {
-        self.events.iter().filter(|e| e.kind == "level_shift").map(|e| e.ts).collect()
+        self.events.iter().filter(|e| e.kind == EventKind::LevelShift).map(|e| e.ts).collect()
     }
 
     /// Read `[since, until)` from `store`. `progress` is called after each stage (for a bar).
     pub fn load(store: &Store, since: WallMs, until: WallMs, progress: &dyn Fn(&str)) -> Result<Data, StoreError> {
-        let anchors = anchor_names(store)?;
+        let anchors = store.anchor_names()?;
         let mut minutes = internet_minutes(store, since, until, !anchors.is_empty())?;
         progress("minutes");
-        let outages = outages(store, since, until)?;
+        let outages = store.outages_between(since, until)?;
         mark_down(&mut minutes, &outages, until);
         type Setter = fn(&mut Context, f64);
-        let sources: [(&str, &str, i64, Setter); 6] = [
-            ("weather", "precip_mm_h", WEATHER_AGE_MS, |c, v| c.precip_mm_h = Some(v)),
-            ("weather", "wind_kmh", WEATHER_AGE_MS, |c, v| c.wind_kmh = Some(v)),
-            ("weather", "temp_c", WEATHER_AGE_MS, |c, v| c.temp_c = Some(v)),
-            ("devices", "neighbours", DEVICES_AGE_MS, |c, v| c.devices = Some(v)),
-            ("gateway", "sinr_db", GATEWAY_AGE_MS, |c, v| c.sinr_db = Some(v)),
-            ("gateway", "rsrp_dbm", GATEWAY_AGE_MS, |c, v| c.rsrp_dbm = Some(v)),
+        let sources: [(Series, i64, Setter); 6] = [
+            (series::PRECIP, WEATHER_AGE_MS, |c, v| c.precip_mm_h = Some(v)),
+            (series::WIND, WEATHER_AGE_MS, |c, v| c.wind_kmh = Some(v)),
+            (series::TEMP, WEATHER_AGE_MS, |c, v| c.temp_c = Some(v)),
+            (series::DEVICES, DEVICES_AGE_MS, |c, v| c.devices = Some(v)),
+            (series::SINR, GATEWAY_AGE_MS, |c, v| c.sinr_db = Some(v)),
+            (series::RSRP, GATEWAY_AGE_MS, |c, v| c.rsrp_dbm = Some(v)),
         ];
-        for (probe, name, age, set) in sources {
-            let series = readings(store, probe, name, since - age, until)?;
-            carry_forward(&mut minutes, &series, age, |c, r| {
-                if let Some(v) = r.0 {
+        for (key, age, set) in sources {
+            let readings = store.readings(key, since - age, until)?;
+            carry_forward(&mut minutes, &readings, age, |c, r| {
+                if let Some(v) = r.value {
                     set(c, v)
                 }
             });
         }
-        let bands = readings(store, "gateway", "bands", since - GATEWAY_AGE_MS, until)?;
-        carry_forward(&mut minutes, &bands, GATEWAY_AGE_MS, |c, r| c.band = r.1.clone());
+        let bands = store.readings(series::BANDS, since - GATEWAY_AGE_MS, until)?;
+        carry_forward(&mut minutes, &bands, GATEWAY_AGE_MS, |c, r| c.band = r.note.clone());
         progress("context");
-        let events = query(
-            store,
-            "SELECT ts, kind, detail FROM events WHERE ts >= ?1 AND ts < ?2 ORDER BY ts",
-            since,
-            until,
-            |r| Ok(EventRow { ts: r.get(0)?, kind: r.get(1)?, detail: r.get(2)? }),
-        )?;
-        let router = query(
-            store,
-            "SELECT ts, class, message FROM syslog WHERE class IS NOT NULL AND ts >= ?1 AND ts < ?2 ORDER BY ts",
-            since,
-            until,
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let events = store.events_between(since, until)?;
+        let router = store.router_lines_between(since, until)?;
         let speed = speed_tests(store, since, until)?;
         progress("events");
         let blind = store.blind_spots(since, until)?;
@@ -173,25 +150,6 @@ impl Data {
     }
 }
 
-fn query<T>(
-    store: &Store,
-    sql: &str,
-    since: WallMs,
-    until: WallMs,
-    row: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
-) -> Result<Vec<T>, StoreError> {
-    let mut stmt = store.conn.prepare(sql).map_err(|e| store.sql("report query", e))?;
-    stmt.query_map([since, until], row).and_then(|rows| rows.collect()).map_err(|e| store.sql("report query", e))
-}
-
-fn anchor_names(store: &Store) -> Result<Vec<String>, StoreError> {
-    let mut stmt = store
-        .conn
-        .prepare("SELECT name FROM targets WHERE role = 'anchor' ORDER BY id")
-        .map_err(|e| store.sql("targets", e))?;
-    stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(|e| store.sql("targets", e))
-}
-
 /// The anchors' minutes folded into one (all targets when there are no anchors).
 fn internet_minutes(
     store: &Store,
@@ -199,23 +157,11 @@ fn internet_minutes(
     until: WallMs,
     anchors_only: bool,
 ) -> Result<Vec<Minute>, StoreError> {
-    let sql = format!(
-        "SELECT m.ts, m.sent, m.lost, m.median_us, m.p95_us FROM minutes m JOIN targets t ON t.id = m.target
-         WHERE m.ts >= ?1 AND m.ts < ?2 {} ORDER BY m.ts",
-        if anchors_only { "AND t.role = 'anchor'" } else { "" }
-    );
-    let rows = query(store, &sql, since, until, |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, u32>(1)?,
-            r.get::<_, u32>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Option<i64>>(4)?,
-        ))
-    })?;
+    let rows = store.target_minutes(since, until, anchors_only)?;
     let mut out: Vec<Minute> = Vec::new();
     let mut medians = 0u32;
-    for (ts, sent, lost, median, p95) in rows {
+    for r in rows {
+        let (ts, sent, lost, median, p95) = (r.ts, r.sent, r.lost, r.median_us, r.p95_us);
         if out.last().is_none_or(|m| m.ts != ts) {
             if let Some(m) = out.last_mut() {
                 m.median_ms = m.median_ms.map(|s| s / medians as f64);
@@ -248,19 +194,8 @@ fn internet_minutes(
     Ok(out)
 }
 
-fn outages(store: &Store, since: WallMs, until: WallMs) -> Result<Vec<OutageRow>, StoreError> {
-    query(
-        store,
-        "SELECT kind, start_ts, end_ts, duration_ms FROM outages
-         WHERE start_ts < ?2 AND coalesce(end_ts, ?2) > ?1 ORDER BY start_ts",
-        since,
-        until,
-        |r| Ok(OutageRow { kind: r.get(0)?, start: r.get(1)?, end: r.get(2)?, duration_ms: r.get(3)? }),
-    )
-}
-
-fn mark_down(minutes: &mut [Minute], outages: &[OutageRow], until: WallMs) {
-    for o in outages.iter().filter(|o| o.kind == "wan") {
+fn mark_down(minutes: &mut [Minute], outages: &[Outage], until: WallMs) {
+    for o in outages.iter().filter(|o| o.kind == OutageKind::Wan) {
         let end = o.end.unwrap_or(until);
         let first = minutes.partition_point(|m| m.ts + MINUTE_MS <= o.start);
         for m in minutes[first..].iter_mut().take_while(|m| m.ts < end) {
@@ -269,42 +204,16 @@ fn mark_down(minutes: &mut [Minute], outages: &[OutageRow], until: WallMs) {
     }
 }
 
-/// A reading's value and note, by time.
-type Readings = Vec<(WallMs, (Option<f64>, Option<String>))>;
-
-/// (ts, value, note) of one series (any subject; the gateway's 5G radio wins over 4G when both
-/// report, since a 5G home gateway's traffic rides the 5G carrier).
-fn readings(store: &Store, probe: &str, name: &str, since: WallMs, until: WallMs) -> Result<Readings, StoreError> {
-    let mut stmt = store
-        .conn
-        .prepare(
-            "SELECT m.ts, m.value, m.note FROM metrics m JOIN series s ON s.id = m.series
-             WHERE s.probe = ?1 AND s.name = ?2 AND m.ts >= ?3 AND m.ts < ?4
-             ORDER BY m.ts, s.subject = '5g'",
-        )
-        .map_err(|e| store.sql("read metrics", e))?;
-    let rows: Vec<(WallMs, Option<f64>, Option<String>)> = stmt
-        .query_map(rusqlite::params![probe, name, since, until], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .and_then(|rows| rows.collect())
-        .map_err(|e| store.sql("read metrics", e))?;
-    // Same timestamp from two radios: the later row (5G, by the ORDER BY) replaces the earlier.
-    let mut by_ts: BTreeMap<WallMs, (Option<f64>, Option<String>)> = BTreeMap::new();
-    for (ts, v, note) in rows.into_iter().filter(|r| r.1.is_some() || r.2.is_some()) {
-        by_ts.insert(ts, (v, note));
-    }
-    Ok(by_ts.into_iter().collect())
-}
-
 /// Give each minute the newest reading at or before its end, if it is younger than `age`.
-fn carry_forward<R>(minutes: &mut [Minute], readings: &[(WallMs, R)], age: i64, mut set: impl FnMut(&mut Context, &R)) {
+fn carry_forward(minutes: &mut [Minute], readings: &[Reading], age: i64, mut set: impl FnMut(&mut Context, &Reading)) {
     let mut j = 0;
     for m in minutes.iter_mut() {
         let end = m.ts + MINUTE_MS;
-        while j < readings.len() && readings[j].0 < end {
+        while j < readings.len() && readings[j].ts < end {
             j += 1;
         }
-        if let Some((ts, r)) = j.checked_sub(1).map(|k| &readings[k])
-            && end - ts <= age
+        if let Some(r) = j.checked_sub(1).map(|k| &readings[k])
+            && end - r.ts <= age
         {
             set(&mut m.ctx, r);
         }
@@ -313,14 +222,21 @@ fn carry_forward<R>(minutes: &mut [Minute], readings: &[(WallMs, R)], age: i64, 
 
 fn speed_tests(store: &Store, since: WallMs, until: WallMs) -> Result<Vec<SpeedTest>, StoreError> {
     let mut tests: BTreeMap<WallMs, SpeedTest> = BTreeMap::new();
-    for name in ["down_mbps", "up_mbps", "bufferbloat_ms"] {
-        for (ts, (v, _)) in readings(store, "bandwidth", name, since, until)? {
-            let t = tests.entry(ts).or_insert(SpeedTest { ts, down_mbps: None, up_mbps: None, bufferbloat_ms: None });
-            match name {
-                "down_mbps" => t.down_mbps = v,
-                "up_mbps" => t.up_mbps = v,
-                _ => t.bufferbloat_ms = v,
-            }
+    type Setter = fn(&mut SpeedTest, Option<f64>);
+    let parts: [(Series, Setter); 3] = [
+        (series::DOWN_MBPS, |t, v| t.down_mbps = v),
+        (series::UP_MBPS, |t, v| t.up_mbps = v),
+        (series::BUFFERBLOAT_MS, |t, v| t.bufferbloat_ms = v),
+    ];
+    for (key, set) in parts {
+        for r in store.readings(key, since, until)? {
+            let t = tests.entry(r.ts).or_insert(SpeedTest {
+                ts: r.ts,
+                down_mbps: None,
+                up_mbps: None,
+                bufferbloat_ms: None,
+            });
+            set(t, r.value);
         }
     }
     Ok(tests.into_values().filter(|t| t.down_mbps.is_some() || t.up_mbps.is_some()).collect())
@@ -337,8 +253,9 @@ mod tests {
     #[test]
     fn context_is_carried_forward_only_while_fresh() {
         let mut ms: Vec<Minute> = (0..10).map(|i| minute(i * MINUTE_MS)).collect();
-        let readings = vec![(30_000, 2.5), (5 * MINUTE_MS + 10, 7.0)];
-        carry_forward(&mut ms, &readings, 2 * MINUTE_MS, |c, v| c.precip_mm_h = Some(*v));
+        let at = |ts, v| Reading { ts, value: Some(v), note: None };
+        let readings = vec![at(30_000, 2.5), at(5 * MINUTE_MS + 10, 7.0)];
+        carry_forward(&mut ms, &readings, 2 * MINUTE_MS, |c, r| c.precip_mm_h = r.value);
         let got: Vec<Option<f64>> = ms.iter().map(|m| m.ctx.precip_mm_h).collect();
         // Minute 0 sees the reading at 30 s; it stays true two minutes; minute 5 sees the second.
         assert_eq!(got, [Some(2.5), Some(2.5), None, None, None, Some(7.0), Some(7.0), None, None, None]);
@@ -347,13 +264,13 @@ mod tests {
     #[test]
     fn outages_mark_the_minutes_they_touch() {
         let mut ms: Vec<Minute> = (0..10).map(|i| minute(i * MINUTE_MS)).collect();
-        let o = |kind: &str, start, end| OutageRow { kind: kind.into(), start, end, duration_ms: None };
+        let o = |kind, start, end| Outage { id: 0, kind, start, end, duration_ms: None };
         mark_down(
             &mut ms,
             &[
-                o("wan", 2 * MINUTE_MS + 30_000, Some(4 * MINUTE_MS)),
-                o("lan", 0, Some(MINUTE_MS)),
-                o("wan", 8 * MINUTE_MS, None),
+                o(OutageKind::Wan, 2 * MINUTE_MS + 30_000, Some(4 * MINUTE_MS)),
+                o(OutageKind::Lan, 0, Some(MINUTE_MS)),
+                o(OutageKind::Wan, 8 * MINUTE_MS, None),
             ],
             10 * MINUTE_MS,
         );

@@ -15,7 +15,7 @@ pub mod render;
 pub mod weekly;
 
 use crate::calendar::MINUTE_MS;
-use crate::sample::WallMs;
+use crate::sample::{EventKind, OutageKind, WallMs};
 use crate::store::{Store, StoreError};
 use correlate::Analysis;
 use data::Data;
@@ -59,8 +59,8 @@ pub struct Summary {
 }
 
 pub fn summarise(d: &Data, plan: &Plan) -> Summary {
-    let clip = |o: &data::OutageRow| (o.end.unwrap_or(d.until).min(d.until) - o.start.max(d.since)).max(0);
-    let wan: Vec<&data::OutageRow> = d.outages.iter().filter(|o| o.kind == "wan").collect();
+    let clip = |o: &data::Outage| (o.end.unwrap_or(d.until).min(d.until) - o.start.max(d.since)).max(0);
+    let wan: Vec<&data::Outage> = d.outages.iter().filter(|o| o.kind == OutageKind::Wan).collect();
     let downtime_ms: i64 = wan.iter().map(|o| clip(o)).sum();
     let measured = d.minutes.iter().filter(|m| m.sent > 0).count();
     let measured_ms = measured as i64 * MINUTE_MS - blind_inside_measured(d);
@@ -79,7 +79,7 @@ pub fn summarise(d: &Data, plan: &Plan) -> Summary {
         blind_spots: d.blind.len(),
         uptime: (measured_ms > 0).then(|| (1.0 - downtime_ms as f64 / measured_ms as f64).clamp(0.0, 1.0)),
         wan_outages: wan.len(),
-        lan_outages: d.outages.iter().filter(|o| o.kind == "lan").count(),
+        lan_outages: d.outages.iter().filter(|o| o.kind == OutageKind::Lan).count(),
         downtime_ms,
         longest_ms: wan.iter().map(|o| clip(o)).max().unwrap_or(0),
         median_ms: crate::stats::median(up().filter_map(|m| m.median_ms)),
@@ -89,8 +89,8 @@ pub fn summarise(d: &Data, plan: &Plan) -> Summary {
         down_median_mbps: crate::stats::median(downs.iter().copied()),
         up_median_mbps: crate::stats::median(d.speed.iter().filter_map(|t| t.up_mbps)),
         below_half_plan: plan.down_mbps.map_or(0, |p| downs.iter().filter(|&&x| x < p / 2.0).count()),
-        anomalies: d.events.iter().filter(|e| e.kind == "anomaly").count(),
-        predictions: d.events.iter().filter(|e| e.kind == "prediction").count(),
+        anomalies: d.events.iter().filter(|e| e.kind == EventKind::Anomaly).count(),
+        predictions: d.events.iter().filter(|e| e.kind == EventKind::Prediction).count(),
     }
 }
 

@@ -6,9 +6,9 @@ use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 
 use super::correlate::{Cell, Split, Verdict};
-use super::data::{Minute, OutageRow};
+use super::data::{Minute, Outage};
 use crate::calendar::MINUTE_MS;
-use crate::sample::WallMs;
+use crate::sample::{OutageKind, WallMs};
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
@@ -96,7 +96,7 @@ fn runs(buckets: &[Bucket], width: i64, value: impl Fn(&Bucket) -> Option<f64>) 
 /// onsets as purple lines across the latency panel.
 pub fn timeline(
     minutes: &[Minute],
-    outages: &[OutageRow],
+    outages: &[Outage],
     shifts: &[WallMs],
     since: WallMs,
     until: WallMs,
@@ -112,7 +112,7 @@ pub fn timeline(
         let loss_max = bs.iter().filter_map(|b| b.loss).fold(0.02f64, f64::max).min(1.0) * 100.0 * 1.1;
         let shades: Vec<(WallMs, WallMs)> = outages
             .iter()
-            .filter(|o| o.kind == "wan")
+            .filter(|o| o.kind == OutageKind::Wan)
             .map(|o| (o.start.max(since), o.end.unwrap_or(until).min(until).max(o.start + MINUTE_MS)))
             .collect();
         let caption = "Latency to the internet (ms): median, p95 faint; outages red; level shifts purple";
@@ -392,7 +392,13 @@ mod tests {
     #[test]
     fn timeline_draws_outages_lines_and_text() {
         let ms: Vec<Minute> = (0..600).map(|i| minute(i * MINUTE_MS, (i % 50 == 0) as u32 * 6)).collect();
-        let o = OutageRow { kind: "wan".into(), start: 100 * MINUTE_MS, end: Some(130 * MINUTE_MS), duration_ms: None };
+        let o = Outage {
+            id: 1,
+            kind: OutageKind::Wan,
+            start: 100 * MINUTE_MS,
+            end: Some(130 * MINUTE_MS),
+            duration_ms: None,
+        };
         let shift = 300 * MINUTE_MS;
         let svg = timeline(&ms, &[o], &[shift], 0, 600 * MINUTE_MS, &|t| format!("t{}", t / MINUTE_MS)).unwrap();
         std::fs::write(std::env::temp_dir().join("wanwatch-timeline-test.svg"), &svg).unwrap();

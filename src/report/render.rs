@@ -7,7 +7,7 @@ use super::Report;
 use super::correlate::{Comparison, Correlation, Split, Verdict, window_label};
 use super::plot;
 use crate::calendar;
-use crate::sample::WallMs;
+use crate::sample::{EventKind, OutageKind, WallMs};
 
 fn offset_label(offset_s: i64) -> String {
     let sign = if offset_s < 0 { '-' } else { '+' };
@@ -136,7 +136,7 @@ fn outage_context(r: &Report, start: WallMs, end: WallMs) -> (String, String, St
         }
     }
     let near = |ts: WallMs| ts >= start - 10 * 60_000 && ts <= end + 5 * 60_000;
-    for e in r.data.events.iter().filter(|e| e.kind.starts_with("gateway_") && near(e.ts)) {
+    for e in r.data.events.iter().filter(|e| e.kind.is_gateway() && near(e.ts)) {
         gw.push(format!("{} {}", calendar::format_local_clock(e.ts, false), e.detail));
     }
     let weather = c.map_or(String::new(), |c| {
@@ -289,7 +289,10 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
                     calendar::format_local_minute(o.start),
                     o.end.map_or("ongoing".into(), calendar::format_local_minute),
                     calendar::format_span(o.duration_ms.unwrap_or(end - o.start)),
-                    if o.kind == "wan" { "internet".into() } else { "home network".into() },
+                    match o.kind {
+                        OutageKind::Wan => "internet".into(),
+                        OutageKind::Lan => "home network".into(),
+                    },
                     gw,
                     weather,
                     log,
@@ -369,7 +372,7 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
     }
     progress("correlations");
 
-    let shifts: Vec<_> = d.events.iter().filter(|e| e.kind == "level_shift").collect();
+    let shifts: Vec<_> = d.events.iter().filter(|e| e.kind == EventKind::LevelShift).collect();
     b.push(Block::Heading(format!("Level shifts of the baseline latency ({})", shifts.len())));
     if shifts.is_empty() {
         b.push(Block::Para("The baseline latency of every path held its level in this period.".into()));
@@ -416,23 +419,14 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
             .collect();
         b.push(Block::Table(Table { head: vec!["predicted", "mean predicted", "came true", "minutes"], rows }));
     }
-    let flagged: Vec<_> = d
-        .events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.kind.as_str(),
-                "anomaly" | "anomaly_end" | "prediction" | "degradation" | "degradation_end" | "level_shift"
-            )
-        })
-        .collect();
+    let flagged: Vec<_> = d.events.iter().filter(|e| e.kind.is_detection()).collect();
     b.push(Block::Heading(format!("Degradations, level shifts, anomalies and predictions ({})", flagged.len())));
     if flagged.is_empty() {
         b.push(Block::Para("The detectors flagged nothing in this period.".into()));
     } else {
         let rows = flagged
             .iter()
-            .map(|e| vec![calendar::format_local_minute(e.ts), e.kind.clone(), e.detail.clone()])
+            .map(|e| vec![calendar::format_local_minute(e.ts), e.kind.to_string(), e.detail.clone()])
             .collect();
         b.push(Block::Table(Table { head: vec!["time", "kind", "explanation"], rows }));
     }

@@ -32,11 +32,7 @@ pub fn write_if_due(db: &Path, dir: &Path, now: WallMs, plan: Plan) -> anyhow::R
         return Ok(None);
     }
     let store = Store::open_read_only(db)?;
-    let any: Option<i64> = store
-        .conn
-        .query_row("SELECT 1 FROM minutes WHERE ts >= ?1 AND ts < ?2 LIMIT 1", [since, until], |r| r.get(0))
-        .ok();
-    if any.is_none() {
+    if !store.any_minutes(since, until)? {
         return Ok(None);
     }
     let report = build(&store, since, until, plan, &|_| {})?;

@@ -7,6 +7,7 @@
 pub mod export;
 pub mod lock;
 pub mod query;
+pub mod read;
 pub mod retention;
 pub mod rollup;
 mod schema;
@@ -65,7 +66,7 @@ fn on_read_only_fs(path: &Path) -> bool {
 
 /// An open, migrated database.
 pub struct Store {
-    pub conn: Connection,
+    conn: Connection,
     pub path: PathBuf,
 }
 

@@ -3,7 +3,8 @@
 use rusqlite::OptionalExtension;
 
 use super::{Store, StoreError};
-use crate::sample::{LinkState, WallMs};
+use crate::sample::{LinkState, OutageKind, WallMs};
+use crate::series::Series;
 use crate::stats::quantile_sorted as quantile;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +27,7 @@ impl TargetSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outage {
     pub id: i64,
-    pub kind: String,
+    pub kind: OutageKind,
     pub start: WallMs,
     pub end: Option<WallMs>,
     pub duration_ms: Option<i64>,
@@ -52,9 +53,15 @@ impl Store {
             .map_err(|e| self.sql("read status", e))
     }
 
-    pub fn agent_status(&self) -> Result<AgentStatus, StoreError> {
+    /// The link's state as the agent last wrote it, and since when.
+    pub fn link_state(&self) -> Result<(LinkState, Option<WallMs>), StoreError> {
         let state = self.status_value("state")?.and_then(|s| LinkState::parse(&s)).unwrap_or(LinkState::Unknown);
         let since = self.status_value("state_since")?.and_then(|s| s.parse().ok());
+        Ok((state, since))
+    }
+
+    pub fn agent_status(&self) -> Result<AgentStatus, StoreError> {
+        let (state, since) = self.link_state()?;
         // The newest sample is the heartbeat (no separate row rewritten at every flush).
         let heartbeat = self.last_sample_ts()?;
         let running = super::lock::running_agent(&self.path);
@@ -107,19 +114,6 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    /// The most recent outages, newest first.
-    pub fn recent_outages(&self, limit: usize) -> Result<Vec<Outage>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, kind, start_ts, end_ts, duration_ms FROM outages ORDER BY start_ts DESC LIMIT ?1")
-            .map_err(|e| self.sql("read outages", e))?;
-        stmt.query_map([limit as i64], |r| {
-            Ok(Outage { id: r.get(0)?, kind: r.get(1)?, start: r.get(2)?, end: r.get(3)?, duration_ms: r.get(4)? })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(|e| self.sql("read outages", e))
     }
 
     /// The newest sample time, if any.
@@ -183,6 +177,13 @@ pub struct Latest {
     pub ts: WallMs,
     pub value: Option<f64>,
     pub note: Option<String>,
+}
+
+impl Latest {
+    /// Is this a reading of `series`?
+    pub fn is(&self, series: Series) -> bool {
+        self.probe == series.probe && self.name == series.name
+    }
 }
 
 impl Store {

@@ -15,7 +15,7 @@ use rusqlite::{Connection, params};
 use super::rollup::{self, minute_of};
 use super::{Store, StoreError, retention};
 use crate::config::StoreConfig;
-use crate::sample::{Metric, Record, Target, WallMs};
+use crate::sample::{EventKind, Metric, Record, Target, WallMs};
 
 /// Memory the backlog may take while the disk refuses writes (about 12 h of 4 targets at
 /// 1 Hz, or far less with a router log flood). Over it, router log lines go first, then
@@ -59,7 +59,7 @@ fn approx_bytes(r: &Record) -> usize {
     BASE + match r {
         Record::Syslog(l) => l.message.len() + l.source.len() + l.host.as_ref().map_or(0, String::len) + 32,
         Record::Metric(m) => m.subject.len() + m.note.as_ref().map_or(0, String::len),
-        Record::Event { kind, detail, .. } => kind.len() + detail.len(),
+        Record::Event { kind, detail, .. } => kind.as_str().len() + detail.len(),
         Record::Blind(b) => b.detail.len(),
         _ => 0,
     }
@@ -222,17 +222,17 @@ fn series_id(
     cache: &mut HashMap<(&'static str, String, &'static str), i64>,
     m: &Metric,
 ) -> rusqlite::Result<i64> {
-    let key = (m.probe, m.subject.clone(), m.name);
+    let key = (m.series.probe, m.subject.clone(), m.series.name);
     if let Some(id) = cache.get(&key) {
         return Ok(*id);
     }
     conn.execute(
         "INSERT INTO series (probe, subject, name, unit) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-        params![m.probe, m.subject, m.name, m.unit],
+        params![m.series.probe, m.subject, m.series.name, m.series.unit],
     )?;
     let id = conn.query_row(
         "SELECT id FROM series WHERE probe = ?1 AND subject = ?2 AND name = ?3",
-        params![m.probe, m.subject, m.name],
+        params![m.series.probe, m.subject, m.series.name],
         |r| r.get(0),
     )?;
     cache.insert(key, id);
@@ -346,7 +346,7 @@ impl WriterState {
             );
             tracing::warn!("{detail}");
             let now = (self.now)();
-            self.push(Record::Event { ts: now, kind: "backlog_dropped".into(), detail });
+            self.push(Record::Event { ts: now, kind: EventKind::BacklogDropped, detail });
             let n = self.pending.len();
             self.flush_chunk(n)?;
         }
@@ -450,7 +450,7 @@ impl WriterState {
                 Record::Event { ts, kind, detail } => {
                     conn.execute(
                         "INSERT INTO events (ts, kind, detail) VALUES (?1, ?2, ?3)",
-                        params![ts, kind, detail],
+                        params![ts, kind.as_str(), detail],
                     )?;
                     run.first_event.get_or_insert(conn.last_insert_rowid());
                 }
@@ -525,7 +525,7 @@ impl WriterState {
             what.join(", ")
         );
         tracing::warn!("{detail}");
-        self.push(Record::Event { ts: now, kind: "size_cap".into(), detail });
+        self.push(Record::Event { ts: now, kind: EventKind::SizeCap, detail });
     }
 }
 

@@ -8,7 +8,7 @@ use crate::calendar::{DAY_MS, HOUR_MS, format_local_minute as local, format_span
 use crate::report::data::Data;
 use crate::report::plot;
 use crate::report::render::esc;
-use crate::sample::{LinkState, WallMs};
+use crate::sample::{LinkState, OutageKind, WallMs};
 use crate::store::Store;
 
 fn state_words(s: LinkState) -> (&'static str, &'static str) {
@@ -82,7 +82,10 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
             .duration_ms
             .or(o.end.map(|end| end - o.start))
             .map_or(format!("ongoing, {}", format_span(now - o.start)), format_span);
-        let kind = if o.kind == "wan" { "internet" } else { "home network" };
+        let kind = match o.kind {
+            OutageKind::Wan => "internet",
+            OutageKind::Lan => "home network",
+        };
         let _ = writeln!(out, "<tr><td>{}</td><td>{dur}</td><td>{kind}</td></tr>", local(o.start));
     }
     if outages.is_empty() {
@@ -91,16 +94,8 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
     out.push_str(
         "</table>\n<h2>Recent events</h2>\n<table id=\"events\"><tr><th>time</th><th>kind</th><th>detail</th></tr>\n",
     );
-    let mut stmt = store
-        .conn
-        .prepare("SELECT ts, kind, detail FROM events ORDER BY ts DESC LIMIT 20")
-        .map_err(|x| e(store.sql("read events", x)))?;
-    let events: Vec<(WallMs, String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .and_then(|rows| rows.collect())
-        .map_err(|x| e(store.sql("read events", x)))?;
-    for (ts, kind, detail) in &events {
-        let _ = writeln!(out, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", local(*ts), esc(kind), esc(detail));
+    for ev in store.recent_events(20).map_err(e)? {
+        let _ = writeln!(out, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", local(ev.ts), ev.kind, esc(&ev.detail));
     }
     out.push_str("</table>\n");
 
@@ -111,7 +106,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
         );
         for l in &latest {
             let v = match (l.value, &l.note) {
-                (Some(v), Some(n)) if l.name == "bands" => format!("{n} ({v:.0})"),
+                (Some(v), Some(n)) if l.is(crate::series::BANDS) => format!("{n} ({v:.0})"),
                 (Some(v), _) => with_unit(v, &l.unit),
                 (None, Some(n)) => format!("failed: {n}"),
                 (None, None) => "-".into(),

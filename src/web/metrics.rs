@@ -13,7 +13,8 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 use crate::calendar::{DAY_MS, HOUR_MS};
-use crate::sample::{LinkState, WallMs};
+use crate::sample::{EventKind, LinkState, OutageKind, WallMs};
+use crate::series::{self, Series};
 use crate::store::{Store, StoreError};
 
 type Labels = Vec<(String, String)>;
@@ -23,27 +24,26 @@ type CounterF = Counter<f64, AtomicU64>;
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// How a context series is exported: (probe, name) -> (metric name, help, scale to base unit).
-const CONTEXT: &[(&str, &str, &str, &str, f64)] = &[
-    ("dns", "latency_ms", "wanwatch_dns_latency_seconds", "Time to resolve a name, per name@server.", 1e-3),
-    ("http", "ttfb_ms", "wanwatch_http_ttfb_seconds", "Time to first byte of an HTTP(S) fetch.", 1e-3),
-    ("http", "total_ms", "wanwatch_http_total_seconds", "Total time of an HTTP(S) fetch.", 1e-3),
-    ("bandwidth", "down_mbps", "wanwatch_bandwidth_down_bits_per_second", "Last speed test, download.", 1e6),
-    ("bandwidth", "up_mbps", "wanwatch_bandwidth_up_bits_per_second", "Last speed test, upload.", 1e6),
-    ("bandwidth", "bufferbloat_ms", "wanwatch_bandwidth_bufferbloat_seconds", "Latency added under load.", 1e-3),
-    ("gateway", "rsrp_dbm", "wanwatch_gateway_rsrp_dbm", "Gateway reference signal received power.", 1.0),
-    ("gateway", "rsrq_db", "wanwatch_gateway_rsrq_db", "Gateway reference signal received quality.", 1.0),
-    ("gateway", "sinr_db", "wanwatch_gateway_sinr_db", "Gateway signal to interference and noise.", 1.0),
-    ("gateway", "uptime_s", "wanwatch_gateway_uptime_seconds", "Gateway uptime as it reports it.", 1.0),
-    ("weather", "temp_c", "wanwatch_weather_temperature_celsius", "Outside temperature.", 1.0),
-    ("weather", "precip_mm_h", "wanwatch_weather_precipitation_mm_per_hour", "Rain or snow rate.", 1.0),
-    ("weather", "wind_kmh", "wanwatch_weather_wind_meters_per_second", "Wind speed.", 1.0 / 3.6),
-    ("devices", "neighbours", "wanwatch_lan_devices", "Devices in the Pi's neighbour table.", 1.0),
-    ("system", "cpu_pct", "wanwatch_system_cpu_ratio", "The Pi's CPU use.", 0.01),
-    ("system", "mem_used_pct", "wanwatch_system_memory_used_ratio", "The Pi's memory use.", 0.01),
-    ("system", "temp_c", "wanwatch_system_temperature_celsius", "The Pi's SoC temperature.", 1.0),
+const CONTEXT: &[(Series, &str, &str, f64)] = &[
+    (series::DNS_LATENCY, "wanwatch_dns_latency_seconds", "Time to resolve a name, per name@server.", 1e-3),
+    (series::HTTP_TTFB, "wanwatch_http_ttfb_seconds", "Time to first byte of an HTTP(S) fetch.", 1e-3),
+    (series::HTTP_TOTAL, "wanwatch_http_total_seconds", "Total time of an HTTP(S) fetch.", 1e-3),
+    (series::DOWN_MBPS, "wanwatch_bandwidth_down_bits_per_second", "Last speed test, download.", 1e6),
+    (series::UP_MBPS, "wanwatch_bandwidth_up_bits_per_second", "Last speed test, upload.", 1e6),
+    (series::BUFFERBLOAT_MS, "wanwatch_bandwidth_bufferbloat_seconds", "Latency added under load.", 1e-3),
+    (series::RSRP, "wanwatch_gateway_rsrp_dbm", "Gateway reference signal received power.", 1.0),
+    (series::RSRQ, "wanwatch_gateway_rsrq_db", "Gateway reference signal received quality.", 1.0),
+    (series::SINR, "wanwatch_gateway_sinr_db", "Gateway signal to interference and noise.", 1.0),
+    (series::GATEWAY_UPTIME, "wanwatch_gateway_uptime_seconds", "Gateway uptime as it reports it.", 1.0),
+    (series::TEMP, "wanwatch_weather_temperature_celsius", "Outside temperature.", 1.0),
+    (series::PRECIP, "wanwatch_weather_precipitation_mm_per_hour", "Rain or snow rate.", 1.0),
+    (series::WIND, "wanwatch_weather_wind_meters_per_second", "Wind speed.", 1.0 / 3.6),
+    (series::DEVICES, "wanwatch_lan_devices", "Devices in the Pi's neighbour table.", 1.0),
+    (series::CPU, "wanwatch_system_cpu_ratio", "The Pi's CPU use.", 0.01),
+    (series::MEM_USED, "wanwatch_system_memory_used_ratio", "The Pi's memory use.", 0.01),
+    (series::SOC_TEMP, "wanwatch_system_temperature_celsius", "The Pi's SoC temperature.", 1.0),
     (
-        "syslog",
-        "dropped_lines",
+        series::SYSLOG_DROPPED,
         "wanwatch_syslog_dropped_lines",
         "Router log lines not stored since the agent started, by reason (subject).",
         1.0,
@@ -90,29 +90,12 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         "Mean difference of successive round trips, newest complete minute.",
     );
     let loss = gauge(&mut reg, "wanwatch_loss_ratio", "Share of pings lost (0-1) in the newest complete minute.");
-    let minute_start = now - now.rem_euclid(60_000);
-    let mut stmt = store
-        .conn
-        .prepare(
-            // CROSS JOIN: targets outside, so each target's minute is a primary-key lookup.
-            "SELECT t.name, t.role, m.sent, m.lost, m.median_us, m.p95_us, m.jitter_us FROM targets t CROSS JOIN minutes m
-             WHERE m.target = t.id
-             AND m.ts = (SELECT max(ts) FROM minutes WHERE target = t.id AND ts < ?1 AND ts >= ?1 - 600000)",
-        )
-        .map_err(|e| store.sql("metrics minutes", e))?;
-    type Row = (String, String, i64, i64, Option<i64>, Option<i64>, Option<i64>);
-    let rows: Vec<Row> = stmt
-        .query_map([minute_start], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(|e| store.sql("metrics minutes", e))?;
-    for (name, role, sent, lost, median, p, j) in rows {
-        let l = labels(&[("target", &name), ("role", &role)]);
-        if sent > 0 {
-            loss.get_or_create(&l).set(lost as f64 / sent as f64);
+    for m in store.newest_minutes(now)? {
+        let l = labels(&[("target", &m.target), ("role", &m.role)]);
+        if m.sent > 0 {
+            loss.get_or_create(&l).set(f64::from(m.lost) / f64::from(m.sent));
         }
-        for (family, v) in [(&rtt, median), (&p95, p), (&jitter, j)] {
+        for (family, v) in [(&rtt, m.median_us), (&p95, m.p95_us), (&jitter, m.jitter_us)] {
             if let Some(us) = v {
                 family.get_or_create(&l).set(us as f64 / 1e6);
             }
@@ -143,55 +126,43 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         "Time spent in outages, by kind (ongoing ones up to now).",
         outage_s.clone(),
     );
-    let mut stmt = store
-        .conn
-        .prepare("SELECT kind, count(*), sum(coalesce(end_ts, ?1) - start_ts) FROM outages GROUP BY kind")
-        .map_err(|e| store.sql("metrics outages", e))?;
-    let rows: Vec<(String, i64, Option<i64>)> = stmt
-        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .and_then(|rows| rows.collect())
-        .map_err(|e| store.sql("metrics outages", e))?;
-    for kind in ["lan", "wan"] {
-        let (n, ms) = rows.iter().find(|r| r.0 == kind).map_or((0, 0), |r| (r.1, r.2.unwrap_or(0).max(0)));
-        outages.get_or_create(&labels(&[("kind", kind)])).inc_by(n as f64);
-        outage_s.get_or_create(&labels(&[("kind", kind)])).inc_by(ms as f64 / 1000.0);
+    let totals = store.outage_totals(now)?;
+    for kind in [OutageKind::Lan, OutageKind::Wan] {
+        let (n, ms) = totals.iter().find(|t| t.kind == kind).map_or((0, 0), |t| (t.count, t.ms));
+        outages.get_or_create(&labels(&[("kind", kind.as_str())])).inc_by(n as f64);
+        outage_s.get_or_create(&labels(&[("kind", kind.as_str())])).inc_by(ms as f64 / 1000.0);
     }
     let events = Family::<Labels, CounterF>::default();
     reg.register("wanwatch_detections", "Detector events: anomaly and prediction.", events.clone());
-    for kind in ["anomaly", "prediction"] {
-        let n: i64 = store
-            .conn
-            .query_row("SELECT count(*) FROM events WHERE kind = ?1", [kind], |r| r.get(0))
-            .map_err(|e| store.sql("metrics events", e))?;
-        events.get_or_create(&labels(&[("kind", kind)])).inc_by(n as f64);
+    for kind in [EventKind::Anomaly, EventKind::Prediction] {
+        let n = store.count_events(kind)?;
+        events.get_or_create(&labels(&[("kind", kind.as_str())])).inc_by(n as f64);
     }
 
     // Context probes: the newest value of each series, while it is still current (two hours;
     // two days for speed tests, which run a few times a day at most).
     let latest = store.latest_metrics(now - 2 * DAY_MS)?;
-    for (probe, name, metric, help, scale) in CONTEXT {
+    for &(key, metric, help, scale) in CONTEXT {
         // Speed tests are hours apart; drop totals are written only when they change.
-        let max_age = match *probe {
+        let max_age = match key.probe {
             "bandwidth" => 2 * DAY_MS,
             "syslog" => 30 * DAY_MS,
             _ => 2 * HOUR_MS,
         };
-        let values: Vec<_> = latest
-            .iter()
-            .filter(|l| l.probe == *probe && l.name == *name && l.value.is_some() && now - l.ts <= max_age)
-            .collect();
+        let values: Vec<_> =
+            latest.iter().filter(|l| l.is(key) && l.value.is_some() && now - l.ts <= max_age).collect();
         if values.is_empty() {
             continue;
         }
         let family = gauge(&mut reg, metric, help);
         for l in values {
-            let key = match *probe {
+            let label = match key.probe {
                 "gateway" => "radio",
                 "dns" | "http" | "bandwidth" => "subject",
                 "syslog" => "reason",
                 _ => "",
             };
-            let ls = if key.is_empty() { Vec::new() } else { labels(&[(key, &l.subject)]) };
+            let ls = if label.is_empty() { Vec::new() } else { labels(&[(label, &l.subject)]) };
             family.get_or_create(&ls).set(l.value.unwrap_or_default() * scale);
         }
     }
