@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wanwatch::clock::WallClock;
 use wanwatch::config::StoreConfig;
 use wanwatch::sample::{Failure, Record, Role, Sample, Target};
 use wanwatch::store::Store;
@@ -51,7 +52,7 @@ fn bytes_per_row() {
     let db = dir.path().join("b.db");
     let store = Store::open(&db, 16 << 20).unwrap();
     let empty = store.used_bytes().unwrap();
-    let w = Writer::spawn(store, &targets(), cfg(), Box::new(|| T0)).unwrap();
+    let w = Writer::spawn(store, &targets(), cfg(), WallClock::from_fn(|| T0)).unwrap();
     let days = 3;
     // Flush every 5 s of data, as the agent does by default.
     for chunk in 0..(days * 86_400 / 5) {
@@ -94,7 +95,7 @@ fn insert_rate(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(&dir.path().join("r.db"), 16 << 20).unwrap();
-            let w = Writer::spawn(store, &targets(), cfg(), Box::new(|| T0)).unwrap();
+            let w = Writer::spawn(store, &targets(), cfg(), WallClock::from_fn(|| T0)).unwrap();
             let start = Instant::now();
             for i in 0..iters as i64 {
                 feed(&w, i * N, N);

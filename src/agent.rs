@@ -2,18 +2,24 @@
 //!
 //! Everything stateful lives on one task: samples arrive on a channel, are stamped with wall
 //! time from the monotonic clock, judged by the state machine and handed to the writer thread.
+//! Everything else is a `Service` beside it, started here and stopped in order.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
-use crate::clock::{self, Adjustment, Clock};
+use crate::clock::{Adjustment, WallClock};
 use crate::config::Config;
+use crate::detect::live::{Live, MinuteBuilder, Sink};
 use crate::detect::state::StateMachine;
+use crate::probe::ContextThread;
 use crate::probe::ping::{self, Sockets};
-use crate::sample::{Blind, BlindKind, EventKind, Record, Target};
+use crate::sample::{Blind, BlindKind, EventKind, Record, Role, Sample, Target, WallMs};
+use crate::service::Service;
 use crate::store::Store;
 use crate::store::writer::{Writer, WriterReport};
 
@@ -30,251 +36,288 @@ pub struct RunReport {
 /// Run the agent until `run_for` elapses or SIGINT/SIGTERM arrives. Must be called inside a
 /// tokio runtime (a current-thread one is enough and the smallest).
 pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunReport> {
-    // Open the sockets before anything is written, so a permission problem is the first and
-    // only thing the user sees (and no empty database is left behind).
-    let sockets = Arc::new(Sockets::open(&cfg.targets)?);
-    // One writer per database; held until this function returns.
-    let _lock = crate::store::lock::AgentLock::acquire(&cfg.db)?;
-    let store = Store::open(&cfg.db, cfg.store.journal_size_limit_bytes)?;
-    let previous_write = store.last_write_ts()?;
-    let targets: Vec<Target> = cfg.targets.iter().map(|t| t.target.clone()).collect();
-
-    let clock = Arc::new(std::sync::Mutex::new(Clock::new()));
-    // Wall time from the agent's clock, for every thread that stamps or judges time.
-    let wall_fn: clock::WallFn = {
-        let clock = clock.clone();
-        Arc::new(move || clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms()))
-    };
-    let boxed = |f: &clock::WallFn| -> Box<dyn Fn() -> i64 + Send> {
-        let f = f.clone();
-        Box::new(move || f())
-    };
-    let writer = Writer::spawn(store, &targets, cfg.store.clone(), boxed(&wall_fn))
-        .with_context(|| format!("preparing database {}", cfg.db.display()))?;
-    let wall = || wall_fn();
-    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
-    tracing::info!(db = %cfg.db.display(), config = %cfg.source, targets = %names.join(", "), "wanwatch running");
-    if let Some(last) = previous_write {
-        // From the last run's last write to now nothing was measured. (A clock still wrong
-        // at boot makes this empty for now; the run's shift moves its end when NTP sets it.)
-        writer.send(Record::Blind(Blind {
-            start: last,
-            end: wall().max(last),
-            kind: BlindKind::NotRunning,
-            detail: "wanwatch was not running".into(),
-        }));
-    }
-    writer.send(Record::Event {
-        ts: wall(),
-        kind: EventKind::AgentStart,
-        detail: format!("wanwatch {} pinging {}", env!("CARGO_PKG_VERSION"), names.join(", ")),
-    });
-
-    let (tx, mut rx) = mpsc::channel(1024);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Context probes send finished records; they go to the store as they are.
-    let (ctx_tx, mut ctx_rx) = mpsc::channel(1024);
-    let ctx_tx_detect = ctx_tx.clone();
-    let ctx = crate::probe::Ctx::new(clock.clone(), ctx_tx, stop_rx.clone(), cfg.db.clone());
-    let context = crate::probe::ContextThread::spawn(&cfg, ctx);
-    // The OLED and LED, if there are any, on their own thread.
-    let panel_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let panel = (cfg.display.enabled || cfg.led.enabled).then(|| {
-        crate::panel::Panel {
-            display: cfg.display.clone(),
-            led: cfg.led.clone(),
-            db: cfg.db.clone(),
-            now: boxed(&wall_fn),
-            gateway: cfg.targets.iter().find(|t| t.target.role == crate::sample::Role::Gateway).map(|t| t.target.addr),
-            stale_after: cfg.store.flush_interval * 2 + Duration::from_secs(60),
-        }
-        .spawn(panel_stop.clone())
-    });
-    // The LAN dashboard and Prometheus endpoint; a port in use is a warning, not a dead agent.
-    let plan = crate::report::Plan { down_mbps: cfg.report.plan_down_mbps, up_mbps: cfg.report.plan_up_mbps };
-    let web = if cfg.web.enabled {
-        match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, wall_fn.clone()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!("{e}; carrying on without the dashboard");
-                writer.send(Record::Event { ts: wall(), kind: EventKind::WebError, detail: e.to_string() });
-                None
-            }
-        }
-    } else {
-        None
-    };
-    // Last week's report, written once the week is over.
-    let weekly = cfg.report.weekly.then(|| {
-        let dir = cfg
-            .report
-            .dir
-            .clone()
-            .unwrap_or_else(|| cfg.db.parent().unwrap_or(std::path::Path::new(".")).join("reports"));
-        crate::report::weekly::spawn(cfg.db.clone(), dir, plan, wall_fn.clone(), panel_stop.clone())
-    });
-    // Notifications, if a destination is configured: they read what the writer stored.
-    let notifier = crate::notify::Notifier::spawn(cfg.notify.clone(), cfg.db.clone(), wall_fn.clone());
-    // The learned detectors, on their own thread, fed one closed minute at a time.
-    let live = cfg.detect.enabled.then(|| {
-        let tx = ctx_tx_detect.clone();
-        let sink: crate::detect::live::Sink = Box::new(move |r| {
-            let _ = tx.blocking_send(r);
-        });
-        let offset = crate::calendar::local_offset_s(wall());
-        crate::detect::live::Live::spawn(&cfg.detect, &targets, &cfg.db, offset, wall_fn.clone(), sink)
-    });
-    drop(ctx_tx_detect);
-    // A RefCell: the sample handler fills it, a clock step early in the run moves it.
-    let minutes = std::cell::RefCell::new(crate::detect::live::MinuteBuilder::new(targets.len()));
-    let mut probes = tokio::task::JoinSet::new();
-    let n = cfg.targets.len() as u32;
-    for (i, t) in cfg.targets.iter().enumerate() {
-        // Spread the targets over one interval so the pings do not leave in a burst.
-        let offset = t.interval * i as u32 / n;
-        let (t, tx, stop, sockets) = (t.clone(), tx.clone(), stop_rx.clone(), sockets.clone());
-        probes.spawn(async move { ping::run_target(i, t, &sockets, offset, tx, stop).await });
-    }
-    drop(tx);
+    let mut agent = Agent::start(&cfg)?;
+    let (ctx_tx, ctx_rx) = mpsc::channel(1024);
+    // Producers first (their records go through the writer), readers of the database after.
+    let producers = agent.start_producers(&cfg, ctx_tx);
+    let readers = agent.start_readers(&cfg);
+    let (samples, pings) = agent.start_pings(&cfg);
 
     // systemd (Type=notify): ready once everything is started; the watchdog is fed from the
-    // main loop below, so a wedged loop gets the service restarted.
+    // main loop, so a wedged loop gets the service restarted.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = sd_notify::watchdog_enabled().is_some();
+    let mut inputs = Inputs { samples, context: ctx_rx };
+    agent.main_loop(&mut inputs, run_for).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    agent.shutdown(inputs, pings, producers, readers).await
+}
 
-    let mut sm = StateMachine::new(cfg.state.clone(), targets.iter().map(|t| t.role).collect());
-    let mut report = RunReport::default();
-    let mut clock_check = tokio::time::interval(Duration::from_secs(1));
-    // The loop's last turn: a turn that comes much later than a second means the process did
-    // not run in between (SIGSTOP, starved, suspended), and that time was not measured.
-    let mut last_turn = (Instant::now(), wall());
-    let deadline = run_for.map(|d| tokio::time::Instant::now() + d);
-    let stop_signal = shutdown_signal();
-    tokio::pin!(stop_signal);
+/// The channels the main loop reads: ping results, and finished records (context probes,
+/// detection).
+struct Inputs {
+    samples: mpsc::Receiver<Sample>,
+    context: mpsc::Receiver<Record>,
+}
 
-    let mut handle = |s: crate::sample::Sample, writer: &Writer, sm: &mut StateMachine, clock: &Clock| {
-        let mut s = s;
-        s.ts = clock.wall_at(s.mono);
-        let records = sm.observe(&s);
-        if let Some(live) = &live {
-            for (minute, values) in minutes.borrow_mut().add(&s) {
+/// The running agent's state, owned by the main loop's task.
+struct Agent {
+    clock: WallClock,
+    writer: Writer,
+    sockets: Arc<Sockets>,
+    targets: Vec<Target>,
+    sm: StateMachine,
+    /// Closed minutes for detection, when it runs.
+    minutes: MinuteBuilder,
+    live: Option<Live>,
+    stop_pings: watch::Sender<bool>,
+    report: RunReport,
+    _lock: crate::store::lock::AgentLock,
+}
+
+impl Agent {
+    /// Sockets, the database and its writer, and the run's first records.
+    fn start(cfg: &Config) -> anyhow::Result<Agent> {
+        // Open the sockets before anything is written, so a permission problem is the first and
+        // only thing the user sees (and no empty database is left behind).
+        let sockets = Arc::new(Sockets::open(&cfg.targets)?);
+        // One writer per database; held until the agent is dropped.
+        let lock = crate::store::lock::AgentLock::acquire(&cfg.db)?;
+        let store = Store::open(&cfg.db, cfg.store.journal_size_limit_bytes)?;
+        let previous_write = store.last_write_ts()?;
+        let targets: Vec<Target> = cfg.targets.iter().map(|t| t.target.clone()).collect();
+        let clock = WallClock::run();
+        let writer = Writer::spawn(store, &targets, cfg.store.clone(), clock.clone())
+            .with_context(|| format!("preparing database {}", cfg.db.display()))?;
+        let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+        tracing::info!(db = %cfg.db.display(), config = %cfg.source, targets = %names.join(", "), "wanwatch running");
+        if let Some(last) = previous_write {
+            // From the last run's last write to now nothing was measured. (A clock still wrong
+            // at boot makes this empty for now; the run's shift moves its end when NTP sets it.)
+            let (end, detail) = (clock.now().max(last), "wanwatch was not running".into());
+            writer.send(Record::Blind(Blind { start: last, end, kind: BlindKind::NotRunning, detail }));
+        }
+        let detail = format!("wanwatch {} pinging {}", env!("CARGO_PKG_VERSION"), names.join(", "));
+        writer.send(Record::Event { ts: clock.now(), kind: EventKind::AgentStart, detail });
+        Ok(Agent {
+            sm: StateMachine::new(cfg.state.clone(), targets.iter().map(|t| t.role).collect()),
+            minutes: MinuteBuilder::new(targets.len()),
+            live: None,
+            stop_pings: watch::channel(false).0,
+            report: RunReport::default(),
+            clock,
+            writer,
+            sockets,
+            targets,
+            _lock: lock,
+        })
+    }
+
+    /// The services that add records: context probes and detection.
+    fn start_producers(&mut self, cfg: &Config, out: mpsc::Sender<Record>) -> Vec<Box<dyn Service>> {
+        let mut services: Vec<Box<dyn Service>> = Vec::new();
+        if cfg.detect.enabled {
+            let tx = out.clone();
+            let sink: Sink = Box::new(move |r| {
+                let _ = tx.blocking_send(r);
+            });
+            let offset = crate::calendar::local_offset_s(self.clock.now());
+            let live = Live::spawn(&cfg.detect, &self.targets, &cfg.db, offset, self.clock.clone(), sink);
+            self.live = Some(live);
+        }
+        services.push(Box::new(ContextThread::spawn(cfg, self.clock.clone(), out)));
+        services
+    }
+
+    /// The services that read the database: the panel, the dashboard, notifications and the
+    /// weekly report. A dashboard port in use is a warning, not a dead agent.
+    fn start_readers(&self, cfg: &Config) -> Vec<Box<dyn Service>> {
+        let mut services: Vec<Box<dyn Service>> = Vec::new();
+        if cfg.display.enabled || cfg.led.enabled {
+            let gateway = cfg.targets.iter().find(|t| t.target.role == Role::Gateway).map(|t| t.target.addr);
+            let panel = crate::panel::Panel {
+                display: cfg.display.clone(),
+                led: cfg.led.clone(),
+                db: cfg.db.clone(),
+                now: self.clock.clone(),
+                gateway,
+                stale_after: cfg.store.flush_interval * 2 + Duration::from_secs(60),
+            };
+            services.push(Box::new(panel.spawn()));
+        }
+        let plan = crate::report::Plan { down_mbps: cfg.report.plan_down_mbps, up_mbps: cfg.report.plan_up_mbps };
+        if cfg.web.enabled {
+            match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, self.clock.clone()) {
+                Ok(w) => services.push(Box::new(w)),
+                Err(e) => {
+                    tracing::warn!("{e}; carrying on without the dashboard");
+                    let ts = self.clock.now();
+                    self.writer.send(Record::Event { ts, kind: EventKind::WebError, detail: e.to_string() });
+                }
+            }
+        }
+        if let Some(n) = crate::notify::Notifier::spawn(cfg.notify.clone(), cfg.db.clone(), self.clock.clone()) {
+            services.push(Box::new(n));
+        }
+        if cfg.report.weekly {
+            let dir =
+                cfg.report.dir.clone().unwrap_or_else(|| cfg.db.parent().unwrap_or(Path::new(".")).join("reports"));
+            services.push(Box::new(crate::report::weekly::spawn(cfg.db.clone(), dir, plan, self.clock.clone())));
+        }
+        services
+    }
+
+    /// One task per target on the shared sockets, spread over one interval so the pings do not
+    /// leave in a burst.
+    fn start_pings(&mut self, cfg: &Config) -> (mpsc::Receiver<Sample>, JoinSet<()>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.stop_pings = stop_tx;
+        let mut pings = JoinSet::new();
+        let n = cfg.targets.len() as u32;
+        for (i, t) in cfg.targets.iter().enumerate() {
+            let offset = t.interval * i as u32 / n;
+            let (t, tx, stop, sockets) = (t.clone(), tx.clone(), stop_rx.clone(), self.sockets.clone());
+            pings.spawn(async move { ping::run_target(i, t, &sockets, offset, tx, stop).await });
+        }
+        (rx, pings)
+    }
+
+    /// Samples in, stamped, judged and stored; once a second the clock, the watchdog and the
+    /// loop's own health; until the deadline or a signal.
+    async fn main_loop(&mut self, inputs: &mut Inputs, run_for: Option<Duration>) {
+        let watchdog = sd_notify::watchdog_enabled().is_some();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // The loop's last turn: a turn that comes much later than a second means the process
+        // did not run in between (SIGSTOP, starved, suspended), and that time was not measured.
+        let mut last_turn = (Instant::now(), self.clock.now());
+        let deadline = run_for.map(|d| tokio::time::Instant::now() + d);
+        let stop_signal = shutdown_signal();
+        tokio::pin!(stop_signal);
+        loop {
+            tokio::select! {
+                Some(s) = inputs.samples.recv() => self.handle(s),
+                Some(r) = inputs.context.recv() => self.writer.send(r),
+                _ = tick.tick() => {
+                    // Far inside any sensible WatchdogSec, and only while the writer lives.
+                    if watchdog && self.writer.is_alive() {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                    if let Some(adj) = self.clock.check() {
+                        self.on_clock_adjustment(adj);
+                    }
+                    last_turn = self.note_stall(last_turn);
+                }
+                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => break,
+                sig = &mut stop_signal => {
+                    tracing::info!("{sig}: stopping");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// One ping result: stamp it, let the state machine judge it, feed detection, store it.
+    fn handle(&mut self, mut s: Sample) {
+        s.ts = self.clock.wall_at(s.mono);
+        let records = self.sm.observe(&s);
+        if let Some(live) = &self.live {
+            for (minute, values) in self.minutes.add(&s) {
                 live.send(minute, values);
             }
         }
-        writer.send(Record::Sample(s));
+        self.writer.send(Record::Sample(s));
         for r in records {
-            writer.send(r);
+            self.writer.send(r);
         }
-        report.samples += 1;
-    };
-
-    loop {
-        tokio::select! {
-            Some(s) = rx.recv() => {
-                let c = clock.lock().expect("clock lock").clone();
-                handle(s, &writer, &mut sm, &c);
-            }
-            Some(r) = ctx_rx.recv() => writer.send(r),
-            _ = clock_check.tick() => {
-                // Once a second: far inside any sensible WatchdogSec, and only while the writer lives.
-                if watchdog && writer.is_alive() {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                }
-                let adj = clock.lock().expect("clock lock").check(Instant::now(), clock::system_wall_ms());
-                if let Some(adj) = adj {
-                    if let Adjustment::Stepped { delta_ms, rewrite_run: true } = adj {
-                        minutes.borrow_mut().shift(delta_ms);
-                    }
-                    on_clock_adjustment(adj, &writer, &mut sm, wall());
-                }
-                let turn = (Instant::now(), wall());
-                let idle = turn.0.saturating_duration_since(last_turn.0);
-                if idle > STALL {
-                    tracing::warn!("wanwatch did not run for {}; recorded as not measured", humantime::format_duration(Duration::from_millis(idle.as_millis() as u64)));
-                    writer.send(Record::Blind(Blind {
-                        start: last_turn.1,
-                        end: turn.1,
-                        kind: BlindKind::Stalled,
-                        detail: format!("the agent did not run for {} ms (stopped, starved or suspended)", idle.as_millis()),
-                    }));
-                }
-                last_turn = turn;
-            }
-            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => break,
-            sig = &mut stop_signal => {
-                tracing::info!("{sig}: stopping");
-                break;
-            }
-        }
+        self.report.samples += 1;
     }
 
-    // Stop sending, collect the answers to pings still in flight, then flush everything.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    let _ = stop_tx.send(true);
-    loop {
-        tokio::select! {
-            Some(s) = rx.recv() => {
-                let c = clock.lock().expect("clock lock").clone();
-                handle(s, &writer, &mut sm, &c);
+    /// A turn much later than a second is a stretch nothing was measured.
+    fn note_stall(&self, last: (Instant, WallMs)) -> (Instant, WallMs) {
+        let turn = (Instant::now(), self.clock.now());
+        let idle = turn.0.saturating_duration_since(last.0);
+        if idle > STALL {
+            let shown = humantime::format_duration(Duration::from_millis(idle.as_millis() as u64));
+            tracing::warn!("wanwatch did not run for {shown}; recorded as not measured");
+            self.writer.send(Record::Blind(Blind {
+                start: last.1,
+                end: turn.1,
+                kind: BlindKind::Stalled,
+                detail: format!("the agent did not run for {} ms (stopped, starved or suspended)", idle.as_millis()),
+            }));
+        }
+        turn
+    }
+
+    /// Stop sending pings and collect the answers still in flight; stop the producers while
+    /// taking their last records; close the state machine; flush; then stop the readers.
+    async fn shutdown(
+        mut self,
+        mut inputs: Inputs,
+        mut pings: JoinSet<()>,
+        producers: Vec<Box<dyn Service>>,
+        readers: Vec<Box<dyn Service>>,
+    ) -> anyhow::Result<RunReport> {
+        let _ = self.stop_pings.send(true);
+        while let Some(s) = inputs.samples.recv().await {
+            self.handle(s);
+        }
+        while pings.join_next().await.is_some() {}
+        // The producers stop on a blocking thread while their last records are taken here, so
+        // none of them waits on a full channel. Detection runs the minutes it has once its
+        // input closes and closes its open events.
+        let mut producers = producers;
+        producers.extend(self.live.take().map(|l| Box::new(l) as Box<dyn Service>));
+        let stopping = tokio::task::spawn_blocking(move || {
+            for s in producers {
+                tracing::debug!("stopping {}", s.name());
+                s.stop();
             }
-            else => break,
+        });
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                Some(r) = inputs.context.recv() => self.writer.send(r),
+                _ = &mut stopping => break,
+            }
         }
-    }
-    while probes.join_next().await.is_some() {}
-    // Context probes stop at their next await (on their own thread); their last words (a final
-    // drop count, say) are taken in meanwhile, so none of them waits on a full channel.
-    let grace = Instant::now() + Duration::from_secs(4);
-    while !context.is_finished() && Instant::now() < grace {
-        tokio::select! {
-            Some(r) = ctx_rx.recv() => writer.send(r),
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        while let Ok(r) = inputs.context.try_recv() {
+            self.writer.send(r);
         }
+        for r in self.sm.finish(self.clock.now(), Instant::now()) {
+            self.writer.send(r);
+        }
+        self.writer.send(Record::Event {
+            ts: self.clock.now(),
+            kind: EventKind::AgentStop,
+            detail: "clean shutdown".into(),
+        });
+        self.report.writer = self.writer.shutdown();
+        for s in readers {
+            tracing::debug!("stopping {}", s.name());
+            s.stop();
+        }
+        tracing::info!(samples = self.report.samples, flushes = self.report.writer.flushes, "wanwatch stopped");
+        Ok(self.report)
     }
-    if let Some(live) = live {
-        // Runs the minutes it has; its last events land in ctx_rx, drained next.
-        live.stop();
+
+    /// The system clock moved: slew, or step this run's times (and everything stamped so far
+    /// when it happens early in the run: the boot-time NTP step).
+    fn on_clock_adjustment(&mut self, adj: Adjustment) {
+        let detail = match adj {
+            Adjustment::Slewing { delta_ms } => format!("system clock moved {delta_ms} ms; slewing toward it"),
+            Adjustment::Stepped { delta_ms, rewrite_run: true } => {
+                self.writer.send(Record::ShiftRun { delta_ms });
+                self.sm.shift(delta_ms);
+                self.minutes.shift(delta_ms);
+                format!("system clock set by {delta_ms} ms early in the run; this run's times were moved with it")
+            }
+            Adjustment::Stepped { delta_ms, rewrite_run: false } => format!("system clock stepped {delta_ms} ms"),
+        };
+        tracing::warn!("{detail}");
+        self.writer.send(Record::Event { ts: self.clock.now(), kind: EventKind::ClockStep, detail });
     }
-    while let Ok(r) = ctx_rx.try_recv() {
-        writer.send(r);
-    }
-    for r in sm.finish(wall(), Instant::now()) {
-        writer.send(r);
-    }
-    writer.send(Record::Event { ts: wall(), kind: EventKind::AgentStop, detail: "clean shutdown".into() });
-    report.writer = writer.shutdown();
-    panel_stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    if let Some(p) = panel {
-        let _ = p.join();
-    }
-    if let Some(w) = web {
-        w.stop();
-    }
-    if let Some(n) = notifier {
-        n.stop();
-    }
-    if let Some(w) = weekly {
-        let _ = w.join();
-    }
-    tracing::info!(samples = report.samples, flushes = report.writer.flushes, "wanwatch stopped");
-    Ok(report)
 }
-
-fn on_clock_adjustment(adj: Adjustment, writer: &Writer, sm: &mut StateMachine, now: i64) {
-    let detail = match adj {
-        Adjustment::Slewing { delta_ms } => {
-            format!("system clock moved {delta_ms} ms; slewing toward it")
-        }
-        Adjustment::Stepped { delta_ms, rewrite_run: true } => {
-            writer.send(Record::ShiftRun { delta_ms });
-            sm.shift(delta_ms);
-            format!("system clock set by {delta_ms} ms early in the run; this run's times were moved with it")
-        }
-        Adjustment::Stepped { delta_ms, rewrite_run: false } => format!("system clock stepped {delta_ms} ms"),
-    };
-    tracing::warn!("{detail}");
-    writer.send(Record::Event { ts: now, kind: EventKind::ClockStep, detail });
-}
-
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {

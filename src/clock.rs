@@ -12,6 +12,7 @@
 //! * a large step later on (someone set the clock): re-anchor and record it; the store
 //!   recomputes the rollups of any minutes that receive samples again.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::calendar::DAY_MS;
@@ -46,11 +47,61 @@ pub struct Clock {
     slew: Option<(i64, Instant)>,
 }
 
-/// The agent's wall clock as a value threads can share (the web server, the notifier, the
-/// weekly report); the agent builds it once from its `Clock`.
-pub type WallFn = std::sync::Arc<dyn Fn() -> WallMs + Send + Sync>;
+/// The one way every part of wanwatch reads wall time: the agent's run clock (a shared `Clock`,
+/// which also stamps samples and watches for NTP steps), the system clock for one-shot commands,
+/// or a function (a test's fake time). Cheap to clone; threads each hold one.
+#[derive(Clone)]
+pub struct WallClock {
+    read: Arc<dyn Fn() -> WallMs + Send + Sync>,
+    run: Option<Arc<Mutex<Clock>>>,
+}
 
-pub fn system_wall_ms() -> WallMs {
+impl WallClock {
+    /// A run clock anchored to the system clock now (the agent's).
+    pub fn run() -> WallClock {
+        let clock = Arc::new(Mutex::new(Clock::new()));
+        let c = clock.clone();
+        WallClock { read: Arc::new(move || lock(&c).now()), run: Some(clock) }
+    }
+
+    /// The system clock as it is (commands that run once: report, status, export).
+    pub fn system() -> WallClock {
+        WallClock::from_fn(system_wall_ms)
+    }
+
+    /// Time as `f` says (tests: a fixed or stepped fake time).
+    pub fn from_fn(f: impl Fn() -> WallMs + Send + Sync + 'static) -> WallClock {
+        WallClock { read: Arc::new(f), run: None }
+    }
+
+    pub fn now(&self) -> WallMs {
+        (self.read)()
+    }
+
+    /// The wall time at monotonic instant `mono` (a sample's send time); `now()` off a run.
+    pub fn wall_at(&self, mono: Instant) -> WallMs {
+        self.run.as_ref().map_or_else(|| self.now(), |c| lock(c).wall_at(mono))
+    }
+
+    /// Compare the run clock with the system clock (once a second, from the agent's loop).
+    pub fn check(&self) -> Option<Adjustment> {
+        self.run.as_ref().and_then(|c| lock(c).check(Instant::now(), system_wall_ms()))
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WallClock({}, now {})", if self.run.is_some() { "run" } else { "fn" }, self.now())
+    }
+}
+
+/// A panic while holding the clock cannot leave it inconsistent (every update is one
+/// assignment), so a poisoned lock is used as it is.
+fn lock(c: &Mutex<Clock>) -> std::sync::MutexGuard<'_, Clock> {
+    c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn system_wall_ms() -> WallMs {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as WallMs,
         Err(e) => -(e.duration().as_millis() as WallMs),

@@ -112,7 +112,7 @@ fn clock() -> Check {
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
     // SAFETY: modes = 0 only reads the kernel's clock state.
     let state = unsafe { libc::adjtimex(&mut tx) };
-    let now = crate::calendar::format_time(crate::clock::system_wall_ms());
+    let now = crate::calendar::format_time(crate::clock::WallClock::system().now());
     match state {
         libc::TIME_ERROR => check(
             "clock",

@@ -36,6 +36,7 @@ pub mod replay;
 pub mod report;
 pub mod sample;
 pub mod series;
+pub mod service;
 pub mod stats;
 pub mod status;
 pub mod store;

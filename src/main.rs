@@ -231,7 +231,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Status { common } => {
             let store = Store::open_read_only(&common.db()?)?;
-            let text = status::render(&store, clock::system_wall_ms())?;
+            let text = status::render(&store, clock::WallClock::system().now())?;
             io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
@@ -254,7 +254,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     .collect();
                 bail!("--table is required: one of {}", names.join(", "))
             };
-            let now = clock::system_wall_ms();
+            let now = clock::WallClock::system().now();
             let parse = |flag: &str, v: &Option<String>, default| -> anyhow::Result<i64> {
                 v.as_deref()
                     .map_or(Ok(default), |s| calendar::parse_time(s, now).map_err(|m| anyhow::anyhow!("{flag}: {m}")))
@@ -344,7 +344,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Report { common, since, until, out, format } => {
             let cfg = common.load(Overrides::default())?;
-            let now = clock::system_wall_ms();
+            let now = clock::WallClock::system().now();
             let since = calendar::parse_time(&since, now).map_err(|m| anyhow::anyhow!("--since: {m}"))?;
             let until = calendar::parse_time(&until, now).map_err(|m| anyhow::anyhow!("--until: {m}"))?;
             if until <= since {

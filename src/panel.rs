@@ -6,7 +6,7 @@
 //! RTT and loss as of the last flush.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::display::oled::Oled;
 use crate::display::{Page, Snapshot, screens};
 use crate::led::{Led, Pattern};
 use crate::sample::{EventKind, LinkState, WallMs};
+use crate::service::FlagThread;
 use crate::store::Store;
 
 const TICK: Duration = Duration::from_millis(20);
@@ -56,18 +57,15 @@ pub struct Panel {
     pub display: DisplayConfig,
     pub led: LedConfig,
     pub db: PathBuf,
-    pub now: Box<dyn Fn() -> WallMs + Send>,
+    pub now: crate::clock::WallClock,
     pub gateway: Option<std::net::IpAddr>,
     /// Data older than this means the agent is not writing: SOS.
     pub stale_after: Duration,
 }
 
 impl Panel {
-    pub fn spawn(self, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-        std::thread::Builder::new()
-            .name("wanwatch-panel".into())
-            .spawn(move || self.run(&stop))
-            .expect("spawn panel thread")
+    pub fn spawn(self) -> FlagThread {
+        FlagThread::spawn("panel", move |stop| self.run(stop))
     }
 
     fn run(self, stop: &AtomicBool) {
@@ -126,7 +124,7 @@ impl Panel {
                     }
                 }
             }
-            let wall = (self.now)();
+            let wall = self.now.now();
             let fresh = now.duration_since(refreshed) >= REFRESH;
             if fresh {
                 refreshed = now;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use wanwatch::clock::WallClock;
 use wanwatch::config::outputs::{MqttConfig, NotifyConfig, NtfyConfig, WebhookConfig};
 use wanwatch::notify::Notifier;
 
@@ -64,7 +65,7 @@ fn free_port() -> u16 {
 }
 
 fn now() -> i64 {
-    wanwatch::clock::system_wall_ms()
+    wanwatch::clock::WallClock::system().now()
 }
 
 /// A fresh agent database with its targets and state.
@@ -126,7 +127,7 @@ fn outage_reaches_ntfy_and_webhook_and_history_is_not_replayed() {
     let n = Notifier::spawn(
         cfg(Some(format!("{base}/family-wan")), Some(format!("{base}/hook")), None),
         db.clone(),
-        Arc::new(now),
+        WallClock::from_fn(now),
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(2500)); // the first look sets the cursors
@@ -156,7 +157,7 @@ fn messages_wait_while_the_internet_is_down_and_survive_a_restart() {
     let db = db(dir.path());
     let port = free_port(); // nobody listens yet: "the internet is down"
     let url = format!("http://127.0.0.1:{port}/topic");
-    let n = Notifier::spawn(cfg(Some(url.clone()), None, None), db.clone(), Arc::new(now)).unwrap();
+    let n = Notifier::spawn(cfg(Some(url.clone()), None, None), db.clone(), WallClock::from_fn(now)).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let t = now();
     outage_start(&db, t);
@@ -171,7 +172,7 @@ fn messages_wait_while_the_internet_is_down_and_survive_a_restart() {
     let rec = Recorder::start(&format!("127.0.0.1:{port}"));
     let mut c = cfg(Some(url), None, None);
     c.min_interval = Duration::from_secs(2);
-    let n = Notifier::spawn(c, db.clone(), Arc::new(now)).unwrap();
+    let n = Notifier::spawn(c, db.clone(), WallClock::from_fn(now)).unwrap();
     wait_for("the queued messages", 15, || rec.got().len() >= 2);
     let got = rec.got();
     assert_eq!(got[0].headers["title"], "Internet down");
@@ -189,7 +190,7 @@ fn a_flapping_link_sends_a_digest_not_a_hundred_messages() {
     let rec = Recorder::start(&format!("127.0.0.1:{port}"));
     let mut c = cfg(None, Some(format!("http://127.0.0.1:{port}/hook")), None);
     c.min_interval = Duration::from_secs(4);
-    let n = Notifier::spawn(c, db.clone(), Arc::new(now)).unwrap();
+    let n = Notifier::spawn(c, db.clone(), WallClock::from_fn(now)).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let t = now();
     for i in 0..40 {
@@ -308,7 +309,7 @@ fn mqtt_home_assistant_discovery_state_and_queued_events() {
     );
     let mqtt = local_mqtt(port);
     // The broker is down when the agent starts and when the outage begins.
-    let n = Notifier::spawn(cfg(None, None, Some(mqtt)), db.clone(), Arc::new(now)).unwrap();
+    let n = Notifier::spawn(cfg(None, None, Some(mqtt)), db.clone(), WallClock::from_fn(now)).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     outage_start(&db, now());
     std::thread::sleep(Duration::from_millis(2500));
@@ -368,7 +369,7 @@ fn degraded_is_announced_only_when_it_lasts() {
     let rec = Recorder::start(&format!("127.0.0.1:{port}"));
     let mut c = cfg(None, Some(format!("http://127.0.0.1:{port}/hook")), None);
     c.min_interval = Duration::from_secs(1);
-    let n = Notifier::spawn(c, db.clone(), Arc::new(now)).unwrap();
+    let n = Notifier::spawn(c, db.clone(), WallClock::from_fn(now)).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let state = |s: &str, since: i64| {
         // One transaction, as the agent's writer does it.
@@ -412,7 +413,7 @@ fn mqtt_unknown_state_is_none_for_home_assistant() {
     sql(&db, "DELETE FROM status", []);
     let broker = Broker::start(port).expect("mosquitto starts");
     let mqtt = local_mqtt(port);
-    let n = Notifier::spawn(cfg(None, None, Some(mqtt)), db.clone(), Arc::new(now)).unwrap();
+    let n = Notifier::spawn(cfg(None, None, Some(mqtt)), db.clone(), WallClock::from_fn(now)).unwrap();
     let got = subscribe(broker.1, &["homeassistant/#", "wanwatch/#"]);
     wait_for("state topics", 30, || got.lock().unwrap().iter().any(|m| m.0 == "wanwatch/loss_pct"));
     std::thread::sleep(Duration::from_millis(500));

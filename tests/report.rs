@@ -138,7 +138,7 @@ fn an_empty_period_still_makes_a_readable_report() {
 #[test]
 fn weekly_report_is_written_once_for_last_week() {
     let dir = tempfile::tempdir().unwrap();
-    let now = wanwatch::clock::system_wall_ms();
+    let now = wanwatch::clock::WallClock::system().now();
     let (since, until) = wanwatch::report::weekly::last_week(now);
     let db = dir.path().join("wanwatch.db");
     household::write(&db, since - 2 * 86_400_000, 10);

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use wanwatch::clock::WallClock;
 use wanwatch::config::StoreConfig;
 use wanwatch::sample::{Failure, OutageKind, Record, Role, Sample, Target};
 use wanwatch::store::writer::Writer;
@@ -41,7 +42,7 @@ fn sample(target: usize, ts: i64, seq: u16, rtt_us: Option<u32>) -> Record {
 
 fn writer(path: &Path, cfg: StoreConfig, now: i64) -> Writer {
     let store = Store::open(path, cfg.journal_size_limit_bytes).unwrap();
-    Writer::spawn(store, &targets(), cfg, Box::new(move || now)).unwrap()
+    Writer::spawn(store, &targets(), cfg, WallClock::from_fn(move || now)).unwrap()
 }
 
 /// (minute, target, sent, lost, median, p95, jitter)

@@ -6,9 +6,9 @@ mod bed;
 mod household;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use household::{HOUR, MINUTE};
+use wanwatch::clock::WallClock;
 use wanwatch::web::Web;
 
 fn get(url: &str) -> (u16, String, String) {
@@ -20,12 +20,12 @@ fn get(url: &str) -> (u16, String, String) {
 
 /// Two weeks ending a few minutes before `now`, served on a free loopback port.
 fn serve(dir: &Path) -> (Web, i64) {
-    let now = wanwatch::clock::system_wall_ms();
+    let now = wanwatch::clock::WallClock::system().now();
     let end = now - now.rem_euclid(MINUTE) - 2 * MINUTE;
     let db = dir.join("wanwatch.db");
     household::write(&db, end - 14 * 24 * HOUR, 14);
     let plan = wanwatch::report::Plan { down_mbps: Some(300.0), up_mbps: None };
-    let web = Web::spawn("127.0.0.1:0", db, plan, Arc::new(move || now)).unwrap();
+    let web = Web::spawn("127.0.0.1:0", db, plan, WallClock::from_fn(move || now)).unwrap();
     (web, now)
 }
 
@@ -119,13 +119,14 @@ fn dashboard_report_and_errors() {
 #[test]
 fn a_missing_database_is_a_503_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let web = Web::spawn("127.0.0.1:0", dir.path().join("none.db"), Default::default(), Arc::new(|| 0)).unwrap();
+    let web =
+        Web::spawn("127.0.0.1:0", dir.path().join("none.db"), Default::default(), WallClock::from_fn(|| 0)).unwrap();
     let (status, _, body) = get(&format!("http://{}/", web.addr));
     assert_eq!(status, 503);
     assert!(body.contains("none.db") && body.contains("does not exist"), "{body}");
     // A port in use is a clear error naming it.
     let addr = web.addr.to_string();
-    let e = Web::spawn(&addr, dir.path().join("none.db"), Default::default(), Arc::new(|| 0)).err().unwrap();
+    let e = Web::spawn(&addr, dir.path().join("none.db"), Default::default(), WallClock::from_fn(|| 0)).err().unwrap();
     assert!(e.to_string().contains(&addr), "{e}");
     web.stop();
 }

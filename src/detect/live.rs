@@ -121,7 +121,7 @@ impl Live {
         targets: &[Target],
         db: &Path,
         utc_offset_s: i64,
-        now: crate::clock::WallFn,
+        now: crate::clock::WallClock,
         out: Sink,
     ) -> Live {
         let (tx, rx) = mpsc::channel::<(WallMs, Vec<Option<f64>>)>();
@@ -141,11 +141,11 @@ impl Live {
             .name("wanwatch-detect".into())
             .spawn(move || {
                 let mut d = Detection::new(settings, source, specs, &db, out);
-                d.warm_start(&db, &addrs, now());
+                d.warm_start(&db, &addrs, now.now());
                 for (ts, values) in rx {
                     d.step(ts, &values);
                 }
-                d.finish(now());
+                d.finish(now.now());
             })
             .expect("spawn detection thread");
         Live { tx, handle }
@@ -159,6 +159,16 @@ impl Live {
     pub fn stop(self) {
         drop(self.tx);
         let _ = self.handle.join();
+    }
+}
+
+impl crate::service::Service for Live {
+    fn name(&self) -> &'static str {
+        "detection"
+    }
+
+    fn stop(self: Box<Self>) {
+        Live::stop(*self)
     }
 }
 

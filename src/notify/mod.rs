@@ -17,17 +17,16 @@ pub mod limit;
 pub mod mqtt;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{DAY_MS, HOUR_MS, format_span};
-use crate::clock::WallFn;
+use crate::clock::WallClock;
 use crate::config::outputs::NotifyConfig;
 use crate::sample::{EventKind, LinkState, OutageKind, WallMs};
+use crate::service::FlagThread;
 use crate::store::query::Outage;
 use crate::store::read::Event;
 use crate::store::{Store, StoreError};
@@ -76,31 +75,17 @@ fn hms(ts: WallMs) -> String {
     crate::calendar::format_local_clock(ts, true)
 }
 
-/// A running notifier thread.
-pub struct Notifier {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
+/// The notifier: a thread that reads what the writer stored and sends it on.
+pub struct Notifier;
 
 impl Notifier {
-    /// Start when at least one destination is configured.
-    pub fn spawn(cfg: NotifyConfig, db: PathBuf, now: WallFn) -> Option<Notifier> {
+    /// Start when at least one destination is configured. Stopping finishes the current
+    /// attempt, saves the queue and says "offline" on MQTT.
+    pub fn spawn(cfg: NotifyConfig, db: PathBuf, now: WallClock) -> Option<FlagThread> {
         if cfg.ntfy.is_none() && cfg.webhook.is_none() && cfg.mqtt.is_none() {
             return None;
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("notify".into())
-            .spawn(move || Worker::new(cfg, db, now).run(&s))
-            .expect("spawning a thread");
-        Some(Notifier { stop, thread })
-    }
-
-    /// Finish the current attempt, save the queue, say "offline" on MQTT.
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        Some(FlagThread::spawn("notify", move |stop| Worker::new(cfg, db, now).run(stop)))
     }
 }
 
@@ -129,7 +114,7 @@ impl Backoff {
 struct Worker {
     cfg: NotifyConfig,
     db: PathBuf,
-    now: WallFn,
+    now: WallClock,
     file: PathBuf,
     state: State,
     dirty: bool,
@@ -141,7 +126,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(cfg: NotifyConfig, db: PathBuf, now: WallFn) -> Worker {
+    fn new(cfg: NotifyConfig, db: PathBuf, now: WallClock) -> Worker {
         let file = state_file(&db);
         let state = if file.exists() {
             crate::jsonfile::load(&file, "a wanwatch notification queue").unwrap_or_else(|e| {
@@ -213,7 +198,7 @@ impl Worker {
 
     /// Read what is new in the database and queue the notes it makes.
     fn watch(&mut self, store: &Store) -> Result<(), String> {
-        let now = (self.now)();
+        let now = self.now.now();
         let notes = self.notes(store).map_err(|e| e.to_string())?;
         let interval = self.cfg.min_interval.as_millis() as i64;
         let mut out: Vec<Note> = notes.into_iter().filter_map(|n| self.state.limiter.offer(n, now, interval)).collect();
@@ -307,11 +292,11 @@ impl Worker {
         // Degraded is announced once it has lasted a minute: the first lost pings of an outage
         // make the link "degraded" for a second or two, and that is not news of its own.
         if state != s.last_state {
-            s.degraded_since = (link == LinkState::Degraded).then(|| link_since.unwrap_or_else(|| (self.now)()));
+            s.degraded_since = (link == LinkState::Degraded).then(|| link_since.unwrap_or_else(|| self.now.now()));
             s.last_state = state;
             self.dirty = true;
         }
-        if s.shifts.first().is_some_and(|(t, _)| (self.now)() - t >= SHIFT_DIGEST_MS) {
+        if s.shifts.first().is_some_and(|(t, _)| self.now.now() - t >= SHIFT_DIGEST_MS) {
             let shifts = std::mem::take(&mut s.shifts);
             let body = shifts.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>().join("\n");
             notes.push(Note {
@@ -328,7 +313,7 @@ impl Worker {
             self.dirty = true;
         }
         if let Some(since) = s.degraded_since
-            && (self.now)() - since >= DEGRADED_AFTER_MS
+            && self.now.now() - since >= DEGRADED_AFTER_MS
         {
             notes.push(Note {
                 kind: "degraded".into(),
@@ -346,7 +331,7 @@ impl Worker {
     /// Try each queued message on each destination still owed it, oldest first; a destination
     /// that fails waits (backoff) and keeps its order.
     fn deliver(&mut self) {
-        let now = (self.now)();
+        let now = self.now.now();
         let max_age = self.cfg.max_age.as_millis() as i64;
         let before = self.state.queue.len();
         self.state.queue.retain(|q| {
@@ -406,7 +391,7 @@ impl Worker {
             self.last_figures = None;
             return;
         }
-        let Ok(f) = figures(store, (self.now)()) else { return };
+        let Ok(f) = figures(store, self.now.now()) else { return };
         let stale =
             self.last_figures.as_ref().is_none_or(|(t, old)| *old != f || t.elapsed() >= Duration::from_secs(60));
         if stale && m.figures(&f) {

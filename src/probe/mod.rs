@@ -19,19 +19,18 @@ pub mod system;
 pub mod weather;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::clock::{self, Clock};
+use crate::clock::WallClock;
 use crate::config::Config;
 use crate::sample::{EventKind, Metric, Record, WallMs};
 
 /// What a context probe gets: the clock, the way out, and the stop signal.
 #[derive(Clone)]
 pub struct Ctx {
-    clock: Arc<Mutex<Clock>>,
+    clock: WallClock,
     out: mpsc::Sender<Record>,
     stop: watch::Receiver<bool>,
     /// The agent's database (read-only use: the bandwidth budget).
@@ -40,7 +39,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(
-        clock: Arc<Mutex<Clock>>,
+        clock: WallClock,
         out: mpsc::Sender<Record>,
         stop: watch::Receiver<bool>,
         db: std::path::PathBuf,
@@ -49,7 +48,7 @@ impl Ctx {
     }
 
     pub fn now(&self) -> WallMs {
-        self.clock.lock().map(|c| c.now()).unwrap_or_else(|_| clock::system_wall_ms())
+        self.clock.now()
     }
 
     pub async fn emit(&self, r: Record) {
@@ -117,11 +116,15 @@ pub async fn blocking<T: Send + 'static>(
 /// The context probes on a thread and a runtime of their own: a flood into one of them (a router
 /// log storm, a slow report of the gateway) never delays a ping, which runs on the agent's.
 pub struct ContextThread {
+    stop: watch::Sender<bool>,
     handle: std::thread::JoinHandle<()>,
 }
 
 impl ContextThread {
-    pub fn spawn(cfg: &Config, ctx: Ctx) -> ContextThread {
+    /// Start the enabled context probes; their records go to `out`.
+    pub fn spawn(cfg: &Config, clock: WallClock, out: mpsc::Sender<Record>) -> ContextThread {
+        let (stop, stop_rx) = watch::channel(false);
+        let ctx = Ctx::new(clock, out, stop_rx, cfg.db.clone());
         let cfg = cfg.clone();
         let handle = std::thread::Builder::new()
             .name("wanwatch-context".into())
@@ -154,11 +157,20 @@ impl ContextThread {
                 rt.shutdown_timeout(Duration::from_millis(500));
             })
             .expect("spawning the context thread");
-        ContextThread { handle }
+        ContextThread { stop, handle }
+    }
+}
+
+impl crate::service::Service for ContextThread {
+    fn name(&self) -> &'static str {
+        "context probes"
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
+    /// Each probe ends at its next await; one inside a blocking call (a speed test) is
+    /// abandoned after a grace period, so this returns within about 4 s.
+    fn stop(self: Box<Self>) {
+        let _ = self.stop.send(true);
+        let _ = self.handle.join();
     }
 }
 

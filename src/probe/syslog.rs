@@ -436,8 +436,8 @@ impl Events {
         refuse
     }
 
-    pub(super) fn count_truncated(&mut self) {
-        self.dropped.truncated += 1;
+    pub(super) fn count_truncated(&mut self, lines: u64) {
+        self.dropped.truncated += lines;
     }
 
     /// Take in the kernel's running count of datagrams dropped on our UDP socket.
@@ -520,7 +520,7 @@ pub(super) async fn handle(
 ) {
     let mut raw = raw;
     if raw.len() > MAX_LEN {
-        events.lock().await.count_truncated();
+        events.lock().await.count_truncated(1);
         let mut cut = MAX_LEN;
         while !raw.is_char_boundary(cut) {
             cut -= 1;

@@ -46,6 +46,9 @@ pub struct Framer {
     /// The frame so far (at most MAX_LEN bytes), or the digits of a count being read.
     cur: Vec<u8>,
     truncated: bool,
+    /// Frames cut since the last `take_cuts`: counted when the cut happens, so a line that
+    /// never ends (or is still arriving when the agent stops) is counted too.
+    cuts: u64,
 }
 
 impl Framer {
@@ -114,6 +117,7 @@ impl Framer {
     fn keep(&mut self, b: &[u8]) {
         let room = MAX_LEN.saturating_sub(self.cur.len());
         if b.len() > room {
+            self.cuts += u64::from(!self.truncated);
             self.truncated = true;
         }
         self.cur.extend_from_slice(&b[..b.len().min(room)]);
@@ -126,6 +130,11 @@ impl Framer {
             bytes.pop();
         }
         Frame { bytes, truncated: std::mem::take(&mut self.truncated) }
+    }
+
+    /// How many frames were cut since the last call.
+    pub fn take_cuts(&mut self) -> u64 {
+        std::mem::take(&mut self.cuts)
     }
 
     /// What is left when the peer hangs up: a last frame without its newline.
@@ -169,7 +178,12 @@ pub(super) async fn serve(l: TcpListener, idle: Duration, ctx: Ctx, events: Arc<
                     Ok(Ok(n)) if n > 0 => n,
                     _ => break, // closed, failed or idle
                 };
-                for f in framer.push(&buf[..n]) {
+                let frames = framer.push(&buf[..n]);
+                let cuts = framer.take_cuts();
+                if cuts > 0 {
+                    events.lock().await.count_truncated(cuts);
+                }
+                for f in frames {
                     deliver(&ctx, &events, &source, from.ip(), f).await;
                 }
             }
@@ -181,10 +195,8 @@ pub(super) async fn serve(l: TcpListener, idle: Duration, ctx: Ctx, events: Arc<
     }
 }
 
+/// A frame to the common syslog path (its cut, if any, was counted when it happened).
 async fn deliver(ctx: &Ctx, events: &tokio::sync::Mutex<Events>, source: &str, ip: std::net::IpAddr, f: Frame) {
-    if f.truncated {
-        events.lock().await.count_truncated();
-    }
     let text = String::from_utf8_lossy(&f.bytes);
     handle(ctx, events, source, Some(ip), &text).await;
 }
@@ -232,8 +244,12 @@ mod tests {
             assert!(f.cur.len() <= MAX_LEN, "the framer holds {} bytes", f.cur.len());
         }
         assert!(frames.is_empty());
+        // counted as soon as it is cut, once, before its newline ever comes
+        assert_eq!(f.take_cuts(), 1);
+        assert_eq!(f.take_cuts(), 0);
         let done = f.push(b"\n<30>next\n");
         assert_eq!(done.len(), 2);
+        assert_eq!(f.take_cuts(), 0, "the cut line was counted already");
         assert!(done[0].truncated && done[0].bytes.len() == MAX_LEN);
         assert_eq!(done[1], Frame { bytes: b"<30>next".to_vec(), truncated: false });
         // A huge count is cut the same way and the stream stays in step.

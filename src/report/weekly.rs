@@ -45,32 +45,23 @@ pub fn write_if_due(db: &Path, dir: &Path, now: WallMs, plan: Plan) -> anyhow::R
 }
 
 /// Check every ten minutes (and at start) until `stop`; failures are logged, never fatal.
-pub fn spawn(
-    db: PathBuf,
-    dir: PathBuf,
-    plan: Plan,
-    now: crate::clock::WallFn,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<()> {
+pub fn spawn(db: PathBuf, dir: PathBuf, plan: Plan, now: crate::clock::WallClock) -> crate::service::FlagThread {
     use std::sync::atomic::Ordering;
-    std::thread::Builder::new()
-        .name("weekly-report".into())
-        .spawn(move || {
-            // Give the agent's first flush a moment, so a fresh database exists.
-            let mut next = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while !stop.load(Ordering::Relaxed) {
-                if std::time::Instant::now() >= next {
-                    next += std::time::Duration::from_secs(600);
-                    match write_if_due(&db, &dir, now(), plan) {
-                        Ok(Some(path)) => tracing::info!("wrote last week's report to {}", path.display()),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!("weekly report: {e:#}"),
-                    }
+    crate::service::FlagThread::spawn("weekly-report", move |stop| {
+        // Give the agent's first flush a moment, so a fresh database exists.
+        let mut next = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !stop.load(Ordering::Relaxed) {
+            if std::time::Instant::now() >= next {
+                next += std::time::Duration::from_secs(600);
+                match write_if_due(&db, &dir, now.now(), plan) {
+                    Ok(Some(path)) => tracing::info!("wrote last week's report to {}", path.display()),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("weekly report: {e:#}"),
                 }
-                std::thread::sleep(std::time::Duration::from_millis(250));
             }
-        })
-        .expect("spawning a thread")
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    })
 }
 
 #[cfg(test)]
@@ -79,7 +70,7 @@ mod tests {
 
     #[test]
     fn last_week_is_monday_to_monday() {
-        let (since, until) = last_week(crate::clock::system_wall_ms());
+        let (since, until) = last_week(crate::clock::WallClock::system().now());
         assert_eq!(until - since, WEEK_MS);
         let off = crate::calendar::local_offset_s(until);
         assert_eq!(hour_of_week(until, off), 0);

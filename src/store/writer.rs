@@ -14,6 +14,7 @@ use rusqlite::{Connection, params};
 
 use super::rollup::{self, minute_of};
 use super::{Store, StoreError, retention};
+use crate::clock::WallClock;
 use crate::config::StoreConfig;
 use crate::sample::{EventKind, Metric, Record, Target, WallMs};
 
@@ -32,8 +33,6 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Outages and state changes are written this soon, whatever the flush interval: they are
 /// what the user will ask about after a power cut.
 const IMPORTANT_WITHIN: Duration = Duration::from_secs(1);
-
-pub type NowFn = Box<dyn Fn() -> WallMs + Send>;
 
 enum Msg {
     Record(Record),
@@ -73,7 +72,7 @@ pub struct Writer {
 impl Writer {
     /// Register `targets` (their index becomes their id in [`crate::sample::Sample::target`])
     /// and start the writer thread.
-    pub fn spawn(store: Store, targets: &[Target], cfg: StoreConfig, now: NowFn) -> Result<Writer, StoreError> {
+    pub fn spawn(store: Store, targets: &[Target], cfg: StoreConfig, now: WallClock) -> Result<Writer, StoreError> {
         let ids = register_targets(&store, targets)?;
         close_dangling_outages(&store)?;
         let (tx, rx) = mpsc::channel();
@@ -202,7 +201,7 @@ struct WriterState {
     store: Store,
     ids: Vec<i64>,
     cfg: StoreConfig,
-    now: NowFn,
+    now: WallClock,
     pending: Vec<Record>,
     /// approx_bytes of everything in `pending`.
     pending_bytes: usize,
@@ -345,7 +344,7 @@ impl WriterState {
                 MAX_PENDING_BYTES >> 20
             );
             tracing::warn!("{detail}");
-            let now = (self.now)();
+            let now = self.now.now();
             self.push(Record::Event { ts: now, kind: EventKind::BacklogDropped, detail });
             let n = self.pending.len();
             self.flush_chunk(n)?;
@@ -498,7 +497,7 @@ impl WriterState {
     }
 
     fn retention(&mut self) {
-        let now = (self.now)();
+        let now = self.now.now();
         match retention::apply(&self.store, now, &self.cfg) {
             Ok(r) => self.report_cap(now, &r.capped),
             Err(e) => tracing::error!(error = %e, "retention failed; will retry in an hour"),
@@ -507,7 +506,7 @@ impl WriterState {
 
     /// After a flush: over the cap already? (Two pragmas when not.)
     fn check_cap(&mut self) {
-        let now = (self.now)();
+        let now = self.now.now();
         match retention::hold_cap(&self.store, now, self.cfg.max_db_bytes) {
             Ok(capped) => self.report_cap(now, &capped),
             Err(e) => tracing::error!(error = %e, "holding the size cap failed; will retry after the next flush"),

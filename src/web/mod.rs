@@ -86,14 +86,14 @@ fn refused(reason: usize) {
 struct Shared {
     db: PathBuf,
     plan: Plan,
-    now: crate::clock::WallFn,
+    now: crate::clock::WallClock,
     /// One report build at a time.
     reports: Arc<Semaphore>,
 }
 
 impl Web {
     /// Listen on `listen` and answer from `db` on a thread of its own.
-    pub fn spawn(listen: &str, db: PathBuf, plan: Plan, now: crate::clock::WallFn) -> Result<Web, BindError> {
+    pub fn spawn(listen: &str, db: PathBuf, plan: Plan, now: crate::clock::WallClock) -> Result<Web, BindError> {
         let bind_err = |why: String| BindError { addr: listen.to_string(), why };
         let listener = std::net::TcpListener::bind(listen).map_err(|e| bind_err(e.to_string()))?;
         listener.set_nonblocking(true).map_err(|e| bind_err(e.to_string()))?;
@@ -125,6 +125,16 @@ impl Web {
     pub fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.thread.join();
+    }
+}
+
+impl crate::service::Service for Web {
+    fn name(&self) -> &'static str {
+        "dashboard"
+    }
+
+    fn stop(self: Box<Self>) {
+        Web::stop(*self)
     }
 }
 
@@ -229,7 +239,7 @@ async fn respond(
     let s = shared.clone();
     let rendered = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        route(&url, &s.db, s.plan, (s.now)())
+        route(&url, &s.db, s.plan, s.now.now())
     })
     .await;
     Ok(match rendered {
