@@ -221,8 +221,8 @@ impl Agent {
         s.ts = self.clock.wall_at(s.mono);
         let records = self.sm.observe(&s);
         if let Some(live) = &self.live {
-            for (minute, values) in self.minutes.add(&s) {
-                live.send(minute, values);
+            for minute in self.minutes.add(&s) {
+                live.send(minute);
             }
         }
         self.writer.send(Record::Sample(s));

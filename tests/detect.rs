@@ -7,13 +7,21 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use wanwatch::detect::live::state_file;
-use wanwatch::detect::live::{Detection, channels, forest_file};
+use wanwatch::detect::live::{Detection, MinuteRecord, TargetMinute, channels, forest_file};
 use wanwatch::detect::models::{Kind, Model, Source};
 use wanwatch::detect::pipeline::{Members, Settings};
 use wanwatch::sample::{Record, Role, Target};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One target's closed minute (the agent's detection input).
+fn minute(ts: i64, median_ms: f64, p95_ms: f64, loss: f64) -> MinuteRecord {
+    MinuteRecord {
+        ts,
+        targets: vec![TargetMinute { median_ms: Some(median_ms), p95_ms: Some(p95_ms), loss: Some(loss) }],
+    }
 }
 
 #[test]
@@ -176,7 +184,7 @@ fn agent_detection_raises_one_event_with_an_explanation_and_keeps_its_forest() {
         let bad = (2 * 1440 + 60..2 * 1440 + 80).contains(&i);
         let median = if bad { 180.0 } else { 20.0 + 2.0 * n };
         let loss = if bad { 0.3 } else { 0.0 };
-        d.step(t0 + i * 60_000, &[Some(median), Some(median * 1.3), Some(loss)]);
+        d.step(&minute(t0 + i * 60_000, median, median * 1.3, loss));
     }
     let events = got.lock().unwrap().clone();
     println!("{events:#?}");
@@ -202,7 +210,7 @@ fn agent_detection_without_models_carries_on_with_the_forest_and_rules() {
     let t0 = 1_764_547_200_000i64;
     for i in 0..(1440 + 30) {
         let lossy = i >= 1440 + 10;
-        d.step(t0 + i * 60_000, &[Some(20.0 + (i % 7) as f64 * 0.3), Some(25.0), Some(if lossy { 0.5 } else { 0.0 })]);
+        d.step(&minute(t0 + i * 60_000, 20.0 + (i % 7) as f64 * 0.3, 25.0, if lossy { 0.5 } else { 0.0 }));
     }
     let events = got.lock().unwrap().clone();
     let anomalies: Vec<_> = events.iter().filter(|(k, _)| k == "anomaly").collect();
@@ -228,7 +236,7 @@ fn agent_detection_reports_a_level_shift_and_a_degradation_and_keeps_its_state_a
         // a new route on day 2 (20 -> 26 ms), and half an hour of 100 ms on day 3
         let base = if i < 1440 + 600 { 20.0 } else { 26.0 };
         let median = if (2 * 1440 + 300..2 * 1440 + 330).contains(&i) { 100.0 } else { base + 0.4 * n };
-        d.step(t0 + i * 60_000, &[Some(median), Some(median * 1.3), Some(0.0)]);
+        d.step(&minute(t0 + i * 60_000, median, median * 1.3, 0.0));
     }
     let events = got.lock().unwrap().clone();
     let shifts: Vec<_> = events.iter().filter(|(k, _)| k == "level_shift").collect();

@@ -31,36 +31,99 @@ use crate::store::rollup::{self, minute_of};
 /// A minute is closed this long after it ends: replies (or timeouts) to its last pings are in.
 const CLOSE_AFTER_MS: i64 = 5_000;
 
-/// Channels per target, in this order.
-pub fn channels(targets: &[Target]) -> Vec<ChannelSpec> {
-    targets
-        .iter()
-        .flat_map(|t| {
-            [
-                ChannelSpec {
-                    name: format!("median RTT to {}", t.name),
-                    kind: ChannelKind::Latency,
-                    unit: "ms".into(),
-                },
-                ChannelSpec {
-                    name: format!("p95 RTT to {}", t.name),
-                    kind: ChannelKind::TailLatency,
-                    unit: "ms".into(),
-                },
-                ChannelSpec { name: format!("loss to {}", t.name), kind: ChannelKind::Loss, unit: "ratio".into() },
-            ]
-        })
-        .collect()
+/// What of a target a detection channel follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    Median,
+    P95,
+    Loss,
 }
 
-/// The three channel values of one target-minute.
-fn values(results: &[Option<u32>]) -> [Option<f64>; 3] {
-    if results.is_empty() {
-        return [None; 3];
+impl Measure {
+    /// Each target's channels, in this order.
+    pub const ALL: [Measure; 3] = [Measure::Median, Measure::P95, Measure::Loss];
+
+    fn spec(self, target: &str) -> ChannelSpec {
+        let (name, kind, unit) = match self {
+            Measure::Median => (format!("median RTT to {target}"), ChannelKind::Latency, "ms"),
+            Measure::P95 => (format!("p95 RTT to {target}"), ChannelKind::TailLatency, "ms"),
+            Measure::Loss => (format!("loss to {target}"), ChannelKind::Loss, "ratio"),
+        };
+        ChannelSpec { name, kind, unit: unit.into() }
     }
-    let st = rollup::stats(results);
-    let ms = |us: Option<u32>| us.map(|v| v as f64 / 1000.0);
-    [ms(st.median), ms(st.p95), Some(st.lost as f64 / st.sent.max(1) as f64)]
+}
+
+/// A detection channel: one measure of one target. The pipeline's channels are numbered by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelId {
+    pub target: usize,
+    pub measure: Measure,
+}
+
+impl ChannelId {
+    /// Its position among the pipeline's channels.
+    pub fn index(self) -> usize {
+        self.target * Measure::ALL.len() + self.measure as usize
+    }
+}
+
+/// The channels of these targets, in `ChannelId::index` order.
+pub fn channels(targets: &[Target]) -> Vec<ChannelSpec> {
+    targets.iter().flat_map(|t| Measure::ALL.map(|m| m.spec(&t.name))).collect()
+}
+
+/// One target's closed minute as detection sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TargetMinute {
+    pub median_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    /// 0-1, None when nothing was sent.
+    pub loss: Option<f64>,
+}
+
+impl TargetMinute {
+    /// From the minute's ping results (None = lost).
+    fn of(results: &[Option<u32>]) -> TargetMinute {
+        if results.is_empty() {
+            return TargetMinute::default();
+        }
+        let st = rollup::stats(results);
+        let ms = |us: Option<u32>| us.map(|v| v as f64 / 1000.0);
+        TargetMinute {
+            median_ms: ms(st.median),
+            p95_ms: ms(st.p95),
+            loss: Some(st.lost as f64 / st.sent.max(1) as f64),
+        }
+    }
+
+    pub fn get(&self, m: Measure) -> Option<f64> {
+        match m {
+            Measure::Median => self.median_ms,
+            Measure::P95 => self.p95_ms,
+            Measure::Loss => self.loss,
+        }
+    }
+}
+
+/// One closed minute of every target: what the agent hands to detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteRecord {
+    pub ts: WallMs,
+    /// Indexed like the agent's targets.
+    pub targets: Vec<TargetMinute>,
+}
+
+impl MinuteRecord {
+    /// The pipeline's input: one value per channel, in `ChannelId::index` order.
+    pub fn values(&self) -> Vec<Option<f64>> {
+        let mut v = vec![None; self.targets.len() * Measure::ALL.len()];
+        for (target, t) in self.targets.iter().enumerate() {
+            for measure in Measure::ALL {
+                v[ChannelId { target, measure }.index()] = t.get(measure);
+            }
+        }
+        v
+    }
 }
 
 /// Folds samples into minutes and hands out each minute once it is complete.
@@ -75,9 +138,8 @@ impl MinuteBuilder {
         MinuteBuilder { targets, open: BTreeMap::new(), last_closed: None }
     }
 
-    /// Adds a sample; returns the minutes it completed (oldest first), each with one value per
-    /// channel.
-    pub fn add(&mut self, s: &Sample) -> Vec<(WallMs, Vec<Option<f64>>)> {
+    /// Adds a sample; returns the minutes it completed (oldest first).
+    pub fn add(&mut self, s: &Sample) -> Vec<MinuteRecord> {
         let m = minute_of(s.ts);
         if self.last_closed.is_none_or(|c| m > c) && s.target < self.targets {
             self.open.entry(m).or_insert_with(|| vec![Vec::new(); self.targets])[s.target].push(s.rtt.ok());
@@ -89,7 +151,7 @@ impl MinuteBuilder {
             }
             let per_target = self.open.remove(&first).expect("just seen");
             self.last_closed = Some(first);
-            done.push((first, per_target.iter().flat_map(|r| values(r)).collect()));
+            done.push(MinuteRecord { ts: first, targets: per_target.iter().map(|r| TargetMinute::of(r)).collect() });
         }
         done
     }
@@ -110,7 +172,7 @@ impl MinuteBuilder {
 
 /// Handle to the detection thread.
 pub struct Live {
-    tx: mpsc::Sender<(WallMs, Vec<Option<f64>>)>,
+    tx: mpsc::Sender<MinuteRecord>,
     handle: JoinHandle<()>,
 }
 
@@ -124,7 +186,7 @@ impl Live {
         now: crate::clock::WallClock,
         out: Sink,
     ) -> Live {
-        let (tx, rx) = mpsc::channel::<(WallMs, Vec<Option<f64>>)>();
+        let (tx, rx) = mpsc::channel::<MinuteRecord>();
         let specs = channels(targets);
         let addrs: Vec<String> = targets.iter().map(|t| t.addr.to_string()).collect();
         let settings = Settings {
@@ -142,8 +204,8 @@ impl Live {
             .spawn(move || {
                 let mut d = Detection::new(settings, source, specs, &db, out);
                 d.warm_start(&db, &addrs, now.now());
-                for (ts, values) in rx {
-                    d.step(ts, &values);
+                for minute in rx {
+                    d.step(&minute);
                 }
                 d.finish(now.now());
             })
@@ -151,8 +213,8 @@ impl Live {
         Live { tx, handle }
     }
 
-    pub fn send(&self, minute: WallMs, values: Vec<Option<f64>>) {
-        let _ = self.tx.send((minute, values));
+    pub fn send(&self, minute: MinuteRecord) {
+        let _ = self.tx.send(minute);
     }
 
     /// Lets the thread finish the minutes it has and close open events.
@@ -271,19 +333,22 @@ impl Detection {
                 return;
             }
         };
-        let mut by_minute: BTreeMap<WallMs, Vec<Option<f64>>> = BTreeMap::new();
+        let mut by_minute: BTreeMap<WallMs, MinuteRecord> = BTreeMap::new();
         for r in rows {
-            let Some(i) = addrs.iter().position(|a| *a == r.addr) else { continue };
-            let v = by_minute.entry(r.ts).or_insert_with(|| vec![None; addrs.len() * 3]);
-            let loss = (r.sent > 0).then(|| r.lost as f64 / r.sent as f64);
-            v[i * 3] = r.median_us.map(|u| u as f64 / 1000.0);
-            v[i * 3 + 1] = r.p95_us.map(|u| u as f64 / 1000.0);
-            v[i * 3 + 2] = loss;
+            let Some(target) = addrs.iter().position(|a| *a == r.addr) else { continue };
+            let m = by_minute
+                .entry(r.ts)
+                .or_insert_with(|| MinuteRecord { ts: r.ts, targets: vec![TargetMinute::default(); addrs.len()] });
+            m.targets[target] = TargetMinute {
+                median_ms: r.median_us.map(|u| u as f64 / 1000.0),
+                p95_ms: r.p95_us.map(|u| u as f64 / 1000.0),
+                loss: (r.sent > 0).then(|| r.lost as f64 / r.sent as f64),
+            };
         }
         self.silent = true;
         let n = by_minute.len();
-        for (ts, v) in by_minute {
-            self.step(ts, &v);
+        for m in by_minute.into_values() {
+            self.step(&m);
         }
         self.silent = false;
         if n > 0 {
@@ -291,7 +356,8 @@ impl Detection {
         }
     }
 
-    pub fn step(&mut self, ts: WallMs, values: &[Option<f64>]) {
+    pub fn step(&mut self, minute: &MinuteRecord) {
+        let (ts, values) = (minute.ts, minute.values());
         for m in self.pipe.models_mut().refresh() {
             tracing::warn!("{m}");
         }
@@ -299,7 +365,7 @@ impl Detection {
             (0..p.channel_count()).map(|i| p.forest_saved(i).map(|s| s.fitted_at)).collect()
         };
         let before = fitted(&self.pipe);
-        let results = self.pipe.step(ts, values);
+        let results = self.pipe.step(ts, &values);
         let refit = fitted(&self.pipe) != before;
         if refit {
             self.save_forests();
@@ -484,4 +550,48 @@ fn contributors(r: &pipeline::ChannelResult, threshold: f64) -> String {
         names.push("rule");
     }
     if names.is_empty() { "ensemble".into() } else { names.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{Failure, Role};
+
+    fn sample(target: usize, ts: WallMs, rtt_us: Option<u32>) -> Sample {
+        let rtt = rtt_us.ok_or(Failure::Timeout);
+        Sample { target, ts, mono: std::time::Instant::now(), seq: 0, rtt }
+    }
+
+    #[test]
+    fn channel_ids_number_the_specs() {
+        let t = |name: &str| Target { addr: "192.0.2.1".parse().unwrap(), role: Role::Anchor, name: name.into() };
+        let specs = channels(&[t("gw"), t("cf")]);
+        let id = ChannelId { target: 1, measure: Measure::P95 };
+        assert_eq!(specs[id.index()].name, "p95 RTT to cf");
+        assert_eq!(specs[ChannelId { target: 0, measure: Measure::Loss }.index()].kind, ChannelKind::Loss);
+    }
+
+    #[test]
+    fn a_minute_closes_once_its_last_replies_are_in_and_reads_by_channel() {
+        let mut b = MinuteBuilder::new(2);
+        let t0 = 1_764_547_200_000;
+        for (i, rtt) in [Some(20_000), Some(30_000), None, Some(40_000)].into_iter().enumerate() {
+            assert!(b.add(&sample(1, t0 + i as i64 * 1000, rtt)).is_empty());
+        }
+        // the next minute's first sample is too early to close the first...
+        assert!(b.add(&sample(0, t0 + MINUTE_MS + 1000, Some(5_000))).is_empty());
+        // ...one after the close delay does
+        let done = b.add(&sample(0, t0 + MINUTE_MS + CLOSE_AFTER_MS, Some(5_000)));
+        assert_eq!(done.len(), 1);
+        let m = &done[0];
+        assert_eq!(m.ts, t0);
+        assert_eq!(m.targets[0], TargetMinute::default(), "target 0 sent nothing that minute");
+        assert_eq!(m.targets[1].median_ms, Some(30.0));
+        assert_eq!(m.targets[1].loss, Some(0.25));
+        let v = m.values();
+        assert_eq!(v[ChannelId { target: 1, measure: Measure::Loss }.index()], Some(0.25));
+        assert_eq!(v[ChannelId { target: 0, measure: Measure::Median }.index()], None);
+        // a late sample for a closed minute is not reopened
+        assert!(b.add(&sample(1, t0 + 2000, Some(1))).is_empty());
+    }
 }
