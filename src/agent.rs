@@ -144,7 +144,7 @@ impl Agent {
             };
             services.push(Box::new(panel.spawn()));
         }
-        let plan = crate::report::Plan { down_mbps: cfg.report.plan_down_mbps, up_mbps: cfg.report.plan_up_mbps };
+        let plan = crate::report::Plan::of(&cfg.report);
         if cfg.web.enabled {
             match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, self.clock.clone()) {
                 Ok(w) => services.push(Box::new(w)),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use wanwatch::config::{self, Overrides, file::parse_duration};
+use wanwatch::config::{self, Overrides, duration::parse as parse_duration};
 use wanwatch::detect::models::Source;
 use wanwatch::store::Store;
 use wanwatch::store::export::{self, ExportError, Format, Table};
@@ -335,7 +335,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 value_cols,
                 alarms_per_week,
                 baseline_ms: baseline.as_millis() as i64,
-                models: if models == "builtin" { Source::Builtin } else { Source::Dir(models.into()) },
+                models: Source::parse(&models),
                 trace,
                 without,
                 outlook_from,
@@ -381,7 +381,7 @@ fn write_report(
         bar.inc(1);
         bar.set_message(stage.to_string());
     };
-    let plan = report::Plan { down_mbps: cfg.report.plan_down_mbps, up_mbps: cfg.report.plan_up_mbps };
+    let plan = report::Plan::of(&cfg.report);
     let r = report::build(&store, since, until, plan, &progress)?;
     let text = match format {
         ReportFormat::Html => report::render::html(&r, &progress),

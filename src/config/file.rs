@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use toml::Spanned;
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,9 +50,9 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPing {
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::de_spanned")]
     pub interval: Option<Spanned<Duration>>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::de_spanned")]
     pub timeout: Option<Spanned<Duration>>,
     pub gateway: Option<Spanned<String>>,
     pub anchors: Option<Vec<IpAddr>>,
@@ -68,9 +68,9 @@ pub struct RawTarget {
     /// The interface for a link-local IPv6 address ("eth0").
     pub iface: Option<String>,
     pub role: Option<Spanned<String>>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::de_spanned")]
     pub interval: Option<Spanned<Duration>>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::de_spanned")]
     pub timeout: Option<Spanned<Duration>>,
 }
 
@@ -78,7 +78,7 @@ pub struct RawTarget {
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     pub down_after: Option<Spanned<u32>>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::de_spanned")]
     pub window: Option<Spanned<Duration>>,
     pub degraded_loss: Option<Spanned<f64>>,
     pub degraded_rtt_ms: Option<Spanned<f64>>,
@@ -87,26 +87,10 @@ pub struct RawState {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::de_spanned")]
     pub flush_interval: Option<Spanned<Duration>>,
     pub raw_retention_days: Option<Spanned<u32>>,
     pub rollup_retention_days: Option<Spanned<u32>>,
     pub max_db_mb: Option<Spanned<u64>>,
     pub journal_size_limit_mb: Option<Spanned<u64>>,
-}
-
-/// Durations are written the way people say them: "1s", "250ms", "5m", "1h 30m".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"1s\", \"250ms\", \"5m\""))
-}
-
-fn opt_duration<'de, D>(d: D) -> Result<Option<Spanned<Duration>>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    let raw: Spanned<String> = Spanned::deserialize(d)?;
-    let span = raw.span();
-    let dur = parse_duration(raw.get_ref()).map_err(serde::de::Error::custom)?;
-    Ok(Some(Spanned::new(span, dur)))
 }

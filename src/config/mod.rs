@@ -4,6 +4,7 @@
 //! kept), [`Config`] is what the agent runs on (complete and checked). Every error names the
 //! file, the line and the field.
 
+pub mod duration;
 pub mod file;
 pub mod outputs;
 pub mod probes;
@@ -155,10 +156,9 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn invalid<T>(&self, value: &Spanned<T>, field: &str, message: impl fmt::Display) -> ConfigError {
-        let line = self.text[..value.span().start.min(self.text.len())].matches('\n').count() + 1;
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
-            line,
+            line: self.line_at(value.span().start),
             field: field.to_string(),
             message: message.to_string(),
         }
@@ -383,19 +383,26 @@ impl Builder<'_> {
         })
     }
 
-    /// The line of `key` in `[section]`, for errors found after parsing.
+    /// The line of `section.key` as the file wrote it (a `[section]` header, an inline table
+    /// or a dotted key alike), from the parser's spans; the deepest part found when the key
+    /// itself is absent (an error about a missing partner names the section).
     fn line_of(&self, section: &str, key: &str) -> usize {
-        let header = format!("[{section}]");
-        let mut in_section = false;
-        for (i, line) in self.text.lines().enumerate() {
-            let t = line.trim();
-            if t.starts_with('[') {
-                in_section = t == header;
-            } else if in_section && t.split('=').next().is_some_and(|k| k.trim() == key) {
-                return i + 1;
+        let Ok(doc) = toml::de::DeTable::parse(self.text) else { return 1 };
+        let mut table = doc.get_ref();
+        let mut at = 0;
+        for part in section.split('.').chain([key]) {
+            let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part) else { break };
+            at = k.span().start;
+            match v.get_ref() {
+                toml::de::DeValue::Table(t) => table = t,
+                _ => break,
             }
         }
-        1
+        self.line_at(at)
+    }
+
+    fn line_at(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
 
     fn bad(&self, section: &str, key: &str, message: impl fmt::Display) -> ConfigError {
@@ -610,6 +617,21 @@ mod tests {
             ("[weather]\nprovider = \"openweather\"\n", &["line 2", "api_key_file"]),
             ("[syslog]\nlisten = \"514\"\n", &["line 2", "syslog.listen"]),
             ("[system]\nintervall = \"1s\"\n", &["line 2", "intervall"]),
+            // Every section's own checks name their line, however the file spells the section.
+            ("[bandwidth]\n\nevery = \"30s\"\n", &["line 3", "bandwidth.every", "at least 1m"]),
+            ("[weather]\nlatitude = 0.0\n# west\nlongitude = 200.0\n", &["line 4", "weather.longitude"]),
+            ("[syslog]\nallow_from = [\"lan\", \"10.0.0.0/33\"]\n", &["line 2", "syslog.allow_from"]),
+            ("[syslog]\n\nmax_lines_per_s = 0\n", &["line 3", "syslog.max_lines_per_s"]),
+            ("[display]\nenabled = true\noff_from_hour = 25\n", &["line 3", "display.off_from_hour", "0-23"]),
+            ("[led]\n\ngpio = 40\n", &["line 3", "led.gpio", "0-27"]),
+            ("[detect]\nalarms_per_week = 0.0\n", &["line 2", "detect.alarms_per_week"]),
+            ("[report]\nplan_down_mbps = 300.0\nplan_up_mbps = -1.0\n", &["line 3", "report.plan_up_mbps"]),
+            ("[web]\nenabled = true\n\nlisten = \"9099\"\n", &["line 4", "web.listen", "ADDRESS:PORT"]),
+            ("[notify]\nmin_interval = \"100ms\"\n", &["line 2", "notify.min_interval", "at least 1s"]),
+            ("[notify.ntfy]\n\nurl = \"ftp://x\"\n", &["line 3", "notify.ntfy.url", "http://"]),
+            ("[notify]\n\nntfy = { url = \"ftp://x\" }\n", &["line 3", "notify.ntfy.url"]),
+            ("\n\nnotify.webhook.url = \"x\"\n", &["line 3", "notify.webhook.url"]),
+            ("[notify.mqtt]\nport = 1883\nhost = \" \"\n", &["line 3", "notify.mqtt.host"]),
         ];
         for (text, needles) in cases {
             let e = err(text);

@@ -5,12 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    super::file::parse_duration(&s).map_err(serde::de::Error::custom)
-}
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,10 +45,10 @@ impl Default for WebConfig {
 pub struct NotifyConfig {
     /// At most one message per kind (outage, degraded, anomaly, prediction) this often; what
     /// happens in between is sent as one digest when the interval is over.
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub min_interval: Duration,
     /// Give up on a message this old (it stays in the database's event log regardless).
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub max_age: Duration,
     pub ntfy: Option<NtfyConfig>,
     pub webhook: Option<WebhookConfig>,

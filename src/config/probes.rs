@@ -5,16 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    let v = super::file::parse_duration(&s).map_err(serde::de::Error::custom)?;
-    if v < Duration::from_millis(10) {
-        return Err(serde::de::Error::custom(format!("`{s}` is too short (at least 10ms)")));
-    }
-    Ok(v)
-}
+use serde::{Deserialize, Serialize};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -24,9 +15,9 @@ fn secs(s: u64) -> Duration {
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub interval: Duration,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub timeout: Duration,
     /// Names to resolve (A records).
     pub names: Vec<String>,
@@ -50,9 +41,9 @@ impl Default for DnsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub interval: Duration,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub timeout: Duration,
     pub urls: Vec<String>,
 }
@@ -82,7 +73,7 @@ pub enum SpeedServer {
 pub struct BandwidthConfig {
     pub enabled: bool,
     /// A test runs at a random time in every period of this length.
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub every: Duration,
     pub server: SpeedServer,
     /// Base URL of the server.
@@ -92,9 +83,9 @@ pub struct BandwidthConfig {
     /// The tests never use more than this much data per calendar month (UTC).
     pub monthly_budget_mb: u64,
     /// The ramp stops once one step takes about this long.
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub step_target: Duration,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub timeout: Duration,
 }
 
@@ -127,9 +118,9 @@ pub enum GatewayKind {
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayApiConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub interval: Duration,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub timeout: Duration,
     pub kind: GatewayKind,
     /// Base URL of the gateway's web interface; "auto" is http://<default gateway>.
@@ -161,9 +152,9 @@ pub struct WeatherConfig {
     /// Off until a place is given.
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub interval: Duration,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub timeout: Duration,
     /// "open-meteo" (no key) unless an OpenWeather key is configured.
     pub provider: Option<WeatherProvider>,
@@ -204,7 +195,7 @@ pub struct SyslogConfig {
     /// Also accept syslog over TCP on the same address.
     pub tcp: bool,
     /// A TCP connection that sends nothing for this long is closed.
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub tcp_idle: Duration,
     /// Log files to follow (a router that writes to a share, a local dnsmasq log).
     pub files: Vec<PathBuf>,
@@ -238,7 +229,7 @@ impl Default for SyslogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DevicesConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub interval: Duration,
 }
 
@@ -252,7 +243,7 @@ impl Default for DevicesConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SystemConfig {
     pub enabled: bool,
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub interval: Duration,
     /// Where /sys is (tests point it at a fixture).
     pub sysfs: PathBuf,
@@ -345,7 +336,7 @@ pub struct DetectConfig {
     /// classifier.onnx, re-read when a file changes.
     pub models: String,
     /// Learning period before the isolation forest is first fitted.
-    #[serde(deserialize_with = "duration", serialize_with = "super::show::duration")]
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub baseline: Duration,
     /// Target false-alarm rate on a healthy link.
     pub alarms_per_week: f64,

@@ -3,16 +3,11 @@
 
 use std::time::Duration;
 
-use serde::Serializer;
 use toml::{Table, Value};
 
 use super::Config;
 
 /// Durations are written as they are read: "1s", "5m", "1h 30m".
-pub fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
 fn dur(d: Duration) -> Value {
     Value::String(humantime::format_duration(d).to_string())
 }

@@ -197,7 +197,7 @@ impl Live {
             utc_offset_s,
             without: pipeline::Members::AGENT,
         };
-        let source = if cfg.models == "builtin" { Source::Builtin } else { Source::Dir(PathBuf::from(&cfg.models)) };
+        let source = Source::parse(&cfg.models);
         let db = db.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("wanwatch-detect".into())

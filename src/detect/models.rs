@@ -70,6 +70,13 @@ pub enum Source {
     Dir(PathBuf),
 }
 
+impl Source {
+    /// `[detect] models` and `replay --models`: "builtin" or a folder.
+    pub fn parse(s: &str) -> Source {
+        if s == "builtin" { Source::Builtin } else { Source::Dir(PathBuf::from(s)) }
+    }
+}
+
 pub struct Model {
     kind: Kind,
     plan: Arc<TypedSimplePlan>,

@@ -27,6 +27,13 @@ pub struct Plan {
     pub up_mbps: Option<f64>,
 }
 
+impl Plan {
+    /// As `[report]` says.
+    pub fn of(cfg: &crate::config::outputs::ReportConfig) -> Plan {
+        Plan { down_mbps: cfg.plan_down_mbps, up_mbps: cfg.plan_up_mbps }
+    }
+}
+
 /// The 30-second version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
