@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::probes::{DisplayConfig, LedConfig};
+use crate::config::panel::{DisplayConfig, LedConfig};
 use crate::display::burnin::{BurnIn, offset};
 use crate::display::frame::Frame;
 use crate::display::oled::Oled;

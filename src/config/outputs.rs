@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ConfigError;
+use super::doc::Doc;
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportConfig {
@@ -110,4 +113,46 @@ fn mqtt_topic() -> String {
 }
 fn mqtt_discovery() -> String {
     "homeassistant".into()
+}
+
+impl ReportConfig {
+    pub fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        for (key, v) in [("plan_down_mbps", self.plan_down_mbps), ("plan_up_mbps", self.plan_up_mbps)] {
+            if v.is_some_and(|v| !(v > 0.0 && v < 100_000.0)) {
+                return Err(doc.bad("report", key, "must be a speed in Mbit/s above 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WebConfig {
+    pub fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        if self.enabled && self.listen.parse::<std::net::SocketAddr>().is_err() {
+            let message = format!("`{}` is not ADDRESS:PORT, e.g. \"0.0.0.0:9099\"", self.listen);
+            return Err(doc.bad("web", "listen", message));
+        }
+        Ok(())
+    }
+}
+
+impl NotifyConfig {
+    pub fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        let urls = [
+            ("notify.ntfy", self.ntfy.as_ref().map(|x| &x.url)),
+            ("notify.webhook", self.webhook.as_ref().map(|x| &x.url)),
+        ];
+        for (section, url) in urls {
+            if url.is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+                return Err(doc.bad(section, "url", "must start with http:// or https://"));
+            }
+        }
+        if self.mqtt.as_ref().is_some_and(|m| m.host.trim().is_empty()) {
+            return Err(doc.bad("notify.mqtt", "host", "must name the broker"));
+        }
+        if self.min_interval < Duration::from_secs(1) {
+            return Err(doc.bad("notify", "min_interval", "must be at least 1s"));
+        }
+        Ok(())
+    }
 }

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::doc::Doc;
+use super::file::RawConfig;
+use super::{ConfigError, Overrides, PROBE_NAMES};
+
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -277,73 +281,113 @@ pub fn parse_server(s: &str) -> Option<std::net::SocketAddr> {
     s.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, 53))
 }
 
-/// The OLED on the Pi's I2C bus.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DisplayConfig {
-    pub enabled: bool,
-    /// /dev/i2c-N.
-    pub i2c_bus: u8,
-    /// 0x3C on most SSD1306 boards (TOML takes `0x3C`), 0x3D on some.
-    pub address: u8,
-    /// Seconds each page stays up.
-    pub page_seconds: u64,
-    /// Local hours the screen is off (burn-in care); equal hours: never off.
-    pub off_from_hour: u8,
-    pub off_until_hour: u8,
-    /// Minutes between one-pixel moves of the picture.
-    pub shift_every_min: u32,
-    /// Dim after this many minutes without a change of link state.
-    pub dim_after_min: u32,
-}
-
-impl Default for DisplayConfig {
-    fn default() -> Self {
-        DisplayConfig {
-            enabled: true,
-            i2c_bus: 1,
-            address: 0x3C,
-            page_seconds: 8,
-            off_from_hour: 23,
-            off_until_hour: 7,
-            shift_every_min: 5,
-            dim_after_min: 10,
+impl ProbesConfig {
+    /// The probes' sections, each checked, with those the command line leaves out switched off.
+    pub fn from_raw(raw: &RawConfig, over: &Overrides, doc: &Doc) -> Result<ProbesConfig, ConfigError> {
+        let mut p = ProbesConfig {
+            dns: raw.dns.clone(),
+            http: raw.http.clone(),
+            bandwidth: raw.bandwidth.clone(),
+            gateway_api: raw.gateway_api.clone(),
+            weather: raw.weather.clone(),
+            syslog: raw.syslog.clone(),
+            devices: raw.devices.clone(),
+            system: raw.system.clone(),
+        };
+        p.dns.validate(doc)?;
+        p.http.validate(doc)?;
+        p.bandwidth.validate(doc)?;
+        p.weather.validate(doc)?;
+        p.syslog.validate(doc)?;
+        if let Some(list) = &over.probes {
+            let on = |name: &str| list.iter().any(|p| p == name);
+            for name in list {
+                if name != "none" && !PROBE_NAMES.contains(&name.as_str()) {
+                    return Err(ConfigError::Flag {
+                        flag: "--probes",
+                        message: format!("unknown probe `{name}`; known: none, {}", PROBE_NAMES.join(", ")),
+                    });
+                }
+            }
+            p.dns.enabled &= on("dns");
+            p.http.enabled &= on("http");
+            p.bandwidth.enabled &= on("bandwidth");
+            p.gateway_api.enabled &= on("gateway");
+            p.syslog.enabled &= on("syslog");
+            p.devices.enabled &= on("devices");
+            p.system.enabled &= on("system");
+            if !on("weather") {
+                p.weather.latitude = None;
+                p.weather.longitude = None;
+            }
         }
+        Ok(p)
     }
 }
 
-/// The status LED on a GPIO pin.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LedConfig {
-    pub enabled: bool,
-    /// BCM pin number.
-    pub gpio: u8,
-}
-
-impl Default for LedConfig {
-    fn default() -> Self {
-        LedConfig { enabled: true, gpio: 17 }
+impl DnsConfig {
+    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        for server in &self.servers {
+            if server != "system" && parse_server(server).is_none() {
+                return Err(doc.bad("dns", "servers", format!("`{server}` is not \"system\" or ADDR[:PORT]")));
+            }
+        }
+        Ok(())
     }
 }
 
-/// The learned detectors (see `detect::pipeline`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectConfig {
-    pub enabled: bool,
-    /// "builtin" (the models compiled in) or a folder with forecaster.onnx, autoencoder.onnx and
-    /// classifier.onnx, re-read when a file changes.
-    pub models: String,
-    /// Learning period before the isolation forest is first fitted.
-    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
-    pub baseline: Duration,
-    /// Target false-alarm rate on a healthy link.
-    pub alarms_per_week: f64,
+impl HttpConfig {
+    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        for url in &self.urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(doc.bad("http", "urls", format!("`{url}` is not an http:// or https:// URL")));
+            }
+        }
+        Ok(())
+    }
 }
 
-impl Default for DetectConfig {
-    fn default() -> Self {
-        DetectConfig { enabled: true, models: "builtin".into(), baseline: secs(24 * 3600), alarms_per_week: 1.0 }
+impl BandwidthConfig {
+    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        if !(1..=8).contains(&self.streams) {
+            return Err(doc.bad("bandwidth", "streams", "must be between 1 and 8"));
+        }
+        if self.every < Duration::from_secs(60) {
+            return Err(doc.bad("bandwidth", "every", "must be at least 1m (a speed test is heavy)"));
+        }
+        Ok(())
+    }
+}
+
+impl WeatherConfig {
+    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        if self.latitude.is_some() != self.longitude.is_some() {
+            return Err(doc.bad("weather", "latitude", "give both latitude and longitude"));
+        }
+        if self.latitude.is_some_and(|l| !(-90.0..=90.0).contains(&l)) {
+            return Err(doc.bad("weather", "latitude", "must be between -90 and 90"));
+        }
+        if self.longitude.is_some_and(|l| !(-180.0..=180.0).contains(&l)) {
+            return Err(doc.bad("weather", "longitude", "must be between -180 and 180"));
+        }
+        if self.provider == Some(WeatherProvider::Openweather) && self.api_key_file.is_none() {
+            return Err(doc.bad("weather", "provider", "openweather needs api_key_file"));
+        }
+        Ok(())
+    }
+}
+
+impl SyslogConfig {
+    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(doc.bad("syslog", "listen", format!("`{}` is not ADDR:PORT", self.listen)));
+        }
+        if let Err(e) = crate::probe::syslog::Admit::new(&self.allow_from, &[]) {
+            return Err(doc.bad("syslog", "allow_from", e));
+        }
+        if self.max_lines_per_s == 0 {
+            return Err(doc.bad("syslog", "max_lines_per_s", "must be at least 1"));
+        }
+        Ok(())
     }
 }

@@ -23,7 +23,7 @@ use super::outlook::Outlook;
 use super::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
 use super::shift::Shift;
 use crate::calendar::{self, DAY_MS, HOUR_MS, MINUTE_MS};
-use crate::config::probes::DetectConfig;
+use crate::config::detect::DetectConfig;
 use crate::sample::{EventKind, Metric, Record, Sample, Target, WallMs};
 use crate::series;
 use crate::store::rollup::{self, minute_of};
