@@ -386,8 +386,7 @@ fn write_report(
     let text = match format {
         ReportFormat::Html => report::render::html(&r, &progress),
         ReportFormat::Md => report::render::markdown(&r, &progress),
-    }
-    .map_err(anyhow::Error::msg)?;
+    }?;
     bar.finish_and_clear();
     match out {
         Some(path) => {

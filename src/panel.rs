@@ -103,8 +103,10 @@ impl Panel {
             }
             if self.display.enabled && oled.is_none() && now >= oled_retry {
                 let opened = crate::hw::open_i2c(self.display.i2c_bus).and_then(|bus| {
-                    Oled::new(bus, self.display.address)
-                        .map_err(|e| format!("no SSD1306 answers at 0x{:02X} ({e:?})", self.display.address))
+                    Oled::new(bus, self.display.address).map_err(|e| crate::hw::HwError::NoOled {
+                        address: self.display.address,
+                        why: format!("{e:?}"),
+                    })
                 });
                 match opened {
                     Ok(o) => {

@@ -433,8 +433,8 @@ impl Metric {
     }
 
     /// A measurement that could not be made, and why.
-    pub fn failed(ts: WallMs, series: Series, subject: &str, why: String) -> Metric {
-        Metric { ts, series, subject: subject.to_string(), value: None, note: Some(why) }
+    pub fn failed(ts: WallMs, series: Series, subject: &str, why: impl fmt::Display) -> Metric {
+        Metric { ts, series, subject: subject.to_string(), value: None, note: Some(why.to_string()) }
     }
 }
 

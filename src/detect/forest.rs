@@ -86,7 +86,7 @@ impl ForestDetector {
 pub use crate::jsonfile::save;
 
 /// One forest (`Saved`), or all channels' by name (`Vec<(String, Saved)>`).
-pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, crate::jsonfile::LoadError> {
     crate::jsonfile::load(path, "a saved forest")
 }
 
@@ -123,6 +123,6 @@ mod tests {
         // refits a day later, not before
         assert!(!g.observe(25 * 60 * minute, normal(1)));
         std::fs::write(&path, b"{\"fitted_at\": 1, \"forest\": 3").unwrap();
-        assert!(load::<Saved>(&path).err().unwrap().contains("not a saved forest"));
+        assert!(load::<Saved>(&path).err().unwrap().to_string().contains("not a saved forest"));
     }
 }

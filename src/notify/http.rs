@@ -24,7 +24,7 @@ fn outcome(r: Result<u16, ureq::Error>) -> Sent {
         Ok(s) if (200..300).contains(&s) => Sent::Ok,
         Ok(s) if s == 408 || s == 429 || s >= 500 => Sent::Retry(format!("http {s}")),
         Ok(s) => Sent::Refused(format!("http {s}")),
-        Err(e) => Sent::Retry(crate::probe::http::error_kind(&e)),
+        Err(e) => Sent::Retry(crate::probe::ProbeError::from(&e).to_string()),
     }
 }
 

@@ -197,9 +197,9 @@ impl Worker {
     }
 
     /// Read what is new in the database and queue the notes it makes.
-    fn watch(&mut self, store: &Store) -> Result<(), String> {
+    fn watch(&mut self, store: &Store) -> Result<(), StoreError> {
         let now = self.now.now();
-        let notes = self.notes(store).map_err(|e| e.to_string())?;
+        let notes = self.notes(store)?;
         let interval = self.cfg.min_interval.as_millis() as i64;
         let mut out: Vec<Note> = notes.into_iter().filter_map(|n| self.state.limiter.offer(n, now, interval)).collect();
         out.extend(self.state.limiter.due(now, interval));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::http::error_kind;
+use super::ProbeError;
 use super::{Ctx, blocking};
 use crate::config::probes::{BandwidthConfig, SpeedServer};
 use crate::sample::Metric;
@@ -88,11 +88,11 @@ fn agent(timeout: Duration) -> ureq::Agent {
 }
 
 /// One latency request on a kept-alive connection: about one round trip.
-fn ping_once(a: &ureq::Agent, url: &str) -> Result<f64, String> {
+fn ping_once(a: &ureq::Agent, url: &str) -> Result<f64, ProbeError> {
     let t = Instant::now();
-    let resp = a.get(url).call().map_err(|e| error_kind(&e))?;
+    let resp = a.get(url).call()?;
     let mut sink = Vec::new();
-    resp.into_body().into_reader().take(64 << 10).read_to_end(&mut sink).map_err(|e| format!("io: {}", e.kind()))?;
+    resp.into_body().into_reader().take(64 << 10).read_to_end(&mut sink)?;
     Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
@@ -142,24 +142,23 @@ fn ramp(cfg: &BandwidthConfig, ep: &Endpoints, upload: bool, budget_left: &mut u
         let handles: Vec<_> = (0..cfg.streams)
             .map(|_| {
                 let (url, timeout) = (if upload { ep.up() } else { ep.down(size) }, cfg.timeout);
-                std::thread::spawn(move || -> Result<u64, String> {
+                std::thread::spawn(move || -> Result<u64, ProbeError> {
                     let a = agent(timeout);
                     if upload {
                         let body = vec![0u8; size as usize];
-                        let resp = a.post(&url).send(&body[..]).map_err(|e| error_kind(&e))?;
+                        let resp = a.post(&url).send(&body[..])?;
                         let mut sink = Vec::new();
                         let _ = resp.into_body().into_reader().take(1 << 20).read_to_end(&mut sink);
                         Ok(size)
                     } else {
-                        let resp = a.get(&url).call().map_err(|e| error_kind(&e))?;
-                        std::io::copy(&mut resp.into_body().into_reader(), &mut std::io::sink())
-                            .map_err(|e| format!("io: {}", e.kind()))
+                        let resp = a.get(&url).call()?;
+                        Ok(std::io::copy(&mut resp.into_body().into_reader(), &mut std::io::sink())?)
                     }
                 })
             })
             .collect();
-        let results: Vec<Result<u64, String>> =
-            handles.into_iter().map(|h| h.join().unwrap_or(Err("stream panicked".into()))).collect();
+        let results: Vec<Result<u64, ProbeError>> =
+            handles.into_iter().map(|h| h.join().unwrap_or(Err(ProbeError::Panicked))).collect();
         let secs = started.elapsed().as_secs_f64();
         let moved: u64 = results.iter().filter_map(|r| r.as_ref().ok()).sum();
         used += moved;

@@ -51,7 +51,7 @@ async fn record(ctx: &Ctx, subject: &str, l: &Lookup) {
         (ms, Some(why)) => {
             Metric { value: ms, note: Some(why.clone()), ..Metric::new(ts, series::DNS_LATENCY, subject, 0.0) }
         }
-        (None, None) => Metric::failed(ts, series::DNS_LATENCY, subject, "no answer".into()),
+        (None, None) => Metric::failed(ts, series::DNS_LATENCY, subject, "no answer"),
     };
     ctx.metric(m).await;
     if let Some(rcode) = l.rcode {
@@ -70,7 +70,7 @@ pub async fn system_lookup(name: &str, timeout: Duration) -> Lookup {
         Ok(Ok(_)) => Lookup { latency_ms: Some(ms), rcode: Some(0), answers: 0, failure: Some("no addresses".into()) },
         // getaddrinfo does not say which rcode; its message does ("Name or service not known").
         Ok(Err(e)) => Lookup { latency_ms: Some(ms), rcode: None, answers: 0, failure: Some(format!("resolver: {e}")) },
-        Err(why) => Lookup { latency_ms: None, rcode: None, answers: 0, failure: Some(why) },
+        Err(why) => Lookup { latency_ms: None, rcode: None, answers: 0, failure: Some(why.to_string()) },
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::ProbeError;
 use super::http::{agent_without_redirects, get};
 use super::{Ctx, blocking};
 use crate::config::probes::{GatewayApiConfig, GatewayKind};
@@ -53,8 +54,8 @@ fn int(v: Option<&Value>) -> Option<i64> {
     v?.as_i64().filter(|&x| x >= 0)
 }
 
-pub fn parse_tmobile(body: &[u8]) -> Result<Reading, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("bad json: {e}"))?;
+pub fn parse_tmobile(body: &[u8]) -> Result<Reading, ProbeError> {
+    let v: Value = serde_json::from_slice(body)?;
     let signal_obj = v.get("signal").and_then(Value::as_object).ok_or("no `signal` object")?;
     let mut radios = Vec::new();
     for (name, node_key) in [("4g", "eNBID"), ("5g", "gNBID")] {
@@ -77,15 +78,15 @@ pub fn parse_tmobile(body: &[u8]) -> Result<Reading, String> {
         });
     }
     if radios.is_empty() {
-        return Err("no 4g or 5g radio in `signal`".into());
+        return Err(ProbeError::Missing("no 4g or 5g radio in `signal`"));
     }
     // A negative uptime is garbage, not a reading (and would fake a reboot).
     let uptime_s = v.pointer("/time/upTime").and_then(Value::as_i64).filter(|u| *u >= 0);
     Ok(Reading { radios, uptime_s })
 }
 
-pub fn parse_nokia(body: &[u8]) -> Result<Reading, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("bad json: {e}"))?;
+pub fn parse_nokia(body: &[u8]) -> Result<Reading, ProbeError> {
+    let v: Value = serde_json::from_slice(body)?;
     let mut radios = Vec::new();
     for (name, key) in [("4g", "cell_LTE_stats_cfg"), ("5g", "cell_5G_stats_cfg")] {
         let Some(stat) = v.get(key).and_then(|a| a.get(0)).and_then(|c| c.get("stat")) else { continue };
@@ -103,12 +104,12 @@ pub fn parse_nokia(body: &[u8]) -> Result<Reading, String> {
         });
     }
     if radios.is_empty() {
-        return Err("no cell_LTE_stats_cfg or cell_5G_stats_cfg".into());
+        return Err(ProbeError::Missing("no cell_LTE_stats_cfg or cell_5G_stats_cfg"));
     }
     Ok(Reading { radios, uptime_s: None })
 }
 
-fn parse(kind: GatewayKind, body: &[u8]) -> Result<Reading, String> {
+fn parse(kind: GatewayKind, body: &[u8]) -> Result<Reading, ProbeError> {
     match kind {
         GatewayKind::Nokia => parse_nokia(body),
         _ => parse_tmobile(body),
@@ -148,11 +149,11 @@ pub fn changes(prev: &Reading, now: &Reading) -> Vec<(EventKind, String)> {
     out
 }
 
-async fn fetch(base: &str, kind: GatewayKind, timeout: Duration) -> Result<Reading, String> {
+async fn fetch(base: &str, kind: GatewayKind, timeout: Duration) -> Result<Reading, ProbeError> {
     let (a, url) = (agent_without_redirects(timeout), format!("{base}{}", path(kind)));
     let f = blocking(timeout + Duration::from_secs(1), move || get(&a, &url, 1 << 20)).await??;
     if f.status != 200 {
-        return Err(format!("http {}", f.status));
+        return Err(ProbeError::Status(f.status));
     }
     parse(kind, &f.body)
 }
@@ -208,7 +209,7 @@ pub async fn run(cfg: GatewayApiConfig, gateway: Option<IpAddr>, ctx: Ctx) {
                         ] {
                             let m = match v {
                                 Some(v) => Metric::new(ts, key, radio.name, v),
-                                None => Metric::failed(ts, key, radio.name, "no signal".into()),
+                                None => Metric::failed(ts, key, radio.name, "no signal"),
                             };
                             ctx.metric(m).await;
                         }

@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use super::ProbeError;
 use super::{Ctx, blocking};
 use crate::config::probes::HttpConfig;
 use crate::sample::Metric;
@@ -43,30 +44,14 @@ pub fn agent_without_redirects(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-/// What went wrong, in a word or two. Never the URL: it may carry an API key.
-pub fn error_kind(e: &ureq::Error) -> String {
-    match e {
-        ureq::Error::Timeout(t) => format!("timeout ({t})"),
-        ureq::Error::HostNotFound => "dns: host not found".into(),
-        ureq::Error::ConnectionFailed => "connect failed".into(),
-        ureq::Error::Io(io) => format!("io: {}", io.kind()),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => "tls".into(),
-        ureq::Error::Protocol(_) => "bad http response".into(),
-        ureq::Error::BadUri(_) => "bad url".into(),
-        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => "redirects".into(),
-        ureq::Error::BodyExceedsLimit(n) => format!("body over {n} bytes"),
-        _ => "http error".into(),
-    }
-}
-
 /// GET `url` (blocking). The body is read up to `limit` bytes.
-pub fn get(agent: &ureq::Agent, url: &str, limit: u64) -> Result<Fetched, String> {
+pub fn get(agent: &ureq::Agent, url: &str, limit: u64) -> Result<Fetched, ProbeError> {
     let started = Instant::now();
-    let resp = agent.get(url).call().map_err(|e| error_kind(&e))?;
+    let resp = agent.get(url).call()?;
     let ttfb_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = resp.status().as_u16();
     let mut body = Vec::new();
-    resp.into_body().into_reader().take(limit).read_to_end(&mut body).map_err(|e| format!("io: {}", e.kind()))?;
+    resp.into_body().into_reader().take(limit).read_to_end(&mut body)?;
     Ok(Fetched { status, ttfb_ms, total_ms: started.elapsed().as_secs_f64() * 1000.0, body })
 }
 

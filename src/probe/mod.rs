@@ -99,16 +99,94 @@ impl Ctx {
     }
 }
 
+/// Why a context probe got no reading. Its text is stored as the note of the failed
+/// measurement, so it says what a person would check.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("timeout")]
+    Timeout,
+    #[error("probe task failed: {0}")]
+    Task(String),
+    #[error("timeout ({0})")]
+    HttpTimeout(String),
+    #[error("dns: host not found")]
+    HostNotFound,
+    #[error("connect failed")]
+    ConnectFailed,
+    #[error("io: {0}")]
+    Io(std::io::ErrorKind),
+    #[error("tls")]
+    Tls,
+    #[error("bad http response")]
+    BadResponse,
+    #[error("bad url")]
+    BadUrl,
+    #[error("redirects")]
+    Redirects,
+    #[error("body over {0} bytes")]
+    TooLarge(u64),
+    #[error("http error")]
+    Http,
+    #[error("http {0}")]
+    Status(u16),
+    #[error("bad json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The answer parsed but lacks what was asked for ("no 4g or 5g radio in `signal`").
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error("provider error: {0}")]
+    Provider(String),
+    #[error("cannot read the API key file {}: {kind}", path.display())]
+    KeyFile { path: std::path::PathBuf, kind: std::io::ErrorKind },
+    #[error("stream panicked")]
+    Panicked,
+}
+
+impl From<&ureq::Error> for ProbeError {
+    fn from(e: &ureq::Error) -> ProbeError {
+        match e {
+            ureq::Error::Timeout(t) => ProbeError::HttpTimeout(t.to_string()),
+            ureq::Error::HostNotFound => ProbeError::HostNotFound,
+            ureq::Error::ConnectionFailed => ProbeError::ConnectFailed,
+            ureq::Error::Io(io) => ProbeError::Io(io.kind()),
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => ProbeError::Tls,
+            ureq::Error::Protocol(_) => ProbeError::BadResponse,
+            ureq::Error::BadUri(_) => ProbeError::BadUrl,
+            ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => ProbeError::Redirects,
+            ureq::Error::BodyExceedsLimit(n) => ProbeError::TooLarge(*n),
+            _ => ProbeError::Http,
+        }
+    }
+}
+
+impl From<ureq::Error> for ProbeError {
+    fn from(e: ureq::Error) -> ProbeError {
+        ProbeError::from(&e)
+    }
+}
+
+impl From<&'static str> for ProbeError {
+    fn from(what: &'static str) -> ProbeError {
+        ProbeError::Missing(what)
+    }
+}
+
+impl From<std::io::Error> for ProbeError {
+    fn from(e: std::io::Error) -> ProbeError {
+        ProbeError::Io(e.kind())
+    }
+}
+
 /// Run blocking work on the blocking pool with a deadline. A call that overruns is abandoned
 /// (its thread finishes on its own) and reported as a timeout.
 pub async fn blocking<T: Send + 'static>(
     deadline: Duration,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, ProbeError> {
     match tokio::time::timeout(deadline, tokio::task::spawn_blocking(f)).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("probe task failed: {e}")),
-        Err(_) => Err("timeout".into()),
+        Ok(Err(e)) => Err(ProbeError::Task(e.to_string())),
+        Err(_) => Err(ProbeError::Timeout),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::ProbeError;
 use super::http::{agent, get};
 use super::{Ctx, blocking};
 use crate::config::probes::{WeatherConfig, WeatherProvider};
@@ -24,10 +25,10 @@ pub struct Conditions {
     pub condition: Option<f64>,
 }
 
-pub fn parse_open_meteo(body: &[u8]) -> Result<Conditions, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("bad json: {e}"))?;
+pub fn parse_open_meteo(body: &[u8]) -> Result<Conditions, ProbeError> {
+    let v: Value = serde_json::from_slice(body)?;
     if let Some(reason) = v.get("reason").and_then(Value::as_str) {
-        return Err(format!("provider error: {reason}"));
+        return Err(ProbeError::Provider(reason.to_string()));
     }
     let c = v.get("current").ok_or("no `current` in the answer")?;
     let f = |k: &str| c.get(k).and_then(Value::as_f64);
@@ -41,12 +42,12 @@ pub fn parse_open_meteo(body: &[u8]) -> Result<Conditions, String> {
     })
 }
 
-pub fn parse_openweather(body: &[u8]) -> Result<Conditions, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("bad json: {e}"))?;
+pub fn parse_openweather(body: &[u8]) -> Result<Conditions, ProbeError> {
+    let v: Value = serde_json::from_slice(body)?;
     // OpenWeather reports errors as {"cod": 401, "message": "..."} (cod may be a string).
     let cod = v.get("cod").and_then(|c| c.as_i64().or_else(|| c.as_str().and_then(|s| s.parse().ok())));
     if cod.is_some_and(|c| c != 200) {
-        return Err(format!("provider error {}", cod.unwrap_or_default()));
+        return Err(ProbeError::Provider(cod.unwrap_or_default().to_string()));
     }
     let main = v.get("main").ok_or("no `main` in the answer")?;
     let f = |p: &str| v.pointer(p).and_then(Value::as_f64);
@@ -61,10 +62,9 @@ pub fn parse_openweather(body: &[u8]) -> Result<Conditions, String> {
     })
 }
 
-fn read_key(cfg: &WeatherConfig) -> Result<String, String> {
-    let path = cfg.api_key_file.as_ref().ok_or("no api_key_file")?;
-    let key = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the API key file {}: {}", path.display(), e.kind()))?;
+fn read_key(cfg: &WeatherConfig) -> Result<String, ProbeError> {
+    let path = cfg.api_key_file.as_ref().ok_or(ProbeError::Missing("no api_key_file"))?;
+    let key = std::fs::read_to_string(path).map_err(|e| ProbeError::KeyFile { path: path.clone(), kind: e.kind() })?;
     #[cfg(unix)]
     if let Ok(meta) = std::fs::metadata(path) {
         use std::os::unix::fs::PermissionsExt;
@@ -90,7 +90,7 @@ fn url(cfg: &WeatherConfig, key: Option<&str>) -> String {
     }
 }
 
-pub async fn poll(cfg: &WeatherConfig) -> Result<Conditions, String> {
+pub async fn poll(cfg: &WeatherConfig) -> Result<Conditions, ProbeError> {
     let openweather = match cfg.provider {
         Some(WeatherProvider::Openweather) => true,
         Some(WeatherProvider::OpenMeteo) => false,
@@ -100,7 +100,7 @@ pub async fn poll(cfg: &WeatherConfig) -> Result<Conditions, String> {
     let (a, u) = (agent(cfg.timeout), url(cfg, key.as_deref()));
     let f = blocking(cfg.timeout + Duration::from_secs(1), move || get(&a, &u, 1 << 20)).await??;
     if f.status != 200 {
-        return Err(format!("http {}", f.status));
+        return Err(ProbeError::Status(f.status));
     }
     if openweather { parse_openweather(&f.body) } else { parse_open_meteo(&f.body) }
 }

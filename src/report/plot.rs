@@ -12,8 +12,14 @@ use crate::sample::{OutageKind, WallMs};
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("drawing a plot: {e:?}")
+/// plotters failed to draw (into a String, so in practice never; its error types are generic
+/// over the backend, hence the text).
+#[derive(Debug, thiserror::Error)]
+#[error("drawing a plot: {0}")]
+pub struct PlotError(String);
+
+fn err<E: std::fmt::Debug>(e: E) -> PlotError {
+    PlotError(format!("{e:?}"))
 }
 
 const OUTAGE: RGBColor = RGBColor(220, 50, 47);
@@ -101,7 +107,7 @@ pub fn timeline(
     since: WallMs,
     until: WallMs,
     label: &dyn Fn(WallMs) -> String,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let (width, bs) = buckets(minutes, since, until, 700);
     let mut svg = String::new();
     {
@@ -156,7 +162,7 @@ fn panel<'a, 'b>(
     (since, until): (WallMs, WallMs),
     label: &dyn Fn(WallMs) -> String,
     shades: &[(WallMs, WallMs)],
-) -> Result<TimeChart<'a, 'b>, String> {
+) -> Result<TimeChart<'a, 'b>, PlotError> {
     let mut chart = ChartBuilder::on(area)
         .margin(10)
         .caption(caption, (FONT, 16))
@@ -180,7 +186,12 @@ fn heat(x: f64) -> RGBColor {
 
 /// The week as a 7x24 grid, one cell per local hour, coloured by `value` scaled to `max`;
 /// grey where nothing was measured.
-pub fn heatmap(cells: &[Cell], title: &str, value: impl Fn(&Cell) -> Option<f64>, max: f64) -> Result<String, String> {
+pub fn heatmap(
+    cells: &[Cell],
+    title: &str,
+    value: impl Fn(&Cell) -> Option<f64>,
+    max: f64,
+) -> Result<String, PlotError> {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     let mut svg = String::new();
     {
@@ -262,7 +273,7 @@ pub fn per_ten_minutes(minutes: &[Minute], x: impl Fn(&Minute) -> Option<f64>) -
 
 /// The reliability diagram: per bin of predicted probability, how often trouble followed (a
 /// dot sized by its minutes) against the diagonal a calibrated forecast sits on.
-pub fn reliability(bins: &[(f64, u64, u64)]) -> Result<String, String> {
+pub fn reliability(bins: &[(f64, u64, u64)]) -> Result<String, PlotError> {
     let mut svg = String::new();
     {
         let root: Area = SVGBackend::with_string(&mut svg, (480, 360)).into_drawing_area();
@@ -289,7 +300,7 @@ pub fn reliability(bins: &[(f64, u64, u64)]) -> Result<String, String> {
 }
 
 /// A scatter of one context value against loss, e.g. SINR against loss per minute.
-pub fn scatter(points: &[(f64, f64)], title: &str, x_desc: &str, y_desc: &str) -> Result<String, String> {
+pub fn scatter(points: &[(f64, f64)], title: &str, x_desc: &str, y_desc: &str) -> Result<String, PlotError> {
     let (mut x0, mut x1) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| (a.0.min(p.0), a.1.max(p.0)));
     if !(x0.is_finite() && x1.is_finite()) {
         (x0, x1) = (0.0, 1.0);
@@ -316,7 +327,7 @@ pub fn scatter(points: &[(f64, f64)], title: &str, x_desc: &str, y_desc: &str) -
 
 /// A forest plot: for each condition, how many times the loss is inside vs outside (point and
 /// 95% interval, log scale), with the line at 1x = no difference.
-pub fn effects(splits: &[Split]) -> Result<String, String> {
+pub fn effects(splits: &[Split]) -> Result<String, PlotError> {
     let shown: Vec<&Split> = splits.iter().filter(|s| s.loss.verdict != Verdict::TooLittleData).collect();
     let h = 60 + 34 * shown.len().max(1) as u32;
     let mut svg = String::new();

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::Report;
 use super::correlate::{Comparison, Correlation, Split, Verdict, window_label};
-use super::plot;
+use super::plot::{self, PlotError};
 use crate::calendar;
 use crate::sample::{EventKind, OutageKind, WallMs};
 
@@ -204,7 +204,7 @@ enum Block {
 }
 
 /// `figures`: draw the plots (HTML) or leave them out (Markdown).
-fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Block>, String> {
+fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Block>, PlotError> {
     let d = &r.data;
     let s = &r.summary;
     let a = &r.analysis;
@@ -468,7 +468,7 @@ font-size:14px;vertical-align:top}th{background:#f2f2f2}h1{font-size:24px}h2{fon
 border-bottom:1px solid #ddd}figure{margin:.5em 0}svg{max-width:100%;height:auto}p{line-height:1.4}";
 
 /// One HTML file with everything inline.
-pub fn html(r: &Report, progress: &dyn Fn(&str)) -> Result<String, String> {
+pub fn html(r: &Report, progress: &dyn Fn(&str)) -> Result<String, PlotError> {
     let mut out = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{CSS}</style></head><body>\n<h1>{t}</h1>\n",
         t = esc(&title(r))
@@ -492,7 +492,7 @@ pub fn html(r: &Report, progress: &dyn Fn(&str)) -> Result<String, String> {
 }
 
 /// Markdown for pasting into a support chat: the same text and tables, no figures.
-pub fn markdown(r: &Report, progress: &dyn Fn(&str)) -> Result<String, String> {
+pub fn markdown(r: &Report, progress: &dyn Fn(&str)) -> Result<String, PlotError> {
     let mut out = format!("# {}\n\n", title(r));
     for b in blocks(r, false, progress)? {
         match b {

@@ -36,7 +36,7 @@ pub fn write_if_due(db: &Path, dir: &Path, now: WallMs, plan: Plan) -> anyhow::R
         return Ok(None);
     }
     let report = build(&store, since, until, plan, &|_| {})?;
-    let html = render::html(&report, &|_| {}).map_err(anyhow::Error::msg)?;
+    let html = render::html(&report, &|_| {})?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = path.with_extension("html.tmp");
     std::fs::write(&tmp, html).with_context(|| format!("writing {}", tmp.display()))?;

@@ -34,9 +34,20 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// what the user will ask about after a power cut.
 const IMPORTANT_WITHIN: Duration = Duration::from_secs(1);
 
+/// Why a flush did not write everything.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error("the writer thread is gone")]
+    Gone,
+    #[error("gave up with {0} records unwritten")]
+    GaveUp(usize),
+    #[error("writing {records} records to {}: {err}", path.display())]
+    Write { records: usize, path: std::path::PathBuf, err: rusqlite::Error },
+}
+
 enum Msg {
     Record(Record),
-    Flush(mpsc::SyncSender<Result<(), String>>),
+    Flush(mpsc::SyncSender<Result<(), FlushError>>),
     Shutdown,
 }
 
@@ -119,10 +130,10 @@ impl Writer {
     }
 
     /// Write everything sent so far, now.
-    pub fn flush(&self) -> Result<(), String> {
+    pub fn flush(&self) -> Result<(), FlushError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.tx.send(Msg::Flush(tx)).map_err(|_| "writer thread is gone".to_string())?;
-        rx.recv().map_err(|_| "writer thread is gone".to_string())?
+        self.tx.send(Msg::Flush(tx)).map_err(|_| FlushError::Gone)?;
+        rx.recv().map_err(|_| FlushError::Gone)?
     }
 
     /// Flush everything and stop.
@@ -324,10 +335,10 @@ impl WriterState {
 
     /// Write the backlog a chunk per transaction until it is empty, an error stops it, or
     /// `deadline` passes.
-    fn flush_until(&mut self, deadline: Option<Instant>) -> Result<(), String> {
+    fn flush_until(&mut self, deadline: Option<Instant>) -> Result<(), FlushError> {
         while !self.pending.is_empty() {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(format!("gave up with {} records unwritten", self.pending.len()));
+                return Err(FlushError::GaveUp(self.pending.len()));
             }
             let n = self.pending.len().min(CHUNK);
             self.flush_chunk(n)?;
@@ -352,11 +363,11 @@ impl WriterState {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) -> Result<(), FlushError> {
         self.flush_until(None)
     }
 
-    fn flush_chunk(&mut self, n: usize) -> Result<(), String> {
+    fn flush_chunk(&mut self, n: usize) -> Result<(), FlushError> {
         match self.write_batch(n) {
             Ok(samples) => {
                 self.report.flushes += 1;
@@ -374,13 +385,14 @@ impl WriterState {
             }
             Err(e) => {
                 self.report.failed_flushes += 1;
-                let msg = format!("writing {} records to {}: {e}", self.pending.len(), self.store.path.display());
                 // Say it once, not every few seconds for as long as the disk stays full.
-                if self.last_error.as_deref() != Some(&e.to_string()) {
-                    tracing::error!("{msg}; keeping them in memory and retrying");
-                    self.last_error = Some(e.to_string());
+                let cause = e.to_string();
+                let err = FlushError::Write { records: self.pending.len(), path: self.store.path.clone(), err: e };
+                if self.last_error.as_deref() != Some(&cause) {
+                    tracing::error!("{err}; keeping them in memory and retrying");
+                    self.last_error = Some(cause);
                 }
-                Err(msg)
+                Err(err)
             }
         }
     }

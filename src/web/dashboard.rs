@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::PageError;
 use crate::calendar::{DAY_MS, HOUR_MS, format_local_minute as local, format_span, with_unit};
 use crate::report::data::Data;
 use crate::report::plot;
@@ -30,9 +31,8 @@ fn running(heartbeat: Option<WallMs>, now: WallMs) -> String {
     }
 }
 
-pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
-    let e = |e: crate::store::StoreError| e.to_string();
-    let agent = store.agent_status().map_err(e)?;
+pub fn render(store: &Store, now: WallMs) -> Result<String, PageError> {
+    let agent = store.agent_status()?;
     let (words, color) = state_words(agent.state);
     let since = agent.since.map_or(String::new(), |s| format!(" for {}", format_span(now - s)));
     let mut out = format!(
@@ -47,7 +47,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
         local(now)
     );
 
-    let summaries = store.summaries(now - 15 * 60_000, now + 1).map_err(e)?;
+    let summaries = store.summaries(now - 15 * 60_000, now + 1)?;
     out.push_str("<h2>Last 15 minutes</h2>\n<table id=\"targets\"><tr><th>target</th><th>role</th><th>loss</th><th>median</th><th>p95</th></tr>\n");
     for s in &summaries {
         let ms = |us: Option<f64>| us.map_or("-".into(), |u| format!("{:.1} ms", u / 1000.0));
@@ -67,13 +67,13 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
     }
     out.push_str("</table>\n<h2>Last 24 hours</h2>\n");
     let since = now - DAY_MS;
-    let day = Data::load(store, since, now, &|_| {}).map_err(e)?;
+    let day = Data::load(store, since, now, &|_| {})?;
     let svg = plot::timeline(&day.minutes, &day.outages, &day.shift_onsets(), since, now, &|t| {
         crate::calendar::format_local_clock(t, false)
     })?;
     let _ = writeln!(out, "<figure id=\"timeline\">{svg}</figure>");
 
-    let outages = store.recent_outages(10).map_err(e)?;
+    let outages = store.recent_outages(10)?;
     out.push_str(
         "<h2>Recent outages</h2>\n<table id=\"outages\"><tr><th>start</th><th>duration</th><th>kind</th></tr>\n",
     );
@@ -94,12 +94,12 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
     out.push_str(
         "</table>\n<h2>Recent events</h2>\n<table id=\"events\"><tr><th>time</th><th>kind</th><th>detail</th></tr>\n",
     );
-    for ev in store.recent_events(20).map_err(e)? {
+    for ev in store.recent_events(20)? {
         let _ = writeln!(out, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", local(ev.ts), ev.kind, esc(&ev.detail));
     }
     out.push_str("</table>\n");
 
-    let latest = store.latest_metrics(now - 2 * HOUR_MS).map_err(e)?;
+    let latest = store.latest_metrics(now - 2 * HOUR_MS)?;
     if !latest.is_empty() {
         out.push_str(
             "<h2>Context</h2>\n<table id=\"context\"><tr><th>probe</th><th>what</th><th>value</th><th>when</th></tr>\n",
@@ -132,11 +132,10 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, String> {
 }
 
 /// The state for scripts: `{"state":"up","since":...,"heartbeat":...,"targets":[...]}`.
-pub fn status_json(store: &Store, now: WallMs) -> Result<String, String> {
-    let agent = store.agent_status().map_err(|e| e.to_string())?;
+pub fn status_json(store: &Store, now: WallMs) -> Result<String, PageError> {
+    let agent = store.agent_status()?;
     let targets: Vec<serde_json::Value> = store
-        .summaries(now - 15 * 60_000, now + 1)
-        .map_err(|e| e.to_string())?
+        .summaries(now - 15 * 60_000, now + 1)?
         .iter()
         .map(|s| {
             serde_json::json!({

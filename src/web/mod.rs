@@ -254,6 +254,15 @@ fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
     url.split_once('?')?.1.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Why a page could not be made (the reply is a 500 saying so).
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Plot(#[from] crate::report::plot::PlotError),
+}
+
 fn route(url: &str, db: &std::path::Path, plan: Plan, now: WallMs) -> (u16, &'static str, String) {
     let path = url.split('?').next().unwrap_or("/");
     let store = match Store::open_read_only(db) {
@@ -261,19 +270,19 @@ fn route(url: &str, db: &std::path::Path, plan: Plan, now: WallMs) -> (u16, &'st
         Err(e) => return (503, "text/plain; charset=utf-8", format!("{e}\n")),
     };
     let days = query_param(url, "days").and_then(|d| d.parse::<i64>().ok()).unwrap_or(7).clamp(1, 366);
+    let report = |md: bool| -> Result<(&'static str, String), PageError> {
+        let r = crate::report::build(&store, now - days * DAY_MS, now, plan, &|_| {})?;
+        Ok(match md {
+            true => ("text/markdown; charset=utf-8", crate::report::render::markdown(&r, &|_| {})?),
+            false => ("text/html; charset=utf-8", crate::report::render::html(&r, &|_| {})?),
+        })
+    };
     let result = match path {
         "/" => dashboard::render(&store, now).map(|b| ("text/html; charset=utf-8", b)),
-        "/metrics" => metrics::render(&store, now).map_err(|e| e.to_string()).map(|b| (metrics::CONTENT_TYPE, b)),
+        "/metrics" => metrics::render(&store, now).map(|b| (metrics::CONTENT_TYPE, b)).map_err(PageError::from),
         "/api/status.json" => dashboard::status_json(&store, now).map(|b| ("application/json", b)),
-        "/report.html" | "/report.md" => crate::report::build(&store, now - days * DAY_MS, now, plan, &|_| {})
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                if path.ends_with(".md") {
-                    crate::report::render::markdown(&r, &|_| {}).map(|b| ("text/markdown; charset=utf-8", b))
-                } else {
-                    crate::report::render::html(&r, &|_| {}).map(|b| ("text/html; charset=utf-8", b))
-                }
-            }),
+        "/report.html" => report(false),
+        "/report.md" => report(true),
         _ => return (404, "text/plain; charset=utf-8", format!("no page {path}; try / or /metrics\n")),
     };
     match result {
