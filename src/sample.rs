@@ -438,6 +438,30 @@ impl Metric {
     }
 }
 
+/// What a router log line says, when it says something known (stored by its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterClass {
+    WanDown,
+    WanUp,
+    Reboot,
+    DnsFailure,
+    Dhcp,
+    WifiAssoc,
+}
+
+impl RouterClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouterClass::WanDown => "wan_down",
+            RouterClass::WanUp => "wan_up",
+            RouterClass::Reboot => "reboot",
+            RouterClass::DnsFailure => "dns_failure",
+            RouterClass::Dhcp => "dhcp",
+            RouterClass::WifiAssoc => "wifi_assoc",
+        }
+    }
+}
+
 /// A parsed syslog message (RFC 3164 or RFC 5424) and what it means, if anything known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyslogLine {
@@ -451,7 +475,7 @@ pub struct SyslogLine {
     pub app: Option<String>,
     pub message: String,
     /// A known event: wan_down, wan_up, dhcp, reboot, dns_failure, wifi_assoc, ...
-    pub class: Option<&'static str>,
+    pub class: Option<RouterClass>,
 }
 
 #[cfg(test)]

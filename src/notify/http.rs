@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::limit::Note;
+use super::limit::{Note, NoteKind};
 use crate::config::outputs::{NtfyConfig, WebhookConfig};
 
 /// How a delivery attempt ended.
@@ -34,7 +34,7 @@ pub fn ntfy(cfg: &NtfyConfig, note: &Note) -> Sent {
         .post(&cfg.url)
         .header("Title", &ascii(&note.title))
         .header("Priority", note.priority.clamp(1, 5).to_string())
-        .header("Tags", tag(&note.kind));
+        .header("Tags", tag(note.kind));
     if let Some(token) = &cfg.token {
         req = req.header("Authorization", &format!("Bearer {token}"));
     }
@@ -67,12 +67,12 @@ fn ascii(s: &str) -> String {
 }
 
 /// ntfy shows tags that name an emoji as that emoji.
-fn tag(kind: &str) -> &'static str {
+fn tag(kind: NoteKind) -> &'static str {
     match kind {
-        "outage" => "rotating_light",
-        "degraded" => "warning",
-        "prediction" => "crystal_ball",
-        "anomaly" => "mag",
+        NoteKind::Outage => "rotating_light",
+        NoteKind::Degraded => "warning",
+        NoteKind::Prediction => "crystal_ball",
+        NoteKind::Anomaly => "mag",
         _ => "information_source",
     }
 }

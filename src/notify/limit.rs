@@ -7,10 +7,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::sample::WallMs;
 
+/// What a note is about; notes of one kind are rate-limited together. Stored (the offline
+/// queue) and sent (webhook, MQTT) by these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    Outage,
+    Degraded,
+    Degradation,
+    Anomaly,
+    Prediction,
+    LevelShift,
+    Gateway,
+}
+
+impl NoteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteKind::Outage => "outage",
+            NoteKind::Degraded => "degraded",
+            NoteKind::Degradation => "degradation",
+            NoteKind::Anomaly => "anomaly",
+            NoteKind::Prediction => "prediction",
+            NoteKind::LevelShift => "level_shift",
+            NoteKind::Gateway => "gateway",
+        }
+    }
+}
+
+impl std::fmt::Display for NoteKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Something worth telling the household; `kind` is what is rate-limited together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Note {
-    pub kind: String,
+    pub kind: NoteKind,
     pub ts: WallMs,
     pub title: String,
     pub body: String,
@@ -26,7 +60,7 @@ struct Slot {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Limiter {
-    slots: BTreeMap<String, Slot>,
+    slots: BTreeMap<NoteKind, Slot>,
 }
 
 /// Notes in a digest's body, most recent last; the rest are counted.
@@ -35,7 +69,7 @@ const DIGEST_LINES: usize = 8;
 impl Limiter {
     /// Pass `note` on now if its kind has been quiet for `interval`, else hold it for the digest.
     pub fn offer(&mut self, note: Note, now: WallMs, interval: i64) -> Option<Note> {
-        let slot = self.slots.entry(note.kind.clone()).or_default();
+        let slot = self.slots.entry(note.kind).or_default();
         if slot.held.is_empty() && slot.last_sent.is_none_or(|t| now - t >= interval || now < t) {
             slot.last_sent = Some(now);
             return Some(note);
@@ -54,13 +88,13 @@ impl Limiter {
             }
             let held = std::mem::take(&mut slot.held);
             slot.last_sent = Some(now);
-            out.push(if held.len() == 1 { held.into_iter().next().expect("one") } else { digest(kind, held) });
+            out.push(if held.len() == 1 { held.into_iter().next().expect("one") } else { digest(*kind, held) });
         }
         out
     }
 }
 
-fn digest(kind: &str, held: Vec<Note>) -> Note {
+fn digest(kind: NoteKind, held: Vec<Note>) -> Note {
     let n = held.len();
     let first = held.first().map_or(0, |h| h.ts);
     let mut body: Vec<String> =
@@ -70,7 +104,7 @@ fn digest(kind: &str, held: Vec<Note>) -> Note {
     }
     let last = held.last().expect("a digest has notes");
     Note {
-        kind: kind.to_string(),
+        kind,
         ts: last.ts,
         title: format!(
             "{n} {kind} messages since {}: latest \"{}\"",
@@ -86,8 +120,8 @@ fn digest(kind: &str, held: Vec<Note>) -> Note {
 mod tests {
     use super::*;
 
-    fn note(kind: &str, ts: WallMs, title: &str) -> Note {
-        Note { kind: kind.into(), ts, title: title.into(), body: "b".into(), priority: 3 }
+    fn note(kind: NoteKind, ts: WallMs, title: &str) -> Note {
+        Note { kind, ts, title: title.into(), body: "b".into(), priority: 3 }
     }
 
     #[test]
@@ -98,7 +132,7 @@ mod tests {
         // 100 outages, one every 20 s, for 33 minutes; the limiter is asked every 5 s.
         for t in (0..2000).map(|i| i * 1000) {
             if t % 20_000 == 0 {
-                sent.extend(l.offer(note("outage", t, &format!("down {t}")), t, interval));
+                sent.extend(l.offer(note(NoteKind::Outage, t, &format!("down {t}")), t, interval));
             }
             if t % 5000 == 0 {
                 sent.extend(l.due(t, interval));
@@ -126,21 +160,32 @@ mod tests {
     #[test]
     fn kinds_are_limited_separately_and_a_quiet_kind_goes_at_once() {
         let mut l = Limiter::default();
-        assert!(l.offer(note("outage", 0, "a"), 0, 600_000).is_some());
-        assert!(l.offer(note("prediction", 1000, "p"), 1000, 600_000).is_some());
-        assert!(l.offer(note("outage", 2000, "b"), 2000, 600_000).is_none());
+        assert!(l.offer(note(NoteKind::Outage, 0, "a"), 0, 600_000).is_some());
+        assert!(l.offer(note(NoteKind::Prediction, 1000, "p"), 1000, 600_000).is_some());
+        assert!(l.offer(note(NoteKind::Outage, 2000, "b"), 2000, 600_000).is_none());
         assert!(l.due(300_000, 600_000).is_empty());
         let d = l.due(600_000, 600_000);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].title, "b", "one held note goes as itself, not a digest of one");
-        assert!(l.offer(note("outage", 1_300_000, "c"), 1_300_000, 600_000).is_some());
+        assert!(l.offer(note(NoteKind::Outage, 1_300_000, "c"), 1_300_000, 600_000).is_some());
     }
 
     #[test]
     fn a_clock_that_jumps_back_does_not_silence_messages() {
         let mut l = Limiter::default();
         let boot = 1_000_000_000; // a stale clock before NTP
-        assert!(l.offer(note("outage", boot, "a"), boot, 600_000).is_some());
-        assert!(l.offer(note("outage", 5000, "b"), 5000, 600_000).is_some());
+        assert!(l.offer(note(NoteKind::Outage, boot, "a"), boot, 600_000).is_some());
+        assert!(l.offer(note(NoteKind::Outage, 5000, "b"), 5000, 600_000).is_some());
+    }
+
+    #[test]
+    fn note_kinds_keep_their_names_in_the_saved_queue_and_on_the_wire() {
+        use NoteKind::*;
+        for k in [Outage, Degraded, Degradation, Anomaly, Prediction, LevelShift, Gateway] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
+        }
+        let old: Note =
+            serde_json::from_str(r#"{"kind":"outage","ts":1,"title":"t","body":"b","priority":3}"#).unwrap();
+        assert_eq!(old.kind, Outage, "a queue saved by an older agent reads back");
     }
 }

@@ -31,7 +31,7 @@ use crate::store::query::Outage;
 use crate::store::read::Event;
 use crate::store::{Store, StoreError};
 use http::Sent;
-use limit::{Limiter, Note};
+use limit::{Limiter, Note, NoteKind};
 
 /// How long the link must stay degraded before it is announced.
 const DEGRADED_AFTER_MS: i64 = 60_000;
@@ -233,7 +233,7 @@ impl Worker {
             };
             notes.push(match end {
                 Some(end) => Note {
-                    kind: "outage".into(),
+                    kind: NoteKind::Outage,
                     ts: end,
                     title: format!("{what} was down for {}", format_span(end - start)),
                     body: format!("From {} to {}: {why}.", hms(start), hms(end)),
@@ -242,7 +242,7 @@ impl Worker {
                 None => {
                     s.open_outages.push(id);
                     Note {
-                        kind: "outage".into(),
+                        kind: NoteKind::Outage,
                         ts: start,
                         title: format!("{what} down"),
                         body: format!("Since {}: {why}.", hms(start)),
@@ -261,7 +261,7 @@ impl Worker {
                         OutageKind::Lan => "Home network",
                     };
                     notes.push(Note {
-                        kind: "outage".into(),
+                        kind: NoteKind::Outage,
                         ts: end,
                         title: format!("{what} back after {}", format_span(end - start)),
                         body: format!("Down from {} to {}.", hms(start), hms(end)),
@@ -277,17 +277,17 @@ impl Worker {
             s.last_event_id = id;
             self.dirty = true;
             let (k, title) = match kind {
-                EventKind::Anomaly => ("anomaly", "Unusual internet behaviour"),
-                EventKind::Prediction => ("prediction", "Degradation predicted"),
-                EventKind::GatewayReboot => ("gateway", "Gateway rebooted"),
-                EventKind::Degradation => ("degradation", "Connection degraded"),
+                EventKind::Anomaly => (NoteKind::Anomaly, "Unusual internet behaviour"),
+                EventKind::Prediction => (NoteKind::Prediction, "Degradation predicted"),
+                EventKind::GatewayReboot => (NoteKind::Gateway, "Gateway rebooted"),
+                EventKind::Degradation => (NoteKind::Degradation, "Connection degraded"),
                 EventKind::LevelShift => {
                     s.shifts.push((ts, detail));
                     continue;
                 }
                 _ => continue,
             };
-            notes.push(Note { kind: k.into(), ts, title: title.into(), body: detail, priority: 3 });
+            notes.push(Note { kind: k, ts, title: title.into(), body: detail, priority: 3 });
         }
         // Degraded is announced once it has lasted a minute: the first lost pings of an outage
         // make the link "degraded" for a second or two, and that is not news of its own.
@@ -300,7 +300,7 @@ impl Worker {
             let shifts = std::mem::take(&mut s.shifts);
             let body = shifts.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>().join("\n");
             notes.push(Note {
-                kind: "level_shift".into(),
+                kind: NoteKind::LevelShift,
                 ts: shifts[0].0,
                 title: format!(
                     "Latency level changed ({} time{})",
@@ -316,7 +316,7 @@ impl Worker {
             && self.now.now() - since >= DEGRADED_AFTER_MS
         {
             notes.push(Note {
-                kind: "degraded".into(),
+                kind: NoteKind::Degraded,
                 ts: since,
                 title: "Internet degraded".into(),
                 body: format!("Loss or latency above the configured limits since {}.", hms(since)),

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use super::Ctx;
 use crate::config::probes::SyslogConfig;
-use crate::sample::{EventKind, Record, SyslogLine};
+use crate::sample::{EventKind, Record, RouterClass, SyslogLine};
 
 /// The longest message kept; the rest is cut (a router that logs a novel is not our problem).
 pub(super) const MAX_LEN: usize = 4096;
@@ -125,20 +125,20 @@ fn skip_structured_data(s: &str) -> &str {
 }
 
 /// What a message means, for the messages that matter to an outage report.
-pub fn classify(app: Option<&str>, message: &str) -> Option<&'static str> {
+pub fn classify(app: Option<&str>, message: &str) -> Option<RouterClass> {
     let m = message.to_ascii_lowercase();
     let app = app.unwrap_or("").to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
     if has(&["booting linux", "linux version", "syslogd started", "klogd started", "system reboot", "rebooting"]) {
-        return Some("reboot");
+        return Some(RouterClass::Reboot);
     }
     // ASUS: "WAN_Connection: WAN was disconnected." / "... WAN was restored."
     if app == "wan_connection" {
         if has(&["disconnected", "lost", "down"]) {
-            return Some("wan_down");
+            return Some(RouterClass::WanDown);
         }
         if has(&["restored", "connected", "up"]) {
-            return Some("wan_up");
+            return Some(RouterClass::WanUp);
         }
     }
     if has(&[
@@ -152,7 +152,7 @@ pub fn classify(app: Option<&str>, message: &str) -> Option<&'static str> {
         "carrier lost",
     ]) || (app == "netifd" && has(&["is now down"]) && m.contains("wan"))
     {
-        return Some("wan_down");
+        return Some(RouterClass::WanDown);
     }
     if has(&[
         "interface 'wan' is now up",
@@ -162,7 +162,7 @@ pub fn classify(app: Option<&str>, message: &str) -> Option<&'static str> {
         "local  ip address",
         "local ip address",
     ]) {
-        return Some("wan_up");
+        return Some(RouterClass::WanUp);
     }
     if app == "dnsmasq"
         && has(&[
@@ -174,17 +174,17 @@ pub fn classify(app: Option<&str>, message: &str) -> Option<&'static str> {
             "maximum number of concurrent dns queries",
         ])
     {
-        return Some("dns_failure");
+        return Some(RouterClass::DnsFailure);
     }
     if (app.starts_with("udhcpc") || app.starts_with("dhcp") || app == "dnsmasq-dhcp" || app == "odhcp6c")
         && has(&["lease", "dhcpack", "renew", "bound", "obtained"])
     {
-        return Some("dhcp");
+        return Some(RouterClass::Dhcp);
     }
     if app == "hostapd"
         && has(&["associated", "disassociated", "deauthenticated", "ap-sta-connected", "ap-sta-disconnected"])
     {
-        return Some("wifi_assoc");
+        return Some(RouterClass::WifiAssoc);
     }
     None
 }
@@ -375,12 +375,13 @@ impl Events {
         }
     }
 
-    fn event(&mut self, class: &'static str, host: &str, message: &str) -> Option<(EventKind, String)> {
+    fn event(&mut self, class: RouterClass, host: &str, message: &str) -> Option<(EventKind, String)> {
         let ev = match class {
-            "wan_down" | "wan_up" | "reboot" | "dns_failure" => {
-                Some((EventKind::parse(class), format!("router {host} says: {message}")))
-            }
-            "wifi_assoc" => {
+            RouterClass::WanDown => Some((EventKind::RouterWanDown, format!("router {host} says: {message}"))),
+            RouterClass::WanUp => Some((EventKind::RouterWanUp, format!("router {host} says: {message}"))),
+            RouterClass::Reboot => Some((EventKind::RouterReboot, format!("router {host} says: {message}"))),
+            RouterClass::DnsFailure => Some((EventKind::RouterDnsFailure, format!("router {host} says: {message}"))),
+            RouterClass::WifiAssoc => {
                 let now = Instant::now();
                 self.wifi.push_back(now);
                 while self.wifi.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
@@ -397,7 +398,7 @@ impl Events {
                     None
                 }
             }
-            _ => None,
+            RouterClass::Dhcp => None,
         };
         match ev {
             Some(e) if self.events.take() => Some(e),
@@ -777,7 +778,7 @@ mod tests {
         ];
         for (raw, want) in cases {
             let p = parse(raw);
-            assert_eq!(classify(p.app.as_deref(), &p.message), want, "{raw}");
+            assert_eq!(classify(p.app.as_deref(), &p.message).map(RouterClass::as_str), want, "{raw}");
         }
     }
 

@@ -16,7 +16,7 @@ use super::rollup::{self, minute_of};
 use super::{Store, StoreError, retention};
 use crate::clock::WallClock;
 use crate::config::StoreConfig;
-use crate::sample::{EventKind, Metric, Record, Target, WallMs};
+use crate::sample::{EventKind, Metric, Record, RouterClass, Target, WallMs};
 
 /// Memory the backlog may take while the disk refuses writes (about 12 h of 4 targets at
 /// 1 Hz, or far less with a router log flood). Over it, router log lines go first, then
@@ -481,7 +481,16 @@ impl WriterState {
                         "INSERT INTO syslog (ts, source, facility, severity, host, app, message, class)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )?
-                    .execute(params![l.ts, l.source, l.facility, l.severity, l.host, l.app, l.message, l.class])?;
+                    .execute(params![
+                        l.ts,
+                        l.source,
+                        l.facility,
+                        l.severity,
+                        l.host,
+                        l.app,
+                        l.message,
+                        l.class.map(RouterClass::as_str)
+                    ])?;
                     run.first_syslog.get_or_insert(conn.last_insert_rowid());
                 }
                 Record::Blind(b) => {
