@@ -5,6 +5,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
+use crate::input::BadInput;
 use crate::sample::WallMs;
 
 pub const SECOND_MS: i64 = 1_000;
@@ -29,7 +30,7 @@ pub fn hour_of_week_name(h: usize) -> String {
 
 /// Parse `--since`/`--until`: "now", a duration ago ("2h", "7d", "90m"), an RFC 3339 time
 /// ("2026-11-25T18:00:00Z", "...+01:00"), "2026-11-25 18:00[:00]" (UTC) or a date "2026-11-25".
-pub fn parse_time(s: &str, now: WallMs) -> Result<WallMs, String> {
+pub fn parse_time(s: &str, now: WallMs) -> Result<WallMs, BadInput> {
     let s = s.trim();
     if s == "now" {
         return Ok(now);
@@ -40,7 +41,7 @@ pub fn parse_time(s: &str, now: WallMs) -> Result<WallMs, String> {
             .ok()
             .and_then(|d| now.checked_sub(d))
             .filter(|t| *t >= 0)
-            .ok_or_else(|| format!("`{s}` ago is before 1970"));
+            .ok_or_else(|| BadInput::new(s, "ago is before 1970"));
     }
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(to_ms(t));
@@ -55,7 +56,10 @@ pub fn parse_time(s: &str, now: WallMs) -> Result<WallMs, String> {
     if let Ok(d) = Date::parse(s, format_description!("[year]-[month]-[day]")) {
         return Ok(to_ms(d.midnight().assume_utc()));
     }
-    Err(format!("`{s}` is not a time: use e.g. \"2h\" (ago), \"2026-11-25\", \"2026-11-25 18:00\" (UTC) or RFC 3339"))
+    Err(BadInput::new(
+        s,
+        "is not a time: use e.g. \"2h\" (ago), \"2026-11-25\", \"2026-11-25 18:00\" (UTC) or RFC 3339",
+    ))
 }
 
 fn to_ms(t: OffsetDateTime) -> WallMs {
@@ -185,7 +189,7 @@ mod tests {
         assert_eq!(parse_time("2025-11-25 17:00", NOW), Ok(NOW));
         assert_eq!(parse_time("2025-11-25 17:00:30", NOW), Ok(NOW + 30_000));
         assert_eq!(parse_time("2025-11-25", NOW), Ok(NOW - 17 * 3_600_000));
-        assert!(parse_time("yesterday-ish", NOW).unwrap_err().contains("yesterday-ish"));
+        assert!(parse_time("yesterday-ish", NOW).unwrap_err().to_string().contains("yesterday-ish"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod detect;
 pub mod display;
 pub mod doctor;
 pub mod hw;
+pub mod input;
 pub mod jsonfile;
 pub mod led;
 pub mod logging;

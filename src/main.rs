@@ -404,7 +404,7 @@ fn write_report(
     Ok(())
 }
 
-fn parse_members(s: &str) -> Result<wanwatch::detect::pipeline::Members, String> {
+fn parse_members(s: &str) -> Result<wanwatch::detect::pipeline::Members, wanwatch::input::BadInput> {
     wanwatch::detect::pipeline::Members::parse(s)
 }
 

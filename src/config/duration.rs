@@ -6,19 +6,21 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serializer};
 use toml::Spanned;
 
+use crate::input::BadInput;
+
 /// Nothing in wanwatch runs faster than this; a shorter duration is a typo ("1" for "1s").
 const SHORTEST: Duration = Duration::from_millis(10);
 
 /// Parse a duration as typed (also `--interval` and friends).
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, BadInput> {
     humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"1s\", \"250ms\", \"5m\""))
+        .map_err(|e| BadInput::new(s, format!("is not a duration ({e}); write e.g. \"1s\", \"250ms\", \"5m\"")))
 }
 
-fn parse_field(s: &str) -> Result<Duration, String> {
+fn parse_field(s: &str) -> Result<Duration, BadInput> {
     let d = parse(s)?;
     if d < SHORTEST {
-        return Err(format!("`{s}` is too short (at least 10ms)"));
+        return Err(BadInput::new(s, "is too short (at least 10ms)"));
     }
     Ok(d)
 }
@@ -48,7 +50,7 @@ mod tests {
     fn reads_what_people_write() {
         assert_eq!(parse(" 1h 30m ").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse("fast").unwrap_err().contains("not a duration"));
-        assert!(parse_field("1ms").unwrap_err().contains("at least 10ms"));
+        assert!(parse("fast").unwrap_err().to_string().contains("not a duration"));
+        assert!(parse_field("1ms").unwrap_err().to_string().contains("at least 10ms"));
     }
 }

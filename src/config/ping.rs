@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::doc::{Doc, check_flag};
 use super::{ConfigError, Overrides, route};
+use crate::input::BadInput;
 use crate::sample::{Role, Target};
 
 /// Public anchors: three independent anycast resolvers, so one provider's trouble is not
@@ -90,7 +91,9 @@ pub fn targets(
     };
 
     let gateway_choice = match (&over.gateway, &p.gateway) {
-        (Some(g), _) => GatewayChoice::parse(g).map_err(|m| ConfigError::Flag { flag: "--gateway", message: m })?,
+        (Some(g), _) => {
+            GatewayChoice::parse(g).map_err(|m| ConfigError::Flag { flag: "--gateway", message: m.to_string() })?
+        }
         (None, Some(g)) => GatewayChoice::parse(g.get_ref()).map_err(|m| doc.invalid(g, "ping.gateway", m))?,
         (None, None) => GatewayChoice::Auto,
     };
@@ -153,14 +156,14 @@ enum GatewayChoice {
 }
 
 impl GatewayChoice {
-    fn parse(s: &str) -> Result<GatewayChoice, String> {
+    fn parse(s: &str) -> Result<GatewayChoice, BadInput> {
         match s {
             "auto" => Ok(GatewayChoice::Auto),
             "none" => Ok(GatewayChoice::None),
             other => other
                 .parse()
                 .map(GatewayChoice::Addr)
-                .map_err(|_| format!("`{other}` is not \"auto\", \"none\" or an IP address")),
+                .map_err(|_| BadInput::new(other, "is not \"auto\", \"none\" or an IP address")),
         }
     }
 }

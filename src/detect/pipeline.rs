@@ -133,7 +133,7 @@ impl Members {
     }
 
     /// "forest,forecaster" -> those members set.
-    pub fn parse(list: &str) -> Result<Members, String> {
+    pub fn parse(list: &str) -> Result<Members, crate::input::BadInput> {
         let mut m = Members::default();
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
@@ -141,7 +141,10 @@ impl Members {
                 "autoencoder" => m.autoencoder = true,
                 "forest" => m.forest = true,
                 "present" => m.present = true,
-                other => return Err(format!("`{other}` is not a member (one of {})", Members::NAMES.join(", "))),
+                other => {
+                    let problem = format!("is not a member (one of {})", Members::NAMES.join(", "));
+                    return Err(crate::input::BadInput::new(other, problem));
+                }
             }
         }
         Ok(m)

@@ -199,7 +199,7 @@ pub struct Admit {
 impl Admit {
     /// From `[syslog] allow_from`: "gateway" (the `gateways` given), "lan", an address or a
     /// CIDR block. The error names the entry that is none of these.
-    pub fn new(list: &[String], gateways: &[IpAddr]) -> Result<Admit, String> {
+    pub fn new(list: &[String], gateways: &[IpAddr]) -> Result<Admit, crate::input::BadInput> {
         let mut a = Admit { nets: Vec::new(), lan: false };
         for item in list {
             match item.as_str() {
@@ -207,9 +207,9 @@ impl Admit {
                 "lan" => a.lan = true,
                 other => {
                     let (addr, bits) = other.split_once('/').unwrap_or((other, ""));
-                    let addr: IpAddr = addr
-                        .parse()
-                        .map_err(|_| format!("`{other}` is not \"gateway\", \"lan\", an IP address or a CIDR block"))?;
+                    let addr: IpAddr = addr.parse().map_err(|_| {
+                        crate::input::BadInput::new(other, "is not \"gateway\", \"lan\", an IP address or a CIDR block")
+                    })?;
                     let max = if addr.is_ipv4() { 32 } else { 128 };
                     let bits = if bits.is_empty() {
                         max
@@ -217,7 +217,7 @@ impl Admit {
                         bits.parse::<u8>()
                             .ok()
                             .filter(|b| *b <= max)
-                            .ok_or_else(|| format!("`{other}`: bad prefix length"))?
+                            .ok_or_else(|| crate::input::BadInput::new(other, "has a bad prefix length"))?
                     };
                     a.nets.push((addr, bits));
                 }
@@ -834,7 +834,7 @@ mod tests {
             assert!(!lan.allows(bad.parse().unwrap()), "{bad}");
         }
         let e = Admit::new(&["routr".into()], &[]).unwrap_err();
-        assert!(e.contains("`routr`"), "{e}");
+        assert_eq!(e.input, "routr", "{e}");
         assert!(Admit::new(&["10.0.0.0/33".into()], &[]).is_err());
     }
 
