@@ -69,6 +69,7 @@ struct Agent {
     /// Closed minutes for detection, when it runs.
     minutes: MinuteBuilder,
     live: Option<Live>,
+    /// Turned true at shutdown: the ping tasks stop sending.
     stop_pings: watch::Sender<bool>,
     report: RunReport,
     _lock: crate::store::lock::AgentLock,
@@ -168,10 +169,9 @@ impl Agent {
 
     /// One task per target on the shared sockets, spread over one interval so the pings do not
     /// leave in a burst.
-    fn start_pings(&mut self, cfg: &Config) -> (mpsc::Receiver<Sample>, JoinSet<()>) {
+    fn start_pings(&self, cfg: &Config) -> (mpsc::Receiver<Sample>, JoinSet<()>) {
         let (tx, rx) = mpsc::channel(1024);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        self.stop_pings = stop_tx;
+        let stop_rx = self.stop_pings.subscribe();
         let mut pings = JoinSet::new();
         let n = cfg.targets.len() as u32;
         for (i, t) in cfg.targets.iter().enumerate() {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use super::alarm::{Alarms, Transition};
+use super::alarm::{self, Alarms, Transition};
 use super::forest::{self, Saved};
 use super::models::{Models, Source};
 use super::outlook::Outlook;
@@ -387,15 +387,7 @@ impl Detection {
                 }
                 (Detector::Ensemble, Transition::Closed(e)) => {
                     self.open = None;
-                    Record::Event {
-                        ts: e.end,
-                        kind: EventKind::AnomalyEnd,
-                        detail: format!(
-                            "anomaly since {} over after {}",
-                            calendar::format_hm(e.start),
-                            calendar::format_span(e.end - e.start + MINUTE_MS)
-                        ),
-                    }
+                    ended(EventKind::AnomalyEnd, "anomaly", &e)
                 }
                 (Detector::Predict, Transition::Opened(t)) => {
                     let Some(said) = self.pipe.outlook().last() else { continue };
@@ -419,15 +411,7 @@ impl Detection {
                 }
                 (Detector::Degradation, Transition::Closed(e)) => {
                     self.degraded = None;
-                    Record::Event {
-                        ts: e.end,
-                        kind: EventKind::DegradationEnd,
-                        detail: format!(
-                            "degradation since {} over after {}",
-                            calendar::format_hm(e.start),
-                            calendar::format_span(e.end - e.start + MINUTE_MS)
-                        ),
-                    }
+                    ended(EventKind::DegradationEnd, "degradation", &e)
                 }
                 _ => continue,
             };
@@ -550,6 +534,12 @@ fn contributors(r: &pipeline::ChannelResult, threshold: f64) -> String {
         names.push("rule");
     }
     if names.is_empty() { "ensemble".into() } else { names.join(", ") }
+}
+
+/// The record that closes an event: "anomaly since 08:12 over after 35m 00s".
+fn ended(kind: EventKind, what: &str, e: &alarm::Event) -> Record {
+    let (since, lasted) = (calendar::format_hm(e.start), calendar::format_span(e.end - e.start + MINUTE_MS));
+    Record::Event { ts: e.end, kind, detail: format!("{what} since {since} over after {lasted}") }
 }
 
 #[cfg(test)]

@@ -30,8 +30,6 @@ pub const PRIOR: [f64; FEATURES] = [-0.19, 1.06, 0.07, 0.0, 0.0, 0.02, 0.0];
 /// Features: bias, logit(the base rate for the link's state), trouble now, recency of trouble,
 /// share of trouble in the last day, latency excess over its level, the forecaster's warning.
 pub const FEATURES: usize = 7;
-pub const FEATURE_NAMES: [&str; FEATURES] =
-    ["bias", "base rate", "trouble now", "recent trouble", "trouble today", "latency excess", "forecaster"];
 /// The link's state when a prediction is made: in trouble, out of it for less than
 /// `RECENT_MS`, or quiet. Trouble persists, so the state moves the odds more than the hour does.
 const STATES: usize = 3;
@@ -372,7 +370,13 @@ mod tests {
     /// A link that is in trouble every evening 19:00-21:00 and, besides, for an hour after any
     /// random burst: the outlook must beat the evening climatology by learning the bursts.
     fn link(days: i64, mask: &[bool; FEATURES]) -> Outlook {
+        link_counting(days, mask).0
+    }
+
+    /// The same, also counting the warnings given while trouble was already under way.
+    fn link_counting(days: i64, mask: &[bool; FEATURES]) -> (Outlook, usize) {
         let step = 300_000;
+        let (mut warned_in_trouble, mut above_in_trouble) = (0, 0);
         let mut o = Outlook::new(0);
         o.score_from(7 * DAY_MS);
         let mut burst_until = 0;
@@ -386,20 +390,11 @@ mod tests {
             let hour = (ts / HOUR_MS) % 24;
             let trouble = (19..21).contains(&hour) || ts < burst_until;
             let (p, warn) = o.step(ts, Present { trouble, ..Default::default() }, mask);
-            if warn && trouble {
-                WARNED_IN_TROUBLE.with(|c| c.set(c.get() + 1));
-            }
-            if trouble && p >= WARN_AT {
-                IN_TROUBLE_ABOVE.with(|c| c.set(c.get() + 1));
-            }
+            warned_in_trouble += usize::from(warn && trouble);
+            above_in_trouble += usize::from(trouble && p >= WARN_AT);
         }
-        assert!(IN_TROUBLE_ABOVE.with(|c| c.get()) > 0, "the outlook never rose above {WARN_AT} in trouble");
-        o
-    }
-
-    thread_local! {
-        static WARNED_IN_TROUBLE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-        static IN_TROUBLE_ABOVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        assert!(above_in_trouble > 0, "the outlook never rose above {WARN_AT} in trouble");
+        (o, warned_in_trouble)
     }
 
     #[test]
@@ -426,11 +421,11 @@ mod tests {
 
     #[test]
     fn it_warns_only_with_positive_skill_and_keeps_score() {
-        let o = link(28, &ALL);
+        let (o, warned_in_trouble) = link_counting(28, &ALL);
         let (right, of) = o.track_record();
         assert!(of > 0 && right * 2 >= of, "{right} of {of}");
         // trouble under way is not warned about (it crosses 0.5 at every episode's start)
-        assert_eq!(WARNED_IN_TROUBLE.with(|c| c.get()), 0);
+        assert_eq!(warned_in_trouble, 0);
         // a link that never has trouble: nothing to warn about
         let mut quiet = Outlook::new(0);
         let warned = (0..3000).any(|i| quiet.step(i * 300_000, Present::default(), &ALL).1);
