@@ -22,14 +22,13 @@ pub struct DetectConfig {
     pub alarms_per_week: f64,
 }
 
+pub const MODELS: &str = "builtin";
+pub const BASELINE: Duration = Duration::from_secs(24 * 3600);
+pub const ALARMS_PER_WEEK: f64 = 1.0;
+
 impl Default for DetectConfig {
     fn default() -> Self {
-        DetectConfig {
-            enabled: true,
-            models: "builtin".into(),
-            baseline: Duration::from_secs(24 * 3600),
-            alarms_per_week: 1.0,
-        }
+        DetectConfig { enabled: true, models: MODELS.into(), baseline: BASELINE, alarms_per_week: ALARMS_PER_WEEK }
     }
 }
 

@@ -62,9 +62,6 @@ pub struct Config {
     pub source: String,
 }
 
-/// The context probes by name, as `--probes` takes them.
-pub const PROBE_NAMES: [&str; 8] = ["dns", "http", "bandwidth", "gateway", "weather", "syslog", "devices", "system"];
-
 /// What the command line can override.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {

@@ -37,9 +37,11 @@ pub struct WebConfig {
     pub listen: String,
 }
 
+pub const WEB_LISTEN: &str = "0.0.0.0:9099";
+
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { enabled: true, listen: "0.0.0.0:9099".into() }
+        WebConfig { enabled: true, listen: WEB_LISTEN.into() }
     }
 }
 
@@ -58,11 +60,14 @@ pub struct NotifyConfig {
     pub mqtt: Option<MqttConfig>,
 }
 
+pub const NOTIFY_MIN_INTERVAL: Duration = Duration::from_secs(600);
+pub const NOTIFY_MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
+
 impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig {
-            min_interval: Duration::from_secs(600),
-            max_age: Duration::from_secs(7 * 86_400),
+            min_interval: NOTIFY_MIN_INTERVAL,
+            max_age: NOTIFY_MAX_AGE,
             ntfy: None,
             webhook: None,
             mqtt: None,
@@ -105,14 +110,19 @@ pub struct MqttConfig {
     pub discovery_prefix: String,
 }
 
+pub const MQTT_PORT: u16 = 1883;
+pub const MQTT_TOPIC: &str = "wanwatch";
+pub const MQTT_DISCOVERY_PREFIX: &str = "homeassistant";
+
+// serde's `default = "..."` takes a function, not a constant.
 fn mqtt_port() -> u16 {
-    1883
+    MQTT_PORT
 }
 fn mqtt_topic() -> String {
-    "wanwatch".into()
+    MQTT_TOPIC.into()
 }
 fn mqtt_discovery() -> String {
-    "homeassistant".into()
+    MQTT_DISCOVERY_PREFIX.into()
 }
 
 impl ReportConfig {

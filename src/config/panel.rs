@@ -25,17 +25,25 @@ pub struct DisplayConfig {
     pub dim_after_min: u32,
 }
 
+pub const DISPLAY_I2C_BUS: u8 = 1;
+pub const DISPLAY_ADDRESS: u8 = 0x3C;
+pub const DISPLAY_PAGE_SECONDS: u64 = 8;
+pub const DISPLAY_OFF_FROM_HOUR: u8 = 23;
+pub const DISPLAY_OFF_UNTIL_HOUR: u8 = 7;
+pub const DISPLAY_SHIFT_EVERY_MIN: u32 = 5;
+pub const DISPLAY_DIM_AFTER_MIN: u32 = 10;
+
 impl Default for DisplayConfig {
     fn default() -> Self {
         DisplayConfig {
             enabled: true,
-            i2c_bus: 1,
-            address: 0x3C,
-            page_seconds: 8,
-            off_from_hour: 23,
-            off_until_hour: 7,
-            shift_every_min: 5,
-            dim_after_min: 10,
+            i2c_bus: DISPLAY_I2C_BUS,
+            address: DISPLAY_ADDRESS,
+            page_seconds: DISPLAY_PAGE_SECONDS,
+            off_from_hour: DISPLAY_OFF_FROM_HOUR,
+            off_until_hour: DISPLAY_OFF_UNTIL_HOUR,
+            shift_every_min: DISPLAY_SHIFT_EVERY_MIN,
+            dim_after_min: DISPLAY_DIM_AFTER_MIN,
         }
     }
 }
@@ -49,9 +57,11 @@ pub struct LedConfig {
     pub gpio: u8,
 }
 
+pub const LED_GPIO: u8 = 17;
+
 impl Default for LedConfig {
     fn default() -> Self {
-        LedConfig { enabled: true, gpio: 17 }
+        LedConfig { enabled: true, gpio: LED_GPIO }
     }
 }
 

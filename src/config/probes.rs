@@ -9,10 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use super::doc::Doc;
 use super::file::RawConfig;
-use super::{ConfigError, Overrides, PROBE_NAMES};
+use super::{ConfigError, Overrides};
 
-fn secs(s: u64) -> Duration {
+const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -29,14 +33,19 @@ pub struct DnsConfig {
     pub servers: Vec<String>,
 }
 
+pub const DNS_INTERVAL: Duration = secs(60);
+pub const DNS_TIMEOUT: Duration = secs(3);
+pub const DNS_NAMES: &[&str] = &["example.com", "wikipedia.org"];
+pub const DNS_SERVERS: &[&str] = &["system", "1.1.1.1", "8.8.8.8"];
+
 impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
             enabled: true,
-            interval: secs(60),
-            timeout: secs(3),
-            names: vec!["example.com".into(), "wikipedia.org".into()],
-            servers: vec!["system".into(), "1.1.1.1".into(), "8.8.8.8".into()],
+            interval: DNS_INTERVAL,
+            timeout: DNS_TIMEOUT,
+            names: strings(DNS_NAMES),
+            servers: strings(DNS_SERVERS),
         }
     }
 }
@@ -52,14 +61,13 @@ pub struct HttpConfig {
     pub urls: Vec<String>,
 }
 
+pub const HTTP_INTERVAL: Duration = secs(60);
+pub const HTTP_TIMEOUT: Duration = secs(10);
+pub const HTTP_URLS: &[&str] = &["https://www.google.com/generate_204", "https://www.cloudflare.com/cdn-cgi/trace"];
+
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            enabled: true,
-            interval: secs(60),
-            timeout: secs(10),
-            urls: vec!["https://www.google.com/generate_204".into(), "https://www.cloudflare.com/cdn-cgi/trace".into()],
-        }
+        HttpConfig { enabled: true, interval: HTTP_INTERVAL, timeout: HTTP_TIMEOUT, urls: strings(HTTP_URLS) }
     }
 }
 
@@ -93,17 +101,24 @@ pub struct BandwidthConfig {
     pub timeout: Duration,
 }
 
+pub const BANDWIDTH_EVERY: Duration = secs(4 * 3600);
+pub const BANDWIDTH_URL: &str = "https://speed.cloudflare.com";
+pub const BANDWIDTH_STREAMS: usize = 4;
+pub const BANDWIDTH_MONTHLY_BUDGET_MB: u64 = 10_000;
+pub const BANDWIDTH_STEP_TARGET: Duration = secs(1);
+pub const BANDWIDTH_TIMEOUT: Duration = secs(30);
+
 impl Default for BandwidthConfig {
     fn default() -> Self {
         BandwidthConfig {
             enabled: true,
-            every: secs(4 * 3600),
+            every: BANDWIDTH_EVERY,
             server: SpeedServer::Cloudflare,
-            url: "https://speed.cloudflare.com".into(),
-            streams: 4,
-            monthly_budget_mb: 10_000,
-            step_target: secs(1),
-            timeout: secs(30),
+            url: BANDWIDTH_URL.into(),
+            streams: BANDWIDTH_STREAMS,
+            monthly_budget_mb: BANDWIDTH_MONTHLY_BUDGET_MB,
+            step_target: BANDWIDTH_STEP_TARGET,
+            timeout: BANDWIDTH_TIMEOUT,
         }
     }
 }
@@ -131,12 +146,15 @@ pub struct GatewayApiConfig {
     pub url: String,
 }
 
+pub const GATEWAY_INTERVAL: Duration = secs(30);
+pub const GATEWAY_TIMEOUT: Duration = secs(3);
+
 impl Default for GatewayApiConfig {
     fn default() -> Self {
         GatewayApiConfig {
             enabled: true,
-            interval: secs(30),
-            timeout: secs(3),
+            interval: GATEWAY_INTERVAL,
+            timeout: GATEWAY_TIMEOUT,
             kind: GatewayKind::Auto,
             url: "auto".into(),
         }
@@ -168,23 +186,20 @@ pub struct WeatherConfig {
     pub url: Option<String>,
 }
 
+pub const WEATHER_INTERVAL: Duration = secs(15 * 60);
+pub const WEATHER_TIMEOUT: Duration = secs(10);
+
 impl Default for WeatherConfig {
     fn default() -> Self {
         WeatherConfig {
             latitude: None,
             longitude: None,
-            interval: secs(15 * 60),
-            timeout: secs(10),
+            interval: WEATHER_INTERVAL,
+            timeout: WEATHER_TIMEOUT,
             provider: None,
             api_key_file: None,
             url: None,
         }
-    }
-}
-
-impl WeatherConfig {
-    pub fn enabled(&self) -> bool {
-        self.latitude.is_some() && self.longitude.is_some()
     }
 }
 
@@ -213,18 +228,25 @@ pub struct SyslogConfig {
     pub max_lines_per_s: u32,
 }
 
+pub const SYSLOG_LISTEN: &str = "0.0.0.0:514";
+pub const SYSLOG_FALLBACK_PORT: u16 = 5514;
+pub const SYSLOG_TCP_IDLE: Duration = secs(300);
+pub const SYSLOG_WIFI_STORM_PER_MIN: u32 = 20;
+pub const SYSLOG_ALLOW_FROM: &[&str] = &["gateway"];
+pub const SYSLOG_MAX_LINES_PER_S: u32 = 20;
+
 impl Default for SyslogConfig {
     fn default() -> Self {
         SyslogConfig {
             enabled: true,
-            listen: "0.0.0.0:514".into(),
-            fallback_port: 5514,
+            listen: SYSLOG_LISTEN.into(),
+            fallback_port: SYSLOG_FALLBACK_PORT,
             tcp: false,
-            tcp_idle: secs(300),
+            tcp_idle: SYSLOG_TCP_IDLE,
             files: Vec::new(),
-            wifi_storm_per_min: 20,
-            allow_from: vec!["gateway".into()],
-            max_lines_per_s: 20,
+            wifi_storm_per_min: SYSLOG_WIFI_STORM_PER_MIN,
+            allow_from: strings(SYSLOG_ALLOW_FROM),
+            max_lines_per_s: SYSLOG_MAX_LINES_PER_S,
         }
     }
 }
@@ -237,9 +259,11 @@ pub struct DevicesConfig {
     pub interval: Duration,
 }
 
+pub const DEVICES_INTERVAL: Duration = secs(300);
+
 impl Default for DevicesConfig {
     fn default() -> Self {
-        DevicesConfig { enabled: true, interval: secs(300) }
+        DevicesConfig { enabled: true, interval: DEVICES_INTERVAL }
     }
 }
 
@@ -253,9 +277,12 @@ pub struct SystemConfig {
     pub sysfs: PathBuf,
 }
 
+pub const SYSTEM_INTERVAL: Duration = secs(60);
+pub const SYSTEM_SYSFS: &str = "/sys";
+
 impl Default for SystemConfig {
     fn default() -> Self {
-        SystemConfig { enabled: true, interval: secs(60), sysfs: PathBuf::from("/sys") }
+        SystemConfig { enabled: true, interval: SYSTEM_INTERVAL, sysfs: PathBuf::from(SYSTEM_SYSFS) }
     }
 }
 
@@ -281,7 +308,98 @@ pub fn parse_server(s: &str) -> Option<std::net::SocketAddr> {
     s.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, 53))
 }
 
+/// What every context probe's section has: the name `--probes` takes, an on/off switch and
+/// its own checks. `ProbesConfig::sections` lists them; `probe::spawn_context` starts them.
+pub trait ProbeSection {
+    fn name(&self) -> &'static str;
+    fn enabled(&self) -> bool;
+    fn switch_off(&mut self);
+    fn validate(&self, _doc: &Doc) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// The common case: a section with an `enabled` field, and maybe a `check` of its own.
+macro_rules! switched_section {
+    ($($ty:ty => $name:literal $(, $check:ident)?;)*) => {$(
+        impl ProbeSection for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+            fn switch_off(&mut self) {
+                self.enabled = false;
+            }
+            $(fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+                self.$check(doc)
+            })?
+        }
+    )*};
+}
+
+switched_section! {
+    DnsConfig => "dns", check;
+    HttpConfig => "http", check;
+    BandwidthConfig => "bandwidth", check;
+    GatewayApiConfig => "gateway";
+    SyslogConfig => "syslog", check;
+    DevicesConfig => "devices";
+    SystemConfig => "system";
+}
+
+/// Weather has no switch: it is on when a place is given.
+impl ProbeSection for WeatherConfig {
+    fn name(&self) -> &'static str {
+        "weather"
+    }
+    fn enabled(&self) -> bool {
+        self.latitude.is_some() && self.longitude.is_some()
+    }
+    fn switch_off(&mut self) {
+        self.latitude = None;
+        self.longitude = None;
+    }
+    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        self.check(doc)
+    }
+}
+
 impl ProbesConfig {
+    /// Every probe's section. A new probe adds its section here, to `file::RawConfig` and to
+    /// `probe::spawn_context` (a test there checks that every section here starts).
+    pub fn sections(&self) -> [&dyn ProbeSection; 8] {
+        [
+            &self.dns,
+            &self.http,
+            &self.bandwidth,
+            &self.gateway_api,
+            &self.weather,
+            &self.syslog,
+            &self.devices,
+            &self.system,
+        ]
+    }
+
+    fn sections_mut(&mut self) -> [&mut dyn ProbeSection; 8] {
+        [
+            &mut self.dns,
+            &mut self.http,
+            &mut self.bandwidth,
+            &mut self.gateway_api,
+            &mut self.weather,
+            &mut self.syslog,
+            &mut self.devices,
+            &mut self.system,
+        ]
+    }
+
+    /// The probes by name, as `--probes` takes them.
+    pub fn names() -> Vec<&'static str> {
+        ProbesConfig::default().sections().iter().map(|s| s.name()).collect()
+    }
+
     /// The probes' sections, each checked, with those the command line leaves out switched off.
     pub fn from_raw(raw: &RawConfig, over: &Overrides, doc: &Doc) -> Result<ProbesConfig, ConfigError> {
         let mut p = ProbesConfig {
@@ -294,31 +412,21 @@ impl ProbesConfig {
             devices: raw.devices.clone(),
             system: raw.system.clone(),
         };
-        p.dns.validate(doc)?;
-        p.http.validate(doc)?;
-        p.bandwidth.validate(doc)?;
-        p.weather.validate(doc)?;
-        p.syslog.validate(doc)?;
+        for section in p.sections() {
+            section.validate(doc)?;
+        }
         if let Some(list) = &over.probes {
-            let on = |name: &str| list.iter().any(|p| p == name);
-            for name in list {
-                if name != "none" && !PROBE_NAMES.contains(&name.as_str()) {
-                    return Err(ConfigError::Flag {
-                        flag: "--probes",
-                        message: format!("unknown probe `{name}`; known: none, {}", PROBE_NAMES.join(", ")),
-                    });
-                }
+            let names = ProbesConfig::names();
+            if let Some(bad) = list.iter().find(|n| *n != "none" && !names.contains(&n.as_str())) {
+                return Err(ConfigError::Flag {
+                    flag: "--probes",
+                    message: format!("unknown probe `{bad}`; known: none, {}", names.join(", ")),
+                });
             }
-            p.dns.enabled &= on("dns");
-            p.http.enabled &= on("http");
-            p.bandwidth.enabled &= on("bandwidth");
-            p.gateway_api.enabled &= on("gateway");
-            p.syslog.enabled &= on("syslog");
-            p.devices.enabled &= on("devices");
-            p.system.enabled &= on("system");
-            if !on("weather") {
-                p.weather.latitude = None;
-                p.weather.longitude = None;
+            for section in p.sections_mut() {
+                if !list.iter().any(|n| n == section.name()) {
+                    section.switch_off();
+                }
             }
         }
         Ok(p)
@@ -326,7 +434,7 @@ impl ProbesConfig {
 }
 
 impl DnsConfig {
-    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+    fn check(&self, doc: &Doc) -> Result<(), ConfigError> {
         for server in &self.servers {
             if server != "system" && parse_server(server).is_none() {
                 return Err(doc.bad("dns", "servers", format!("`{server}` is not \"system\" or ADDR[:PORT]")));
@@ -337,7 +445,7 @@ impl DnsConfig {
 }
 
 impl HttpConfig {
-    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+    fn check(&self, doc: &Doc) -> Result<(), ConfigError> {
         for url in &self.urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(doc.bad("http", "urls", format!("`{url}` is not an http:// or https:// URL")));
@@ -348,7 +456,7 @@ impl HttpConfig {
 }
 
 impl BandwidthConfig {
-    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+    fn check(&self, doc: &Doc) -> Result<(), ConfigError> {
         if !(1..=8).contains(&self.streams) {
             return Err(doc.bad("bandwidth", "streams", "must be between 1 and 8"));
         }
@@ -360,7 +468,7 @@ impl BandwidthConfig {
 }
 
 impl WeatherConfig {
-    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+    fn check(&self, doc: &Doc) -> Result<(), ConfigError> {
         if self.latitude.is_some() != self.longitude.is_some() {
             return Err(doc.bad("weather", "latitude", "give both latitude and longitude"));
         }
@@ -378,7 +486,7 @@ impl WeatherConfig {
 }
 
 impl SyslogConfig {
-    fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+    fn check(&self, doc: &Doc) -> Result<(), ConfigError> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(doc.bad("syslog", "listen", format!("`{}` is not ADDR:PORT", self.listen)));
         }

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::WallClock;
 use crate::config::Config;
+use crate::config::probes::ProbeSection;
 use crate::sample::{EventKind, Metric, Record, WallMs};
 
 /// What a context probe gets: the clock, the way out, and the stop signal.
@@ -190,7 +191,6 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Start every enabled context probe. Returns the tasks; they end when `stop` turns true.
 /// The context probes on a thread and a runtime of their own: a flood into one of them (a router
 /// log storm, a slow report of the gateway) never delays a ping, which runs on the agent's.
 pub struct ContextThread {
@@ -252,6 +252,8 @@ impl crate::service::Service for ContextThread {
     }
 }
 
+/// Start every enabled context probe (one task each) on the current runtime. A probe added to
+/// `ProbesConfig::sections` starts here; the test below fails until it does.
 pub fn spawn_context(cfg: &Config, ctx: &Ctx) -> tokio::task::JoinSet<()> {
     let p = &cfg.probes;
     let mut set = tokio::task::JoinSet::new();
@@ -297,4 +299,42 @@ pub fn spawn_context(cfg: &Config, ctx: &Ctx) -> tokio::task::JoinSet<()> {
         set.spawn(async move { system::run(c, db, ctx).await });
     }
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+    use crate::config::probes::ProbesConfig;
+
+    /// Every section `ProbesConfig` lists starts a task when enabled, and not when `--probes`
+    /// leaves it out. The tasks are aborted before their first poll, so nothing is sent.
+    #[test]
+    fn every_enabled_section_starts_one_task() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (out, _rx) = mpsc::channel(8);
+        let (_stop, stop_rx) = watch::channel(true);
+        let ctx = Ctx::new(WallClock::system(), out, stop_rx, "unused.db".into());
+        let started = |probes: Option<Vec<String>>| {
+            let text = "[weather]\nlatitude = 52.0\nlongitude = 4.0\n";
+            let over = Overrides { probes, ..Default::default() };
+            let cfg = crate::config::from_str(text, "t.toml".as_ref(), &over, &[]).unwrap();
+            let enabled = cfg.probes.sections().iter().filter(|s| s.enabled()).count();
+            let n = rt.block_on(async {
+                let mut set = spawn_context(&cfg, &ctx);
+                set.abort_all();
+                let n = set.len();
+                while set.join_next().await.is_some() {}
+                n
+            });
+            (enabled, n)
+        };
+        let names = ProbesConfig::names();
+        assert_eq!(started(None), (names.len(), names.len()), "a section is not started by spawn_context");
+        for name in &names {
+            let rest: Vec<String> = names.iter().filter(|n| *n != name).map(|n| n.to_string()).collect();
+            assert_eq!(started(Some(rest)), (names.len() - 1, names.len() - 1), "--probes without {name}");
+        }
+        assert_eq!(started(Some(vec!["none".into()])), (0, 0));
+    }
 }
