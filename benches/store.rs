@@ -64,8 +64,7 @@ fn bytes_per_row() {
     w.shutdown();
     let store = Store::open(&db, 16 << 20).unwrap();
     let full = store.used_bytes().unwrap();
-    let samples: i64 =
-        rusqlite::Connection::open(&db).unwrap().query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    let samples = store.ping_count().unwrap();
     let minutes: i64 =
         rusqlite::Connection::open(&db).unwrap().query_row("SELECT count(*) FROM minutes", [], |r| r.get(0)).unwrap();
     rusqlite::Connection::open(&db).unwrap().execute("DELETE FROM minutes", []).unwrap();

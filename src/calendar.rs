@@ -15,6 +15,12 @@ pub const DAY_MS: i64 = 24 * HOUR_MS;
 pub const WEEK_MS: i64 = 7 * DAY_MS;
 pub const HOURS_PER_WEEK: usize = 168;
 
+/// The start of the minute `ts` falls in (a floor, also before 1970; saturating at the ends of
+/// time, which open-ended ranges use).
+pub fn minute_of(ts: WallMs) -> WallMs {
+    ts.saturating_sub(ts.rem_euclid(MINUTE_MS))
+}
+
 /// 0 = Monday 00:00-01:00 ... 167 = Sunday 23:00, at `offset_s` from UTC.
 pub fn hour_of_week(ts: WallMs, offset_s: i64) -> usize {
     let local_h = (ts.div_euclid(SECOND_MS) + offset_s).div_euclid(3600);
@@ -152,6 +158,15 @@ pub fn local_offset_s(ms: WallMs) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minutes_floor_even_before_1970() {
+        assert_eq!(minute_of(59_999), 0);
+        assert_eq!(minute_of(60_000), 60_000);
+        assert_eq!(minute_of(-1), -60_000);
+        assert!(minute_of(i64::MIN) <= i64::MIN + MINUTE_MS);
+        assert_eq!(minute_of(i64::MAX), i64::MAX - i64::MAX % MINUTE_MS);
+    }
 
     #[test]
     fn hour_of_week_counts_from_monday() {

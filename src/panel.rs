@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::panel::{DisplayConfig, LedConfig};
@@ -17,7 +16,7 @@ use crate::display::oled::Oled;
 use crate::display::{Page, Snapshot, screens};
 use crate::led::{Led, Pattern};
 use crate::sample::{EventKind, LinkState, WallMs};
-use crate::service::FlagThread;
+use crate::service::{FlagThread, Stop};
 use crate::store::Store;
 
 const TICK: Duration = Duration::from_millis(20);
@@ -68,7 +67,7 @@ impl Panel {
         FlagThread::spawn("panel", move |stop| self.run(stop))
     }
 
-    fn run(self, stop: &AtomicBool) {
+    fn run(self, stop: &Stop) {
         let started = Instant::now();
         let burn = BurnIn {
             off_from_hour: self.display.off_from_hour,
@@ -87,7 +86,7 @@ impl Panel {
         let ip = local_ip(self.gateway);
         let mut last_state = (LinkState::Unknown, Instant::now());
         let mut stale = false;
-        while !stop.load(Ordering::SeqCst) {
+        loop {
             let now = Instant::now();
             if self.led.enabled && led.is_none() && now >= led_retry {
                 match crate::hw::open_led(self.led.gpio) {
@@ -127,7 +126,8 @@ impl Panel {
                 }
             }
             let wall = self.now.now();
-            let fresh = now.duration_since(refreshed) >= REFRESH;
+            // Nothing to show on: no database reads either.
+            let fresh = (led.is_some() || oled.is_some()) && now.duration_since(refreshed) >= REFRESH;
             if fresh {
                 refreshed = now;
                 if store.is_none() {
@@ -181,7 +181,25 @@ impl Panel {
                     }
                 }
             }
-            std::thread::sleep(TICK);
+            // Asleep until there is work: the LED's next blink step, else the OLED's next refresh
+            // or page, else the next look for hardware (a panel plugged in later is found).
+            let page = Duration::from_secs(self.display.page_seconds.max(1));
+            let next = if led.is_some() {
+                now + TICK
+            } else if oled.is_some() {
+                // (Never sooner than a tick: a page not turned for lack of data is not due again and again.)
+                (refreshed + REFRESH).min(page_at + page).max(now + TICK)
+            } else {
+                let retry = |enabled: bool, at: Instant| enabled.then_some(at);
+                [retry(self.led.enabled, led_retry), retry(self.display.enabled, oled_retry)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(now + RETRY)
+            };
+            if stop.wait_until(next) {
+                break;
+            }
         }
         if let Some(mut l) = led {
             l.set(Pattern::Off, Duration::ZERO);

@@ -182,12 +182,18 @@ fn export_into_a_closed_pipe_exits_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let db = recorded_db(dir.path());
     // Make the export big enough that it cannot fit in the pipe buffer.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
-         INSERT INTO samples (ts, target, seq, rtt_us) SELECT i, 1, i % 65536, 1000 FROM n;",
-    )
-    .unwrap();
+    let store = wanwatch::store::Store::open(&db, 1 << 20).unwrap();
+    let pings = (1..=200_000i64)
+        .map(|i| wanwatch::store::pings::Ping {
+            ts: i,
+            seq: (i % 65536) as u16,
+            rtt_us: Some(1000),
+            fail: None,
+            err_from: None,
+        })
+        .collect();
+    store.insert_pings(1, pings).unwrap();
+    drop(store);
     for format in ["csv", "jsonl"] {
         // `wanwatch export | head -n 3`
         let mut child = Command::new(env!("CARGO_BIN_EXE_wanwatch"))

@@ -49,8 +49,8 @@ fn kill_9_twenty_times_never_corrupts_and_loses_at_most_one_batch() {
         let conn = Connection::open(&db).unwrap();
         let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok", "round {round}: database corrupt after kill -9");
-        let (total, newest): (i64, Option<i64>) =
-            conn.query_row("SELECT count(*), max(ts) FROM samples", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        let (total, newest) =
+            (wanwatch::store::pings::count(&conn).unwrap(), wanwatch::store::pings::last_ts(&conn).unwrap());
         let newest = newest.expect("samples written");
         // What may be lost: the batch since the last flush, plus the pings still waiting for
         // their answers (timeout 100 ms) and a little scheduling slack.

@@ -79,7 +79,7 @@ fn agent_footprint_4_targets_at_1hz() {
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    let n = wanwatch::store::pings::count(&conn).unwrap();
     let file = std::fs::metadata(&db).unwrap().len();
     println!("footprint over {elapsed:.0} s, 4 targets at 1 Hz, flush interval {flush} ({n} samples):");
     println!("  CPU      {cpu:.2} s = {:.3}% of one core", cpu / elapsed * 100.0);

@@ -29,11 +29,19 @@ fn config(w: &Workdir, interval: &str, timeout: &str, anchors: &[std::net::IpAdd
     )
 }
 
+/// Every ping stored for one target address, by time.
+fn pings_of(db: &Connection, addr: &str) -> Vec<wanwatch::store::pings::Ping> {
+    let id: i64 = db.query_row("SELECT id FROM targets WHERE addr = ?1", [addr], |r| r.get(0)).unwrap();
+    wanwatch::store::pings::read(db, i64::MIN / 2, i64::MAX / 2, Some(id))
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
 /// (sent, lost, rtts in ms sorted) for one target address.
 fn samples(db: &Connection, addr: &str) -> (u64, u64, Vec<f64>) {
-    let mut stmt =
-        db.prepare("SELECT s.rtt_us FROM samples s JOIN targets t ON t.id = s.target WHERE t.addr = ?1").unwrap();
-    let rtts: Vec<Option<i64>> = stmt.query_map([addr], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let rtts: Vec<Option<u32>> = pings_of(db, addr).iter().map(|p| p.rtt_us).collect();
     let mut ok: Vec<f64> = rtts.iter().flatten().map(|&us| us as f64 / 1000.0).collect();
     ok.sort_by(f64::total_cmp);
     (rtts.len() as u64, (rtts.len() - ok.len()) as u64, ok)
@@ -120,13 +128,8 @@ fn measured_loss_is_inside_the_binomial_interval_and_late_replies_count_once() {
     // and about half are lost.
     let late = bed.scenario.anchor[2].addr.to_string();
     let (sent, lost, rtts) = samples(&db, &late);
-    let dupes: i64 = db
-        .query_row(
-            "SELECT count(*) - count(DISTINCT s.seq) FROM samples s JOIN targets t ON t.id = s.target WHERE t.addr = ?1",
-            [&late],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let seqs: Vec<u16> = pings_of(&db, &late).iter().map(|p| p.seq).collect();
+    let dupes = seqs.len() - seqs.iter().collect::<std::collections::HashSet<_>>().len();
     assert_eq!(dupes, 0, "a sequence number was stored twice");
     assert!(sent.abs_diff(sents[0]) <= 3, "late target has {sent} samples vs {} for a normal one", sents[0]);
     assert!(rtts.iter().all(|&r| r <= 150.0 + 5.0), "an RTT beyond the timeout was stored: {:?}", rtts.last());
@@ -444,15 +447,7 @@ fn bandwidth_test_never_exceeds_its_budget() {
 type Row = (i64, Option<i64>, Option<i64>, Option<String>);
 
 fn rows(db: &Connection, addr: &str) -> Vec<Row> {
-    db.prepare(
-        "SELECT s.ts, s.rtt_us, s.fail, s.err_from FROM samples s JOIN targets t ON t.id = s.target
-         WHERE t.addr = ?1 ORDER BY s.ts",
-    )
-    .unwrap()
-    .query_map([addr], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    pings_of(db, addr).into_iter().map(|p| (p.ts, p.rtt_us.map(i64::from), p.fail, p.err_from)).collect()
 }
 
 /// Regression (issue 12.1): a router whose WAN is down answers our echoes with Destination

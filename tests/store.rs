@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use wanwatch::clock::WallClock;
 use wanwatch::config::StoreConfig;
 use wanwatch::sample::{Failure, OutageKind, Record, Role, Sample, Target};
+use wanwatch::store::pings::Ping;
 use wanwatch::store::writer::Writer;
 use wanwatch::store::{Store, retention};
 
@@ -34,6 +35,22 @@ fn targets() -> Vec<Target> {
             name: format!("t{i}"),
         })
         .collect()
+}
+
+/// `n` pings of target 1 at 1 Hz from `t0` (RTTs varied a little), written a day at a time.
+fn fill_pings(store: &Store, t0: i64, first: i64, n: i64) {
+    let pings: Vec<Ping> = (first..first + n)
+        .map(|i| Ping {
+            ts: t0 + i * 1000,
+            seq: (i % 65536) as u16,
+            rtt_us: Some(20_000 + (i * 7_919 % 9_973) as u32),
+            fail: None,
+            err_from: None,
+        })
+        .collect();
+    for day in pings.chunks(86_400) {
+        store.insert_pings(1, day.to_vec()).unwrap();
+    }
 }
 
 fn sample(target: usize, ts: i64, seq: u16, rtt_us: Option<u32>) -> Record {
@@ -178,14 +195,11 @@ fn size_cap_deletes_oldest_raw_samples_and_shrinks_the_file() {
     let store = Store::open(&db, 1 << 20).unwrap();
     rusqlite::Connection::open(&db)
         .unwrap()
-        .execute_batch(
-            "INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor');
-             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 400000)
-             INSERT INTO samples (ts, target, seq, rtt_us) SELECT 1790000000000 + i * 1000, 1, i % 65536, 20000 + i % 977 FROM n;",
-        )
+        .execute("INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor')", [])
         .unwrap();
+    fill_pings(&store, 1_790_000_000_000, 0, 400_001);
     let before = store.used_bytes().unwrap();
-    let cap = 4u64 << 20;
+    let cap = 1u64 << 20;
     assert!(before > 2 * cap, "fixture too small: {before} bytes");
     let r =
         retention::apply(&store, 1_790_000_000_000 + 400_000_000, &StoreConfig { max_db_bytes: cap, ..cfg() }).unwrap();
@@ -194,10 +208,8 @@ fn size_cap_deletes_oldest_raw_samples_and_shrinks_the_file() {
     println!("cap {cap}: used {before} -> {after} bytes, file {file} bytes, deleted {} samples", r.capped_total());
     assert!(after <= cap, "still {after} bytes over a {cap} cap");
     assert!(file <= cap + (64 << 10), "file not shrunk: {file} bytes");
-    let oldest: i64 =
-        rusqlite::Connection::open(&db).unwrap().query_row("SELECT min(ts) FROM samples", [], |r| r.get(0)).unwrap();
-    let newest: i64 =
-        rusqlite::Connection::open(&db).unwrap().query_row("SELECT max(ts) FROM samples", [], |r| r.get(0)).unwrap();
+    let left = store.pings(0, i64::MAX).unwrap();
+    let (oldest, newest) = (left[0].1.ts, left.last().unwrap().1.ts);
     assert_eq!(newest, 1_790_000_000_000 + 400_000 * 1000, "the newest data is kept");
     assert!(oldest > 1_790_000_000_000, "the oldest data goes first");
     assert_eq!(store.integrity_check().unwrap(), "ok");
@@ -290,7 +302,7 @@ fn a_full_disk_keeps_samples_in_memory_and_loses_none() {
     w.flush().expect("writes work again once there is space");
     let report = w.shutdown();
     let c = Connection::open(&db).unwrap();
-    let n: i64 = c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    let n = Store::open_read_only(&db).unwrap().ping_count().unwrap();
     assert_eq!(n, sent, "every sample survived the full disk");
     assert!(report.failed_flushes >= 2);
     let check: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
@@ -307,22 +319,15 @@ fn the_cap_never_lets_the_database_take_more_than_half_its_file_system() {
         .unwrap()
         .execute("INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor')", [])
         .unwrap();
-    // About 14 MB of samples, written in batches as the agent would.
+    // About 14 MB of samples (four weeks at 1 Hz), written in batches as the agent would.
     for chunk in 0..4 {
-        rusqlite::Connection::open(&db)
-            .unwrap()
-            .execute(
-                "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 + 149999)
-                 INSERT INTO samples (ts, target, seq, rtt_us) SELECT 1790000000000 + i * 1000, 1, i % 65536, 20000 + i % 977 FROM n",
-                [chunk * 150_000],
-            )
-            .unwrap();
+        fill_pings(&store, 1_790_000_000_000, chunk * 600_000, 600_000);
         rusqlite::Connection::open(&db).unwrap().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
     }
     let before = store.used_bytes().unwrap();
     assert_eq!(retention::effective_cap(&store, 4096 << 20), 12 << 20, "half of a 24 MB file system");
     // Configured for 4 GB, as by default: the 24 MB file system still caps it at 12 MB.
-    let r = retention::apply(&store, 1_790_000_000_000 + 600_000_000, &cfg()).unwrap();
+    let r = retention::apply(&store, 1_790_000_000_000 + 4_000_000_000, &cfg()).unwrap();
     let after = store.used_bytes().unwrap();
     println!("24 MB fs: used {before} -> {after} bytes, deleted {} samples", r.capped_total());
     assert!(before > 12 << 20 && after <= 12 << 20, "{before} -> {after}");
@@ -344,9 +349,7 @@ fn the_cap_covers_every_table_and_keeps_the_evidence_longest() {
         .execute_batch(&format!(
             "INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor');
              INSERT INTO series (id, probe, subject, name, unit) VALUES (1, 'weather', 'here', 'temp_c', 'C');
-             -- Three days of 1 Hz samples and their rollups.
-             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 259199)
-             INSERT INTO samples (ts, target, seq, rtt_us) SELECT {t0} + i * 1000, 1, i % 65536, 20000 + i % 977 FROM n;
+             -- Three days of 1 Hz samples (below) and their rollups.
              WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4319)
              INSERT INTO minutes (ts, target, sent, lost, median_us) SELECT {t0} + i * 60000, 1, 60, 0, 20000 FROM n;
              WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4319)
@@ -360,6 +363,7 @@ fn the_cap_covers_every_table_and_keeps_the_evidence_longest() {
              INSERT INTO events (ts, kind, detail) VALUES ({t0} + 3600000, 'state', 'up -> wan_down');"
         ))
         .unwrap();
+    fill_pings(&store, t0, 0, 259_200);
     let count = |t: &str| -> i64 {
         rusqlite::Connection::open(&db)
             .unwrap()
@@ -380,10 +384,10 @@ fn the_cap_covers_every_table_and_keeps_the_evidence_longest() {
         .query_row("SELECT min(ts) FROM syslog WHERE class IS NULL", [], |r| r.get(0))
         .unwrap();
     assert!(oldest_chatter > t0 + 150_000 * 1000, "the newest chatter is what is left");
-    assert_eq!(count("samples"), 259_200);
+    assert_eq!(store.ping_count().unwrap(), 259_200);
 
     // A much tighter cap: the order goes on, and the evidence stays.
-    let cap = 4u64 << 20;
+    let cap = 1u64 << 20;
     let r = retention::apply(&store, now, &StoreConfig { max_db_bytes: cap, ..cfg() }).unwrap();
     let after = store.used_bytes().unwrap();
     println!("cap {cap}: used -> {after} bytes; deleted {:?}", r.capped);
@@ -394,7 +398,7 @@ fn the_cap_covers_every_table_and_keeps_the_evidence_longest() {
     assert_eq!(count("outages"), 1);
     assert_eq!(count("events"), 1);
     assert_eq!(count("minutes"), 4320, "rollups are kept");
-    assert_eq!(count(&format!("samples WHERE ts >= {}", now - day)), 86_400, "the last day's samples are kept");
+    assert_eq!(store.pings(now - day, i64::MAX).unwrap().len(), 86_400, "the last day's samples are kept");
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
 
@@ -475,7 +479,7 @@ fn a_full_disk_with_a_log_flood_keeps_the_samples_resumes_and_stops_in_time() {
     assert!(stop < std::time::Duration::from_secs(10), "stopping took {stop:?}");
     assert!(rss_full - rss_before < 64.0, "the backlog took {:.0} MB", rss_full - rss_before);
     let c = Connection::open(&db).unwrap();
-    let n: i64 = c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+    let n = Store::open_read_only(&db).unwrap().ping_count().unwrap();
     assert_eq!(n, samples, "every sample survived: the router log was shed first");
     let said: String = c
         .query_row("SELECT detail FROM events WHERE kind = 'backlog_dropped'", [], |r| r.get(0))
@@ -538,12 +542,10 @@ fn a_sqlite_export_to_a_full_disk_leaves_nothing_behind() {
     let store = Store::open(&db, 1 << 20).unwrap();
     rusqlite::Connection::open(&db)
         .unwrap()
-        .execute_batch(
-            "INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor');
-             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
-             INSERT INTO samples (ts, target, seq, rtt_us) SELECT 1790000000000 + i * 1000, 1, i % 65536, 20000 FROM n;",
-        )
+        .execute("INSERT INTO targets (id, addr, name, role) VALUES (1, '192.0.2.1', 'x', 'anchor')", [])
         .unwrap();
+    // Enough that the copy (with its plain samples table) cannot fit on 2 MB.
+    fill_pings(&store, 1_790_000_000_000, 0, 200_001);
     drop(store);
     let bin = env!("CARGO_BIN_EXE_wanwatch");
     let out = fs.path().join("copy.db");
@@ -564,4 +566,155 @@ fn a_sqlite_export_to_a_full_disk_leaves_nothing_behind() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let n: i64 = Connection::open(&out2).unwrap().query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 200_001);
+}
+
+/// The export query of schema 1-4, frozen: what `export --table samples` printed before the
+/// compact layout. The migrated database must print the same bytes.
+fn old_samples_csv(db: &Path) -> String {
+    let reasons: Vec<String> =
+        Failure::names().iter().map(|(code, name)| format!("WHEN {code} THEN '{name}'")).collect();
+    let sql = format!(
+        "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', s.ts / 1000.0, 'unixepoch') AS time, s.ts AS ts_ms, g.name AS target,
+                g.addr AS addr, s.seq AS seq, round(s.rtt_us / 1000.0, 3) AS rtt_ms,
+                CASE s.fail {} END AS lost, s.err_from AS said_by
+         FROM samples s JOIN targets g ON g.id = s.target
+         WHERE s.ts >= ?1 AND s.ts < ?2 ORDER BY s.ts, g.id",
+        reasons.join(" ")
+    );
+    let c = Connection::open(db).unwrap();
+    let mut stmt = c.prepare(&sql).unwrap();
+    let names: Vec<String> = stmt.column_names().map(String::from).collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(&names).unwrap();
+    let mut rows = stmt.query([0i64, i64::MAX]).unwrap();
+    while let Some(row) = rows.next().unwrap() {
+        let rec: Vec<String> = (0..names.len())
+            .map(|i| match row.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    String::from_utf8_lossy(t).into_owned()
+                }
+            })
+            .collect();
+        w.write_record(&rec).unwrap();
+    }
+    String::from_utf8(w.into_inner().unwrap()).unwrap()
+}
+
+/// A database as schema 4 left it: `days` of 4 targets at 1 Hz, with losses of every kind, ICMP
+/// errors and their witnesses, and RTTs from 0 to seconds.
+fn old_layout_db(db: &Path, days: i64) -> i64 {
+    let store = Store::create_at_version(db, 4).unwrap();
+    drop(store);
+    let c = Connection::open(db).unwrap();
+    c.execute_batch(
+        "INSERT INTO targets (id, addr, name, role) VALUES
+             (1, '192.168.1.1', 'gateway', 'gateway'), (2, '1.1.1.1', 'cloudflare', 'anchor'),
+             (3, '8.8.8.8', 'google', 'anchor'), (4, '2606:4700:4700::1111', 'cf6', 'anchor');",
+    )
+    .unwrap();
+    let n = days * 86_400;
+    c.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1)
+         INSERT INTO samples (ts, target, seq, rtt_us, fail, err_from)
+         SELECT 1790000000000 + i * 1000 + t.id * 250 + (i * 37 % 11), t.id, (i + t.id * 1000) % 65536,
+                CASE WHEN i % 97 = 0 OR i % 1013 = 5 THEN NULL ELSE (i * 7919 + t.id * 13) % 40000 + (i % 5000 = 0) * 2000000 END,
+                CASE WHEN i % 1013 = 5 THEN 11 WHEN i % 97 = 0 THEN 1 + (i % 2) END,
+                CASE WHEN i % 1013 = 5 THEN '10.0.0.' || (i % 250) END
+         FROM n, targets t",
+        [n],
+    )
+    .unwrap();
+    n * 4
+}
+
+/// Issue 16.1: a schema-4 database is converted to the compact layout in place, the export is
+/// byte for byte what it was, and a conversion killed half way loses nothing and resumes.
+#[test]
+fn the_compact_layout_migration_is_exact_and_survives_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    let total = old_layout_db(&db, 3);
+    let expected = old_samples_csv(&db);
+    assert_eq!(expected.lines().count() as i64, total + 1);
+    Connection::open(&db).unwrap().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let before = std::fs::metadata(&db).unwrap().len();
+
+    // Killed half way: a `wanwatch run` converting it gets SIGKILL once a day or two is moved.
+    let killed = {
+        let copy = dir.path().join("killed.db");
+        std::fs::copy(&db, &copy).unwrap();
+        let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+            .args(["run", "--probes", "none", "--gateway", "none", "--target", "127.0.0.1", "--for", "60s"])
+            .args(["--db", copy.to_str().unwrap()])
+            .env("WANWATCH_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let mut killed_mid_way = false;
+        while started.elapsed() < Duration::from_secs(60) {
+            let moved = Connection::open(&copy)
+                .ok()
+                .and_then(|c| c.query_row("SELECT coalesce(sum(n), 0) FROM pings", [], |r| r.get::<_, i64>(0)).ok())
+                .unwrap_or(0);
+            if moved > 0 {
+                killed_mid_way = moved < total;
+                break;
+            }
+            if agent.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        let c = Connection::open(&copy).unwrap();
+        let check: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+        let left: i64 = c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap_or(0);
+        let moved = wanwatch::store::pings::count(&c).unwrap();
+        if killed_mid_way {
+            assert_eq!(left + moved, total, "a kill during the conversion lost or doubled pings");
+            println!("killed with {moved} of {total} pings moved");
+        } else {
+            println!("the agent did not stop mid-way (moved {moved}); the kill part is not exercised");
+        }
+        copy
+    };
+
+    // Converted to the end (on open), in place.
+    let t = Instant::now();
+    let store = Store::open(&db, 1 << 20).unwrap();
+    let took = t.elapsed();
+    assert_eq!(store.ping_count().unwrap(), total);
+    drop(store);
+    let c = Connection::open(&db).unwrap();
+    let tables: i64 =
+        c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'samples'", [], |r| r.get(0)).unwrap();
+    assert_eq!(tables, 0, "the old table is dropped once empty");
+    c.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    let after = std::fs::metadata(&db).unwrap().len();
+    println!(
+        "converted {total} pings in {took:?}; file {:.1} MB -> {:.1} MB after VACUUM",
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+    let export = |db: &Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wanwatch"))
+            .args(["export", "--db", db.to_str().unwrap(), "--table", "samples", "--format", "csv"])
+            .args(["--since", "2020-01-01", "--until", "2040-01-01"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let got = export(&db);
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "the export changed");
+    // The killed copy, resumed, is the same.
+    drop(Store::open(&killed, 1 << 20).unwrap());
+    assert!(export(&killed) == expected, "the resumed conversion differs");
 }

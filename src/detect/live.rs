@@ -22,11 +22,12 @@ use super::models::{Models, Source};
 use super::outlook::Outlook;
 use super::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
 use super::shift::Shift;
+use crate::calendar::minute_of;
 use crate::calendar::{self, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::config::detect::DetectConfig;
 use crate::sample::{EventKind, Metric, Record, Sample, Target, WallMs};
 use crate::series;
-use crate::store::rollup::{self, minute_of};
+use crate::store::rollup;
 
 /// A minute is closed this long after it ends: replies (or timeouts) to its last pings are in.
 const CLOSE_AFTER_MS: i64 = 5_000;

@@ -1,11 +1,11 @@
 //! Everything the screens show, read from the database in one go (the display runs beside the
 //! agent and reads the same file the writer fills).
 
+use crate::calendar::minute_of;
 use crate::calendar::{DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::sample::{EventKind, LinkState, WallMs};
 use crate::series::{self, Series};
 use crate::stats::quantile_sorted as quantile;
-use crate::store::rollup::minute_of;
 use crate::store::{Store, StoreError};
 
 /// The events the notice page shows.

@@ -17,7 +17,6 @@ pub mod limit;
 pub mod mqtt;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -157,9 +156,9 @@ impl Worker {
         self.backoff.iter().map(|b| b.0.clone()).collect()
     }
 
-    fn run(mut self, stop: &AtomicBool) {
+    fn run(mut self, stop: &crate::service::Stop) {
         let mut next_watch = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_set() {
             if let Some(m) = &mut self.mqtt {
                 m.poll(Duration::from_millis(100));
             }
@@ -186,7 +185,9 @@ impl Worker {
                     Err(e) => tracing::warn!("notify: saving the queue to {}: {e}", self.file.display()),
                 }
             }
-            std::thread::sleep(Duration::from_millis(200));
+            if stop.wait(Duration::from_millis(200)) {
+                break;
+            }
         }
         if self.dirty {
             let _ = crate::jsonfile::save(&self.state, &self.file);

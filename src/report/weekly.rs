@@ -44,22 +44,19 @@ pub fn write_if_due(db: &Path, dir: &Path, now: WallMs, plan: Plan) -> anyhow::R
     Ok(Some(path))
 }
 
-/// Check every ten minutes (and at start) until `stop`; failures are logged, never fatal.
+/// Check every ten minutes (and half a minute after start) until stopped; failures are logged,
+/// never fatal. Asleep in between.
 pub fn spawn(db: PathBuf, dir: PathBuf, plan: Plan, now: crate::clock::WallClock) -> crate::service::FlagThread {
-    use std::sync::atomic::Ordering;
     crate::service::FlagThread::spawn("weekly-report", move |stop| {
         // Give the agent's first flush a moment, so a fresh database exists.
         let mut next = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !stop.load(Ordering::Relaxed) {
-            if std::time::Instant::now() >= next {
-                next += std::time::Duration::from_secs(600);
-                match write_if_due(&db, &dir, now.now(), plan) {
-                    Ok(Some(path)) => tracing::info!("wrote last week's report to {}", path.display()),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("weekly report: {e:#}"),
-                }
+        while !stop.wait_until(next) {
+            next += std::time::Duration::from_secs(600);
+            match write_if_due(&db, &dir, now.now(), plan) {
+                Ok(Some(path)) => tracing::info!("wrote last week's report to {}", path.display()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("weekly report: {e:#}"),
             }
-            std::thread::sleep(std::time::Duration::from_millis(250));
         }
     })
 }

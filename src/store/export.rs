@@ -50,12 +50,14 @@ fn iso(col: &str) -> String {
 /// and epoch milliseconds; RTTs in milliseconds.
 fn query(table: Table) -> String {
     match table {
+        // The pings are decoded into a temporary table a stretch at a time (see `write_samples`),
+        // and SQL formats them exactly as it formats every other table.
         Table::Samples => format!(
             "SELECT {t} AS time, s.ts AS ts_ms, g.name AS target, g.addr AS addr, s.seq AS seq,
                     round(s.rtt_us / 1000.0, 3) AS rtt_ms,
                     CASE s.fail {reasons} END AS lost, s.err_from AS said_by
-             FROM samples s JOIN targets g ON g.id = s.target
-             WHERE s.ts >= ?1 AND s.ts < ?2 ORDER BY s.ts, g.id",
+             FROM temp.export_samples s JOIN targets g ON g.id = s.target
+             WHERE s.ts >= ?1 AND s.ts < ?2 ORDER BY s.ts, g.id, s.seq",
             t = iso("s.ts"),
             reasons = crate::sample::Failure::names()
                 .iter()
@@ -115,50 +117,163 @@ pub fn write_table(
     until: WallMs,
     out: impl Write,
 ) -> Result<u64, ExportError> {
+    if table == Table::Samples {
+        return write_samples(store, format, since, until, out);
+    }
     let mut stmt = store.conn.prepare(&query(table)).map_err(|e| store.sql("export query", e))?;
-    let names: Vec<String> = stmt.column_names().map(String::from).collect();
-    let mut rows = stmt.query([since, until]).map_err(|e| store.sql("export query", e))?;
-    let mut n = 0;
-    match format {
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record(&names)?;
-            while let Some(row) = rows.next().map_err(|e| store.sql("export read", e))? {
-                let mut rec = csv::StringRecord::new();
-                for i in 0..names.len() {
-                    rec.push_field(&match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
-                        ValueRef::Null => String::new(),
-                        ValueRef::Integer(v) => v.to_string(),
-                        ValueRef::Real(v) => v.to_string(),
-                        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
-                    });
-                }
-                w.write_record(&rec)?;
-                n += 1;
-            }
-            w.flush()?;
+    let mut sink = Sink::new(format, out, &stmt)?;
+    sink.rows(store, &mut stmt, since, until)?;
+    sink.finish()
+}
+
+/// Raw pings a stretch of this long at a time: memory stays bounded whatever the range.
+const SAMPLES_STRETCH_MS: i64 = crate::calendar::HOUR_MS;
+
+fn write_samples(
+    store: &Store,
+    format: Format,
+    since: WallMs,
+    until: WallMs,
+    out: impl Write,
+) -> Result<u64, ExportError> {
+    let conn = &store.conn;
+    let sql = |e| ExportError::from(store.sql("export samples", e));
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS export_samples
+             (ts INTEGER, target INTEGER, seq INTEGER, rtt_us INTEGER, fail INTEGER, err_from TEXT);
+         DELETE FROM temp.export_samples;",
+    )
+    .map_err(sql)?;
+    let mut stmt = conn.prepare(&query(Table::Samples)).map_err(sql)?;
+    let mut sink = Sink::new(format, out, &stmt)?;
+    let next_block = |from: WallMs| -> rusqlite::Result<Option<WallMs>> {
+        conn.query_row("SELECT min(ts) FROM pings WHERE ts >= ?1", [from], |r| r.get(0))
+    };
+    let mut lo = since;
+    while let Some(first) = next_block(crate::calendar::minute_of(lo)).map_err(sql)? {
+        lo = lo.max(first);
+        if lo >= until {
+            break;
         }
-        Format::Jsonl | Format::Sqlite => {
-            let mut out = io::BufWriter::new(out);
-            while let Some(row) = rows.next().map_err(|e| store.sql("export read", e))? {
-                let mut obj = serde_json::Map::new();
-                for (i, name) in names.iter().enumerate() {
-                    let v = match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
-                        ValueRef::Null => serde_json::Value::Null,
-                        ValueRef::Integer(v) => v.into(),
-                        ValueRef::Real(v) => v.into(),
-                        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned().into(),
-                    };
-                    obj.insert(name.clone(), v);
+        let hi = lo.saturating_add(SAMPLES_STRETCH_MS).min(until);
+        {
+            let mut insert =
+                conn.prepare_cached("INSERT INTO temp.export_samples VALUES (?1, ?2, ?3, ?4, ?5, ?6)").map_err(sql)?;
+            super::pings::for_each(conn, lo, hi, None, |target, pings| {
+                for p in pings {
+                    insert.execute(rusqlite::params![p.ts, target, p.seq, p.rtt_us, p.fail, p.err_from])?;
                 }
-                serde_json::to_writer(&mut out, &obj).map_err(io::Error::from)?;
-                out.write_all(b"\n")?;
-                n += 1;
+                Ok(())
+            })
+            .map_err(sql)?;
+        }
+        sink.rows(store, &mut stmt, lo, hi)?;
+        conn.execute_batch("DELETE FROM temp.export_samples").map_err(sql)?;
+        lo = hi;
+    }
+    sink.finish()
+}
+
+/// Where exported rows go: CSV with a header, or one JSON object per line.
+enum Sink<W: Write> {
+    Csv { w: Box<csv::Writer<W>>, width: usize, n: u64 },
+    Json { w: io::BufWriter<W>, names: Vec<String>, n: u64 },
+}
+
+impl<W: Write> Sink<W> {
+    fn new(format: Format, out: W, stmt: &rusqlite::Statement) -> Result<Sink<W>, ExportError> {
+        let names: Vec<String> = stmt.column_names().map(String::from).collect();
+        Ok(match format {
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record(&names)?;
+                Sink::Csv { w: Box::new(w), width: names.len(), n: 0 }
             }
-            out.flush()?;
+            Format::Jsonl | Format::Sqlite => Sink::Json { w: io::BufWriter::new(out), names, n: 0 },
+        })
+    }
+
+    /// Run `stmt` over `[since, until)` and write what it returns.
+    fn rows(
+        &mut self,
+        store: &Store,
+        stmt: &mut rusqlite::Statement,
+        since: WallMs,
+        until: WallMs,
+    ) -> Result<(), ExportError> {
+        let mut rows = stmt.query([since, until]).map_err(|e| store.sql("export query", e))?;
+        while let Some(row) = rows.next().map_err(|e| store.sql("export read", e))? {
+            match self {
+                Sink::Csv { w, width, n } => {
+                    let mut rec = csv::StringRecord::new();
+                    for i in 0..*width {
+                        rec.push_field(&match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
+                            ValueRef::Null => String::new(),
+                            ValueRef::Integer(v) => v.to_string(),
+                            ValueRef::Real(v) => v.to_string(),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                        });
+                    }
+                    w.write_record(&rec)?;
+                    *n += 1;
+                }
+                Sink::Json { w, names, n } => {
+                    let mut obj = serde_json::Map::new();
+                    for (i, name) in names.iter().enumerate() {
+                        let v = match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
+                            ValueRef::Null => serde_json::Value::Null,
+                            ValueRef::Integer(v) => v.into(),
+                            ValueRef::Real(v) => v.into(),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned().into(),
+                        };
+                        obj.insert(name.clone(), v);
+                    }
+                    serde_json::to_writer(&mut *w, &obj).map_err(io::Error::from)?;
+                    w.write_all(b"\n")?;
+                    *n += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<u64, ExportError> {
+        match self {
+            Sink::Csv { mut w, n, .. } => {
+                w.flush()?;
+                Ok(n)
+            }
+            Sink::Json { mut w, n, .. } => {
+                w.flush()?;
+                Ok(n)
+            }
         }
     }
-    Ok(n)
+}
+
+/// The copy is for other tools, which cannot read the compact `pings` blobs: it gets a plain
+/// `samples` table too, one row per ping, as the CSV export has them.
+fn plain_samples(copy: &Path) -> Result<(), ExportError> {
+    let conn = rusqlite::Connection::open(copy).map_err(|err| super::StoreError::Open { path: copy.into(), err })?;
+    let fill = || -> rusqlite::Result<()> {
+        let tx = conn.unchecked_transaction()?;
+        conn.execute_batch(
+            "CREATE TABLE samples (
+                 ts INTEGER NOT NULL, target INTEGER NOT NULL REFERENCES targets(id), seq INTEGER NOT NULL,
+                 rtt_us INTEGER, fail INTEGER, err_from TEXT, PRIMARY KEY (ts, target, seq)
+             ) WITHOUT ROWID;",
+        )?;
+        let mut insert = conn.prepare("INSERT OR IGNORE INTO samples VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        super::pings::for_each(&conn, i64::MIN / 2, i64::MAX / 2, None, |target, pings| {
+            for p in pings {
+                insert.execute(rusqlite::params![p.ts, target, p.seq, p.rtt_us, p.fail, p.err_from])?;
+            }
+            Ok(())
+        })?;
+        drop(insert);
+        tx.commit()
+    };
+    fill().map_err(|err| ExportError::Store(super::StoreError::Sql { path: copy.into(), op: "plain samples", err }))
 }
 
 /// Copy the whole database to `dest` with the online backup API.
@@ -179,6 +294,7 @@ pub fn backup(store: &Store, dest: &Path) -> Result<(), ExportError> {
         .conn
         .backup(rusqlite::MAIN_DB, &partial, None::<fn(rusqlite::backup::Progress)>)
         .map_err(|e| ExportError::from(store.sql("online backup", e)))
+        .and_then(|()| plain_samples(&partial))
         .and_then(|()| std::fs::rename(&partial, dest).map_err(ExportError::from));
     if copied.is_err() {
         clean(&partial);

@@ -6,6 +6,7 @@
 
 pub mod export;
 pub mod lock;
+pub mod pings;
 pub mod query;
 pub mod read;
 pub mod retention;
@@ -85,6 +86,18 @@ impl Store {
         schema::refuse_foreign(&store)?;
         store.configure(journal_size_limit)?;
         schema::migrate(&store)?;
+        schema::convert_samples(&store, None)?;
+        Ok(store)
+    }
+
+    /// A new database with the schema an older wanwatch (`version`) made, no conversions run:
+    /// for the tests of migrations.
+    #[doc(hidden)]
+    pub fn create_at_version(path: &Path, version: i64) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|err| StoreError::Open { path: path.to_path_buf(), err })?;
+        let store = Store { conn, path: path.to_path_buf() };
+        store.configure(1 << 20)?;
+        schema::migrate_to(&store, version)?;
         Ok(store)
     }
 
@@ -173,6 +186,17 @@ impl Store {
             )
             .map_err(|e| self.sql("page count", e))?;
         Ok(((pages - free) * size) as u64)
+    }
+
+    /// Add one target's pings straight to the store, in one transaction, rollups untouched: for
+    /// tests and benchmarks that fill a database faster than the agent would.
+    pub fn insert_pings(&self, target: i64, pings: Vec<pings::Ping>) -> Result<(), StoreError> {
+        let write = || -> rusqlite::Result<()> {
+            let tx = self.conn.unchecked_transaction()?;
+            pings::merge(&self.conn, target, pings)?;
+            tx.commit()
+        };
+        write().map_err(|e| self.sql("insert pings", e))
     }
 
     /// `PRAGMA integrity_check`, "ok" when healthy.

@@ -88,27 +88,25 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.sql("read targets", e))?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT rtt_us FROM samples WHERE ts >= ?1 AND ts < ?2 AND target = ?3")
-            .map_err(|e| self.sql("summarise samples", e))?;
         let mut out = Vec::new();
         for (id, name, addr, role) in targets {
-            let rtts: Vec<Option<u32>> = stmt
-                .query_map(rusqlite::params![since, until, id], |r| r.get(0))
-                .and_then(|rows| rows.collect())
-                .map_err(|e| self.sql("summarise samples", e))?;
-            if rtts.is_empty() {
+            let (mut sent, mut ok) = (0u64, Vec::new());
+            super::pings::for_each(&self.conn, since, until, Some(id), |_, pings| {
+                sent += pings.len() as u64;
+                ok.extend(pings.iter().filter_map(|p| p.rtt_us));
+                Ok(())
+            })
+            .map_err(|e| self.sql("summarise samples", e))?;
+            if sent == 0 {
                 continue;
             }
-            let mut ok: Vec<u32> = rtts.iter().flatten().copied().collect();
             ok.sort_unstable();
             out.push(TargetSummary {
                 name,
                 addr,
                 role,
-                sent: rtts.len() as u64,
-                lost: (rtts.len() - ok.len()) as u64,
+                sent,
+                lost: sent - ok.len() as u64,
                 median_us: quantile(&ok, 0.5),
                 p95_us: quantile(&ok, 0.95),
             });
@@ -118,7 +116,7 @@ impl Store {
 
     /// The newest sample time, if any.
     pub fn last_sample_ts(&self) -> Result<Option<WallMs>, StoreError> {
-        self.conn.query_row("SELECT max(ts) FROM samples", [], |r| r.get(0)).map_err(|e| self.sql("read samples", e))
+        super::pings::last_ts(&self.conn).map_err(|e| self.sql("read samples", e))
     }
 
     /// The last moment the previous run is known to have been measuring: its newest sample or
@@ -126,8 +124,11 @@ impl Store {
     pub fn last_write_ts(&self) -> Result<Option<WallMs>, StoreError> {
         self.conn
             .query_row(
-                "SELECT max(coalesce((SELECT max(ts) FROM samples), 0),
+                &format!(
+                    "SELECT max(coalesce({}, 0),
                             coalesce((SELECT max(ts) FROM events WHERE kind = 'agent_stop'), 0))",
+                    super::pings::LAST_TS_SQL
+                ),
                 [],
                 |r| r.get::<_, i64>(0),
             )

@@ -90,6 +90,24 @@ impl Store {
         stmt.query_map(args, row).and_then(|rows| rows.collect()).map_err(|e| self.sql(what, e))
     }
 
+    /// Raw pings in `[since, until)` as (target id, ping), by time, then target, then seq.
+    pub fn pings(&self, since: WallMs, until: WallMs) -> Result<Vec<(i64, super::pings::Ping)>, StoreError> {
+        super::pings::read(&self.conn, since, until, None).map_err(|e| self.sql("read samples", e))
+    }
+
+    /// How many raw pings are stored.
+    pub fn ping_count(&self) -> Result<i64, StoreError> {
+        super::pings::count(&self.conn).map_err(|e| self.sql("count samples", e))
+    }
+
+    /// A target's id by its address.
+    pub fn target_id(&self, addr: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT id FROM targets WHERE addr = ?1", [addr], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql("read targets", e))
+    }
+
     /// The anchors' names, in the order they were configured.
     pub fn anchor_names(&self) -> Result<Vec<String>, StoreError> {
         self.rows("read targets", "SELECT name FROM targets WHERE role = 'anchor' ORDER BY id", [], |r| r.get(0))
@@ -153,13 +171,17 @@ impl Store {
 
     /// The anchors' raw round trips in `[since, until]` (None = lost).
     pub fn anchor_rtts(&self, since: WallMs, until: WallMs) -> Result<Vec<Option<u32>>, StoreError> {
-        self.rows(
-            "read the anchors' samples",
-            "SELECT s.rtt_us FROM samples s JOIN targets t ON t.id = s.target
-             WHERE t.role = 'anchor' AND s.ts >= ?1 AND s.ts <= ?2",
-            [since, until],
-            |r| r.get(0),
-        )
+        let anchors: Vec<i64> =
+            self.rows("read the targets", "SELECT id FROM targets WHERE role = 'anchor'", [], |r| r.get(0))?;
+        let mut out = Vec::new();
+        super::pings::for_each(&self.conn, since, until.saturating_add(1), None, |target, pings| {
+            if anchors.contains(&target) {
+                out.extend(pings.iter().map(|p| p.rtt_us));
+            }
+            Ok(())
+        })
+        .map_err(|e| self.sql("read the anchors' samples", e))?;
+        Ok(out)
     }
 
     /// Is there any minute in `[since, until)`?

@@ -39,28 +39,29 @@ impl RetentionReport {
 /// What the cap deletes, oldest first within each stage, a stage only once the one before it is
 /// empty: router chatter, raw samples older than a day, context metrics, router log lines that
 /// meant something, the last day's samples, rollups, events. Outages are never deleted.
-/// (`?1` the chunk size; `?2`, where used, the time a day ago.)
+/// (`?1` the chunk size in rows, or pings for the raw samples; `?2`, where used, the time a day
+/// ago. Each statement returns what each deleted row counts for: 1, or its pings.)
 pub const CAP_ORDER: [(&str, &str); 7] = [
     (
         "router log chatter",
-        "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog WHERE class IS NULL ORDER BY id LIMIT ?1)",
+        "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog WHERE class IS NULL ORDER BY id LIMIT ?1) RETURNING 1",
     ),
     (
         "samples older than a day",
-        "DELETE FROM samples WHERE (ts, target, seq) IN
-         (SELECT ts, target, seq FROM samples WHERE ts < ?2 ORDER BY ts LIMIT ?1)",
+        "DELETE FROM pings WHERE id IN
+         (SELECT id FROM pings WHERE ts <= ?2 - 60000 ORDER BY id LIMIT max(1, ?1 / 60)) RETURNING n",
     ),
     (
         "context metrics",
-        "DELETE FROM metrics WHERE (ts, series) IN (SELECT ts, series FROM metrics ORDER BY ts LIMIT ?1)",
+        "DELETE FROM metrics WHERE (ts, series) IN (SELECT ts, series FROM metrics ORDER BY ts LIMIT ?1) RETURNING 1",
     ),
-    ("router log", "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog ORDER BY id LIMIT ?1)"),
+    ("router log", "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog ORDER BY id LIMIT ?1) RETURNING 1"),
+    ("samples", "DELETE FROM pings WHERE id IN (SELECT id FROM pings ORDER BY id LIMIT max(1, ?1 / 60)) RETURNING n"),
     (
-        "samples",
-        "DELETE FROM samples WHERE (ts, target, seq) IN (SELECT ts, target, seq FROM samples ORDER BY ts LIMIT ?1)",
+        "rollups",
+        "DELETE FROM minutes WHERE (ts, target) IN (SELECT ts, target FROM minutes ORDER BY ts LIMIT ?1) RETURNING 1",
     ),
-    ("rollups", "DELETE FROM minutes WHERE (ts, target) IN (SELECT ts, target FROM minutes ORDER BY ts LIMIT ?1)"),
-    ("events", "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1)"),
+    ("events", "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?1) RETURNING 1"),
 ];
 
 /// The database may use at most this share of its file system, whatever `max_db_mb` says: a
@@ -84,7 +85,9 @@ pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionR
     let rollup_cutoff = now - cfg.rollup_retention_days as i64 * DAY_MS;
     let expire =
         |sql: &str, cutoff: i64, what: &'static str| conn.execute(sql, [cutoff]).map_err(|e| store.sql(what, e));
-    report.expired_samples = expire("DELETE FROM samples WHERE ts < ?1", raw_cutoff, "expire samples")?;
+    // A minute's block goes once all of it is past the cutoff.
+    report.expired_samples =
+        super::pings::expire(conn, raw_cutoff).map_err(|e| store.sql("expire samples", e))? as usize;
     report.expired_syslog = expire("DELETE FROM syslog WHERE ts < ?1", raw_cutoff, "expire router log")?;
     report.expired_minutes = expire("DELETE FROM minutes WHERE ts < ?1", rollup_cutoff, "expire rollups")?;
     report.expired_metrics = expire("DELETE FROM metrics WHERE ts < ?1", rollup_cutoff, "expire metrics")?;
@@ -126,12 +129,12 @@ pub fn hold_cap(store: &Store, now: WallMs, configured: u64) -> Result<Vec<(&'st
             }
 
             let mut stmt = conn.prepare_cached(sql).map_err(|e| store.sql("size cap", e))?;
-            let n = if stmt.parameter_count() == 2 {
-                stmt.execute(params![CHUNK, now - DAY_MS])
+            let counts: rusqlite::Result<Vec<i64>> = if stmt.parameter_count() == 2 {
+                stmt.query_map(params![CHUNK, now - DAY_MS], |r| r.get(0)).and_then(|rows| rows.collect())
             } else {
-                stmt.execute(params![CHUNK])
-            }
-            .map_err(|e| store.sql("size cap", e))?;
+                stmt.query_map(params![CHUNK], |r| r.get(0)).and_then(|rows| rows.collect())
+            };
+            let n = counts.map_err(|e| store.sql("size cap", e))?.iter().sum::<i64>() as usize;
             checkpoint().map_err(|e| store.sql("checkpoint", e))?;
             deleted += n;
             if n == 0 {

@@ -8,10 +8,6 @@ use crate::calendar::MINUTE_MS;
 use crate::sample::WallMs;
 use crate::stats::quantile_sorted as quantile;
 
-pub fn minute_of(ts: WallMs) -> WallMs {
-    ts.div_euclid(MINUTE_MS) * MINUTE_MS
-}
-
 /// Statistics of one target over one minute. RTTs in microseconds.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stats {
@@ -53,8 +49,6 @@ pub fn stats(results: &[Option<u32>]) -> Stats {
 /// there, deleting rows of minutes that no longer have samples). Run inside the writer's
 /// transaction.
 pub fn recompute(conn: &Connection, minutes: &BTreeSet<WallMs>) -> rusqlite::Result<()> {
-    let mut select =
-        conn.prepare_cached("SELECT target, rtt_us FROM samples WHERE ts >= ?1 AND ts < ?2 ORDER BY target, ts, seq")?;
     let mut delete = conn.prepare_cached("DELETE FROM minutes WHERE ts = ?1")?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO minutes (ts, target, sent, lost, min_us, mean_us, median_us, p95_us, max_us, jitter_us)
@@ -62,16 +56,13 @@ pub fn recompute(conn: &Connection, minutes: &BTreeSet<WallMs>) -> rusqlite::Res
     )?;
     for &minute in minutes {
         delete.execute([minute])?;
-        let rows: Vec<(i64, Option<u32>)> = select
-            .query_map([minute, minute + MINUTE_MS], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for group in rows.chunk_by(|a, b| a.0 == b.0) {
-            let results: Vec<Option<u32>> = group.iter().map(|(_, rtt)| *rtt).collect();
+        // One block per target, its pings in send order (time, then seq).
+        super::pings::for_each(conn, minute, minute + MINUTE_MS, None, |target, pings| {
+            let results: Vec<Option<u32>> = pings.iter().map(|p| p.rtt_us).collect();
             let s = stats(&results);
-            insert.execute(params![
-                minute, group[0].0, s.sent, s.lost, s.min, s.mean, s.median, s.p95, s.max, s.jitter
-            ])?;
-        }
+            insert.execute(params![minute, target, s.sent, s.lost, s.min, s.mean, s.median, s.p95, s.max, s.jitter])?;
+            Ok(())
+        })?;
     }
     Ok(())
 }
@@ -106,12 +97,5 @@ mod tests {
         let s = stats(&[None, None, None]);
         assert_eq!((s.sent, s.lost), (3, 3));
         assert_eq!((s.min, s.median, s.jitter), (None, None, None));
-    }
-
-    #[test]
-    fn minutes_floor_even_before_1970() {
-        assert_eq!(minute_of(59_999), 0);
-        assert_eq!(minute_of(60_000), 60_000);
-        assert_eq!(minute_of(-1), -60_000);
     }
 }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
-use super::rollup::{self, minute_of};
+use super::pings::Ping;
+use super::rollup;
 use super::{Store, StoreError, retention};
 use crate::clock::WallClock;
 use crate::config::StoreConfig;
@@ -178,10 +179,13 @@ fn close_dangling_outages(store: &Store) -> Result<(), StoreError> {
     store
         .conn
         .execute(
-            "UPDATE outages SET
-                end_ts = max(start_ts, coalesce((SELECT max(ts) FROM samples), start_ts)),
-                detail = 'agent stopped during the outage; end is its last sample'
-             WHERE end_ts IS NULL",
+            &format!(
+                "UPDATE outages SET
+                    end_ts = max(start_ts, coalesce({}, start_ts)),
+                    detail = 'agent stopped during the outage; end is its last sample'
+                 WHERE end_ts IS NULL",
+                super::pings::LAST_TS_SQL
+            ),
             [],
         )
         .map_err(|e| store.sql("close dangling outages", e))?;
@@ -417,17 +421,18 @@ impl WriterState {
         let mut touched = BTreeSet::new();
         let run = &mut self.run;
         let mut samples = 0;
-        let mut insert_sample = conn.prepare_cached(
-            "INSERT OR IGNORE INTO samples (ts, target, seq, rtt_us, fail, err_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
+        let mut pings: HashMap<i64, Vec<Ping>> = HashMap::new();
         for rec in &self.pending[..n] {
             match rec {
                 Record::Sample(s) => {
                     let id = self.ids[s.target];
-                    let fail = s.rtt.err().map(|f| f.code());
-                    let from = s.rtt.err().and_then(|f| f.router()).map(|a| a.to_string());
-                    insert_sample.execute(params![s.ts, id, s.seq, s.rtt.ok(), fail, from])?;
-                    touched.insert(minute_of(s.ts));
+                    pings.entry(id).or_default().push(Ping {
+                        ts: s.ts,
+                        seq: s.seq,
+                        rtt_us: s.rtt.ok(),
+                        fail: s.rtt.err().map(|f| f.code()),
+                        err_from: s.rtt.err().and_then(|f| f.router()).map(|a| a.to_string()),
+                    });
                     if let Some(k) = run.keys.as_mut() {
                         k.push((s.ts, id, s.seq));
                     }
@@ -499,6 +504,8 @@ impl WriterState {
                     run.first_blind.get_or_insert(conn.last_insert_rowid());
                 }
                 Record::ShiftRun { delta_ms } => {
+                    // Pings before the step are in the store before they move.
+                    write_pings(conn, &mut pings, &mut touched)?;
                     shift_run(conn, *delta_ms, run, &mut touched)?;
                     if let Some(k) = run.keys.as_mut() {
                         k.iter_mut().for_each(|(ts, _, _)| *ts += delta_ms);
@@ -511,7 +518,7 @@ impl WriterState {
                 }
             }
         }
-        drop(insert_sample);
+        write_pings(conn, &mut pings, &mut touched)?;
         rollup::recompute(conn, &touched)?;
         tx.commit()?;
         Ok(samples)
@@ -549,36 +556,31 @@ impl WriterState {
     }
 }
 
+/// Add the batch's pings to their minutes' blocks, one block write per target and minute.
+fn write_pings(
+    conn: &Connection,
+    pings: &mut HashMap<i64, Vec<Ping>>,
+    touched: &mut BTreeSet<WallMs>,
+) -> rusqlite::Result<()> {
+    for (target, list) in pings.drain() {
+        touched.extend(super::pings::merge(conn, target, list)?);
+    }
+    Ok(())
+}
+
 /// Move everything this run wrote by `delta` ms (the stamps were made before the clock was set).
 fn shift_run(conn: &Connection, delta: i64, run: &RunLog, touched: &mut BTreeSet<WallMs>) -> rusqlite::Result<()> {
-    let mut touch = |ts: WallMs| {
-        touched.insert(minute_of(ts));
-        touched.insert(minute_of(ts + delta));
-    };
-    match (run.keys.as_deref(), run.ts_range) {
-        (Some(keys), _) => {
-            let mut update = conn.prepare_cached(
-                "UPDATE OR IGNORE samples SET ts = ts + ?1 WHERE ts = ?2 AND target = ?3 AND seq = ?4",
-            )?;
-            for &(ts, target, seq) in keys {
-                update.execute(params![delta, ts, target, seq])?;
-                touch(ts);
+    if let Some((lo, hi)) = run.ts_range {
+        let minutes = match run.keys.as_deref() {
+            Some(keys) => {
+                let keys: std::collections::HashSet<(WallMs, i64, u16)> = keys.iter().copied().collect();
+                super::pings::shift(conn, delta, lo, hi, |target, p| keys.contains(&(p.ts, target, p.seq)))?
             }
-        }
-        (None, Some((lo, hi))) => {
             // The run is too old to have kept its keys: move its whole time range.
-            conn.execute(
-                "UPDATE OR IGNORE samples SET ts = ts + ?1 WHERE ts >= ?2 AND ts <= ?3",
-                params![delta, lo, hi],
-            )?;
-            let mut m = minute_of(lo);
-            while m <= hi {
-                touch(m);
-                touch(m + crate::calendar::MINUTE_MS - 1);
-                m += crate::calendar::MINUTE_MS;
-            }
-        }
-        (None, None) => {}
+            None => super::pings::shift(conn, delta, lo, hi, |_, p| p.ts >= lo && p.ts <= hi)?,
+        };
+        // Every minute a ping left or joined: its rollup is recomputed.
+        touched.extend(minutes);
     }
     if let Some(id) = run.first_outage {
         conn.execute(
