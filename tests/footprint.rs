@@ -3,8 +3,11 @@
 //!
 //! ```sh
 //! sudo cargo test --release --test footprint -- --ignored --nocapture     # 10 minutes
-//! WANWATCH_FOOTPRINT_SECS=60 sudo -E cargo test --release --test footprint -- --ignored --nocapture
+//! WANWATCH_FOOTPRINT_SECS=180 WANWATCH_FOOTPRINT_FLUSH=1s,5s,15s sudo -E cargo test --release --test footprint -- --ignored --nocapture
 //! ```
+//!
+//! fping (`apt install fping`) runs beside the agent to the same targets, so CPU is also given
+//! as a ratio to fping's measured at the same moment.
 
 mod bed;
 
@@ -35,18 +38,45 @@ fn cpu_seconds(pid: u32) -> f64 {
         / 1e9
 }
 
-#[test]
-#[ignore = "a 10-minute benchmark; run with --ignored"]
-fn agent_footprint_4_targets_at_1hz() {
-    if !skip_unless_root("agent_footprint_4_targets_at_1hz") {
-        return;
+/// Wake-ups (context switches) per thread name, summed over the process's threads.
+fn wakeups(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
+        let field = |key: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let name = status.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?").to_string();
+        *out.entry(name).or_default() += field("voluntary_ctxt_switches:") + field("nonvoluntary_ctxt_switches:");
     }
-    let secs: u64 = std::env::var("WANWATCH_FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    out
+}
+
+/// What one run measured.
+struct Figures {
+    flush: String,
+    secs: f64,
+    pings: i64,
+    cpu_s: f64,
+    fping_cpu_s: Option<f64>,
+    rss_mb: f64,
+    mb_per_day: f64,
+    wakeups_per_s: Vec<(String, f64)>,
+}
+
+fn run_once(flush: &str, secs: u64) -> Figures {
     let mut bed = Bed::new("steady.toml");
     let w = Workdir::new();
     let anchors: Vec<String> = bed.anchors().iter().map(|a| format!("\"{a}\"")).collect();
-    // Defaults everywhere (1 s interval, 5 s flush) but the targets: gateway + 3 anchors.
-    let flush = std::env::var("WANWATCH_FOOTPRINT_FLUSH").unwrap_or_else(|_| "default".into());
+    // Defaults everywhere (1 s interval) but the targets (gateway + 3 anchors) and the flush.
     let store = if flush == "default" { String::new() } else { format!("[store]\nflush_interval = \"{flush}\"\n") };
     let cfg = w.write(
         "w.toml",
@@ -56,46 +86,99 @@ fn agent_footprint_4_targets_at_1hz() {
     bed.start_responder();
     let mut child = bed
         .wanwatch(&["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
-        .env("WANWATCH_LOG", "warn")
+        .env("WANWATCH_LOG", "error")
         .spawn()
         .unwrap();
+    // fping to the same 4 targets at the same rate, in the same namespace, at the same time.
+    let targets: Vec<String> =
+        std::iter::once(bed::GATEWAY.to_string()).chain(bed.anchors().iter().map(|a| a.to_string())).collect();
+    let mut fping_args = vec!["fping", "-l", "-q", "-p", "1000"];
+    fping_args.extend(targets.iter().map(String::as_str));
+    let mut fping = bed.in_lan(&fping_args).spawn().ok();
     let pid = child.id();
     let start = Instant::now();
-    let (mut cpu, mut hwm, mut written) = (0.0, 0, 0);
+    let (mut cpu, mut fcpu, mut hwm, mut written) = (0.0, 0.0, 0, 0);
     // Steady state: start-up (creating the file, the first pages of every table) is a one-off.
-    const WARM: u64 = 60;
-    let mut warm: Option<(f64, u64)> = None;
+    let flush_s = humantime::parse_duration(flush).map(|d| d.as_secs()).unwrap_or(60);
+    let warm_s: u64 = 60.max(2 * flush_s).min(secs / 2);
+    let mut warm: Option<(f64, f64, u64, std::collections::BTreeMap<String, u64>)> = None;
     while start.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_secs(1));
-        if warm.is_none() && start.elapsed() >= Duration::from_secs(WARM) {
-            warm = Some((cpu, written));
-        }
         cpu = cpu_seconds(pid);
+        fcpu = fping.as_ref().map_or(0.0, |f| cpu_seconds(f.id()));
         hwm = proc_field(pid, "status", "VmHWM:");
         // Bytes sent to storage, less those of files truncated before they were written back.
         written = proc_field(pid, "io", "write_bytes:").saturating_sub(proc_field(pid, "io", "cancelled_write_bytes:"));
+        if warm.is_none() && start.elapsed() >= Duration::from_secs(warm_s) {
+            warm = Some((cpu, fcpu, written, wakeups(pid)));
+        }
     }
+    let woke = wakeups(pid);
     let elapsed = start.elapsed().as_secs_f64();
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let n = wanwatch::store::pings::count(&conn).unwrap();
-    let file = std::fs::metadata(&db).unwrap().len();
-    println!("footprint over {elapsed:.0} s, 4 targets at 1 Hz, flush interval {flush} ({n} samples):");
-    println!("  CPU      {cpu:.2} s = {:.3}% of one core", cpu / elapsed * 100.0);
-    println!("  peak RSS {:.1} MB", hwm as f64 / 1024.0);
-    println!(
-        "  written  {:.2} MB to storage in all (database file now {:.2} MB)",
-        written as f64 / 1e6,
-        file as f64 / 1e6
-    );
-    if let Some((cpu0, written0)) = warm {
-        let steady = elapsed - WARM as f64;
-        println!(
-            "  after the first {WARM} s: CPU {:.3}% of one core, {:.1} MB/day written (extrapolated)",
-            (cpu - cpu0) / steady * 100.0,
-            (written - written0) as f64 / steady * 86_400.0 / 1e6
-        );
+    let fping_ran = fping.as_mut().is_some_and(|f| f.try_wait().ok().flatten().is_none());
+    if let Some(mut f) = fping {
+        let _ = f.kill();
+        let _ = f.wait();
     }
-    assert!(n as f64 >= 4.0 * elapsed * 0.95, "only {n} samples");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let pings = wanwatch::store::pings::count(&conn).unwrap();
+    assert!(pings as f64 >= 4.0 * elapsed * 0.95, "only {pings} samples");
+    let (cpu0, fcpu0, written0, woke0) = warm.expect("ran past the warm-up");
+    let steady = elapsed - warm_s as f64;
+    let wakeups_per_s = woke
+        .iter()
+        .map(|(name, n)| (name.clone(), (n - woke0.get(name).copied().unwrap_or(0)) as f64 / steady))
+        .collect();
+    Figures {
+        flush: flush.to_string(),
+        secs: steady,
+        pings: (4.0 * steady) as i64,
+        cpu_s: cpu - cpu0,
+        fping_cpu_s: fping_ran.then_some(fcpu - fcpu0),
+        rss_mb: hwm as f64 / 1024.0,
+        mb_per_day: (written - written0) as f64 / steady * 86_400.0 / 1e6,
+        wakeups_per_s,
+    }
+}
+
+/// Bytes written, CPU per ping against fping's, peak RSS and wake-ups per thread, for each
+/// flush interval in `WANWATCH_FOOTPRINT_FLUSH` (comma-separated; default: the default).
+#[test]
+#[ignore = "a 10-minute benchmark; run with --ignored"]
+fn agent_footprint_4_targets_at_1hz() {
+    if !skip_unless_root("agent_footprint_4_targets_at_1hz") {
+        return;
+    }
+    let secs: u64 = std::env::var("WANWATCH_FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    let flushes = std::env::var("WANWATCH_FOOTPRINT_FLUSH").unwrap_or_else(|_| "default".into());
+    let mut rows = Vec::new();
+    for flush in flushes.split(',') {
+        let f = run_once(flush.trim(), secs);
+        let per_ping = |cpu: f64| cpu / f.pings as f64 * 1e6;
+        println!("flush {}: {:.0} s steady, 4 targets at 1 Hz", f.flush, f.secs);
+        println!("  CPU        {:.3}% of one core, {:.0} µs per ping", f.cpu_s / f.secs * 100.0, per_ping(f.cpu_s));
+        match f.fping_cpu_s {
+            Some(fc) => println!(
+                "  fping      {:.0} µs per ping in the same run: ratio {:.2}",
+                per_ping(fc),
+                f.cpu_s / fc.max(1e-9)
+            ),
+            None => println!("  fping      not installed: no ratio"),
+        }
+        println!("  peak RSS   {:.1} MB", f.rss_mb);
+        println!("  written    {:.1} MB/day", f.mb_per_day);
+        let busy: Vec<String> =
+            f.wakeups_per_s.iter().filter(|(_, w)| *w >= 0.05).map(|(name, w)| format!("{name} {w:.2}/s")).collect();
+        println!("  wake-ups   {}", busy.join(", "));
+        rows.push(f);
+    }
+    if rows.len() > 1 {
+        println!("\n| flush | MB/day written | CPU µs/ping | fping ratio |\n|---|---|---|---|");
+        for f in &rows {
+            let ratio = f.fping_cpu_s.map_or("-".into(), |fc| format!("{:.2}", f.cpu_s / fc.max(1e-9)));
+            println!("| {} | {:.1} | {:.0} | {ratio} |", f.flush, f.mb_per_day, f.cpu_s / f.pings as f64 * 1e6);
+        }
+    }
 }
