@@ -182,3 +182,93 @@ fn agent_footprint_4_targets_at_1hz() {
         }
     }
 }
+
+/// Issue 16.7: `wanwatch run` is ready (READY=1 to systemd) soon after start however large the
+/// database: a year-sized one here (rollups for 3 years, raw pings for 90 days, 4 targets at
+/// 1 Hz). Prints the time to READY over three starts; building the database takes a few minutes.
+#[test]
+#[ignore = "a benchmark that builds a year-sized database; run with --ignored"]
+fn startup_with_a_year_sized_database() {
+    if !bed::can_ping("startup_with_a_year_sized_database") {
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let w = Workdir::new();
+    let db = w.path("year.db");
+    let now = bed::wall_ms() / 60_000 * 60_000;
+    let day = 86_400_000i64;
+    let raw_days: i64 = std::env::var("WANWATCH_STARTUP_RAW_DAYS").ok().and_then(|s| s.parse().ok()).unwrap_or(90);
+    let built = Instant::now();
+    {
+        let store = wanwatch::store::Store::open(&db, 16 << 20).unwrap();
+        let c = rusqlite::Connection::open(&db).unwrap();
+        // The agent's own target (loopback) is target 1, so it resumes on this history.
+        c.execute_batch(
+            "INSERT INTO targets (id, addr, name, role) VALUES (1, '127.0.0.1', '127.0.0.1', 'anchor'),
+                 (2, '192.0.2.1', 'gateway', 'gateway'), (3, '192.0.2.2', 'a2', 'anchor'), (4, '192.0.2.3', 'a3', 'anchor');",
+        )
+        .unwrap();
+        c.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3 * 525600)
+             INSERT INTO minutes (ts, target, sent, lost, min_us, mean_us, median_us, p95_us, max_us, jitter_us)
+             SELECT ?1 - i * 60000, t.id, 60, i % 7 = 0, 18000, 21000, 20500, 30000, 45000, 1500 FROM n, targets t",
+            [now],
+        )
+        .unwrap();
+        c.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO outages (kind, start_ts, end_ts, duration_ms) SELECT 'wan', ?1 - i * 47000000, ?1 - i * 47000000 + 90000, 90000 FROM n",
+            [now],
+        )
+        .unwrap();
+        drop(c);
+        for d in 0..raw_days {
+            let start = now - (d + 1) * day;
+            for target in 1..=4i64 {
+                let pings = (0..86_400i64)
+                    .map(|i| wanwatch::store::pings::Ping {
+                        ts: start + i * 1000 + target * 250,
+                        seq: (i % 65536) as u16,
+                        rtt_us: (i % 97 != 0).then_some(20_000 + (i * 7_919 % 9_973) as u32),
+                        fail: (i % 97 == 0).then_some(1),
+                        err_from: None,
+                    })
+                    .collect();
+                store.insert_pings(target, pings).unwrap();
+            }
+        }
+    }
+    let size = std::fs::metadata(&db).unwrap().len();
+    println!("year-sized database: {:.0} MB, built in {:.0?}", size as f64 / 1e6, built.elapsed());
+    let mut readies = Vec::new();
+    for round in 0..3 {
+        let sock_path = w.path(&format!("notify{round}.sock"));
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let started = Instant::now();
+        let mut agent = bed::loopback_agent(&db)
+            .args(["--for", "4s"])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WANWATCH_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let mut ready = None;
+        while started.elapsed() < Duration::from_secs(60) && ready.is_none() {
+            if let Ok(n) = sock.recv(&mut buf)
+                && String::from_utf8_lossy(&buf[..n]).contains("READY=1")
+            {
+                ready = Some(started.elapsed());
+            }
+        }
+        assert!(agent.wait().unwrap().success());
+        let ready = ready.expect("READY=1 within a minute");
+        println!("  start {round}: READY=1 after {:.0} ms", ready.as_secs_f64() * 1000.0);
+        readies.push(ready);
+    }
+    readies.sort();
+    println!(
+        "startup on a year-sized database: READY=1 after {:.0} ms (median of 3)",
+        readies[1].as_secs_f64() * 1000.0
+    );
+}
