@@ -718,3 +718,54 @@ fn the_compact_layout_migration_is_exact_and_survives_a_kill() {
     drop(Store::open(&killed, 1 << 20).unwrap());
     assert!(export(&killed) == expected, "the resumed conversion differs");
 }
+
+/// Issue 16.1: a timed flush stores an open minute's pings at once but rolls the minute up only
+/// once it is over (each flush no longer rewrites its page); an asked-for flush and the stop
+/// leave nothing owed; the figures are the same either way.
+#[test]
+fn an_open_minute_is_rolled_up_once_it_is_over() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let clock = Arc::new(AtomicI64::new(T0 + 20_000));
+    let c = clock.clone();
+    let store = Store::open(&db, 1 << 20).unwrap();
+    let quick = StoreConfig { flush_interval: Duration::from_millis(100), ..cfg() };
+    let w = Writer::spawn(store, &targets(), quick, WallClock::from_fn(move || c.load(Ordering::SeqCst))).unwrap();
+    for i in 0..20 {
+        w.send(sample(1, T0 + i * 1000, i as u16, Some(10_000 + i as u32 * 100)));
+    }
+    let stored = |db: &Path| Store::open_read_only(db).unwrap().ping_count().unwrap();
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !what() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&|| stored(&db) == 20);
+    std::thread::sleep(Duration::from_millis(300)); // a few more timed flushes
+    assert_eq!(stored(&db), 20, "the pings are written at the timed flush");
+    assert!(minutes(&db).is_empty(), "the open minute is not rolled up yet: {:?}", minutes(&db));
+    // The minute ends, and its late pings had their 5 s: the next timed flush rolls it up.
+    clock.store(T0 + MIN + 5_000, Ordering::SeqCst);
+    wait_for(&|| !minutes(&db).is_empty());
+    assert_eq!(minutes(&db).len(), 1);
+    assert_eq!(minutes(&db)[0].2, 20, "every ping counted");
+    // The next minute, open: an asked-for flush rolls it up at once.
+    for i in 0..10 {
+        w.send(sample(1, T0 + MIN + i * 1000, 100 + i as u16, Some(20_000)));
+    }
+    w.flush().unwrap();
+    assert_eq!(minutes(&db).len(), 2);
+    // And pings for an open minute at the stop are rolled up by the stop.
+    for i in 0..5 {
+        w.send(sample(1, T0 + 2 * MIN + i * 1000, 200 + i as u16, Some(30_000)));
+    }
+    wait_for(&|| stored(&db) == 35);
+    assert_eq!(minutes(&db).len(), 2, "open");
+    w.shutdown();
+    let m = minutes(&db);
+    assert_eq!(m.len(), 3);
+    assert_eq!(m[2].2, 5);
+}

@@ -184,6 +184,11 @@ pub(super) fn convert_samples(store: &Store, max_chunks: Option<usize>) -> Resul
         };
         moved += step().map_err(|e| store.sql("conversion", e))?;
         chunks += 1;
+        // A year of raw pings takes minutes on a Pi: systemd is told the start goes on.
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::ExtendTimeoutUsec(60_000_000),
+            sd_notify::NotifyState::Status(&format!("converting raw samples: {moved} moved")),
+        ]);
         tracing::info!(db = %store.path.display(), moved, "converting raw samples to the compact layout");
     }
 }

@@ -15,6 +15,7 @@ use rusqlite::{Connection, params};
 use super::pings::Ping;
 use super::rollup;
 use super::{Store, StoreError, retention};
+use crate::calendar::MINUTE_MS;
 use crate::clock::WallClock;
 use crate::config::StoreConfig;
 use crate::sample::{EventKind, Metric, Record, RouterClass, Target, WallMs};
@@ -31,6 +32,10 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
 /// How long a run keeps the keys of what it wrote, so a boot-time clock step can fix them.
 const REWRITE_WINDOW: Duration = Duration::from_secs(20 * 60);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// A minute's rollup waits until the minute is over and its last pings had this long to come
+/// back (timed flushes only): recomputing an open minute at every flush rewrote its page each
+/// time, for a figure no reader wants half-done.
+const LATE_MS: i64 = 5_000;
 /// Outages and state changes are written this soon, whatever the flush interval: they are
 /// what the user will ask about after a power cut.
 const IMPORTANT_WITHIN: Duration = Duration::from_secs(1);
@@ -111,6 +116,8 @@ impl Writer {
             report: WriterReport::default(),
             last_error: None,
             series: HashMap::new(),
+            deferred: BTreeSet::new(),
+            defer_open: false,
         };
         let handle = std::thread::Builder::new()
             .name("wanwatch-writer".into())
@@ -228,6 +235,11 @@ struct WriterState {
     last_error: Option<String>,
     /// (probe, subject, name) -> series id.
     series: HashMap<(&'static str, String, &'static str), i64>,
+    /// Minutes with new pings whose rollup waits for the minute to end (see `LATE_MS`).
+    deferred: BTreeSet<WallMs>,
+    /// Whether the flush under way may defer open minutes (timed flushes) or not (an asked-for
+    /// flush, shutdown).
+    defer_open: bool,
 }
 
 /// The id of a metric's series, created on first use.
@@ -273,7 +285,11 @@ impl WriterState {
                     while let Ok(Msg::Record(r)) = rx.try_recv() {
                         self.push(r);
                     }
-                    if let Err(e) = self.flush_until(Some(Instant::now() + SHUTDOWN_BUDGET)) {
+                    let last = self.flush_until(Some(Instant::now() + SHUTDOWN_BUDGET)).and_then(|()| {
+                        // The open minutes' rollups too: the file is complete when the agent stops.
+                        if self.deferred.is_empty() { Ok(()) } else { self.flush_chunk(0) }
+                    });
+                    if let Err(e) = last {
                         self.report.lost_at_shutdown = self.pending.len() as u64;
                         tracing::error!(error = %e, "final flush failed; {} records lost", self.pending.len());
                     }
@@ -283,7 +299,10 @@ impl WriterState {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if Instant::now() >= next_flush {
-                if self.flush().is_ok() {
+                self.defer_open = true;
+                let flushed = self.flush().and_then(|()| self.roll_due());
+                self.defer_open = false;
+                if flushed.is_ok() {
                     self.check_cap();
                 }
                 next_flush = Instant::now() + self.cfg.flush_interval;
@@ -368,7 +387,21 @@ impl WriterState {
     }
 
     fn flush(&mut self) -> Result<(), FlushError> {
-        self.flush_until(None)
+        self.flush_until(None)?;
+        // An asked-for flush leaves no rollup owed.
+        if !self.defer_open && !self.deferred.is_empty() {
+            self.flush_chunk(0)?;
+        }
+        Ok(())
+    }
+
+    /// Rollups owed for minutes that have ended since, when no record came to carry them.
+    fn roll_due(&mut self) -> Result<(), FlushError> {
+        let now = self.now.now();
+        if self.deferred.iter().any(|&m| m + MINUTE_MS + LATE_MS <= now) {
+            self.flush_chunk(0)?;
+        }
+        Ok(())
     }
 
     fn flush_chunk(&mut self, n: usize) -> Result<(), FlushError> {
@@ -407,10 +440,10 @@ impl WriterState {
     fn write_batch(&mut self, n: usize) -> rusqlite::Result<u64> {
         // The run log is updated as the batch goes and put back as it was if the batch fails.
         // (Cheap: it holds keys only while the run is young.)
-        let saved = (self.run.clone(), self.open_outage);
+        let saved = (self.run.clone(), self.open_outage, self.deferred.clone());
         let result = self.write_batch_inner(n);
         if result.is_err() {
-            (self.run, self.open_outage) = saved;
+            (self.run, self.open_outage, self.deferred) = saved;
         }
         result
     }
@@ -519,6 +552,11 @@ impl WriterState {
             }
         }
         write_pings(conn, &mut pings, &mut touched)?;
+        touched.append(&mut self.deferred);
+        if self.defer_open {
+            let now = self.now.now();
+            self.deferred = touched.extract_if(.., |&m| m + MINUTE_MS + LATE_MS > now).collect();
+        }
         rollup::recompute(conn, &touched)?;
         tx.commit()?;
         Ok(samples)
