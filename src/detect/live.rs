@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use super::alarm::{self, Alarms, Transition};
 use super::forest::{self, Saved};
-use super::models::{Models, Source};
+use super::models::{Kind, Models, Source};
 use super::outlook::Outlook;
 use super::pipeline::{self, ChannelKind, ChannelSpec, Detector, Pipeline, Settings};
 use super::shift::Shift;
@@ -265,7 +265,14 @@ pub const WARM_START_MS: i64 = 7 * DAY_MS;
 
 impl Detection {
     pub fn new(settings: Settings, source: Source, specs: Vec<ChannelSpec>, db: &Path, out: Sink) -> Detection {
-        let models = Models::load(source);
+        // Only what the line-up uses: the agent's (the week z-score, and the classifier naming
+        // an anomaly) loads the classifier alone.
+        let without = settings.without;
+        let models = Models::load_only(source, |kind| match kind {
+            Kind::Forecaster => !without.forecaster,
+            Kind::Autoencoder => !without.autoencoder,
+            Kind::Classifier => true,
+        });
         for p in models.problems() {
             tracing::warn!("{p}; detection carries on with the forest and the rules");
         }

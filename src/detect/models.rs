@@ -124,6 +124,8 @@ impl Model {
 
 struct Slot {
     kind: Kind,
+    /// Loaded at all: a model the line-up does not use costs neither memory nor load time.
+    wanted: bool,
     model: Option<Model>,
     /// What the file looked like when last read (modified time, length): reload when it changes.
     seen: Option<(Option<SystemTime>, u64)>,
@@ -139,7 +141,15 @@ pub struct Models {
 impl Models {
     /// Never fails: each model that cannot be loaded is off, with its error kept for `problems`.
     pub fn load(source: Source) -> Models {
-        let slots = Kind::ALL.iter().map(|&kind| Slot { kind, model: None, seen: None, error: None }).collect();
+        Models::load_only(source, |_| true)
+    }
+
+    /// Like [`Models::load`], for the models `wanted` picks only (the others stay off, quietly).
+    pub fn load_only(source: Source, wanted: impl Fn(Kind) -> bool) -> Models {
+        let slots = Kind::ALL
+            .iter()
+            .map(|&kind| Slot { kind, wanted: wanted(kind), model: None, seen: None, error: None })
+            .collect();
         let mut models = Models { source, slots };
         models.refresh();
         models
@@ -149,7 +159,7 @@ impl Models {
     /// change, for the log.
     pub fn refresh(&mut self) -> Vec<String> {
         let mut messages = Vec::new();
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut().filter(|s| s.wanted) {
             let (result, seen) = match &self.source {
                 Source::Builtin => {
                     if slot.seen.is_some() {

@@ -92,6 +92,7 @@ impl Writer {
     pub fn spawn(store: Store, targets: &[Target], cfg: StoreConfig, now: WallClock) -> Result<Writer, StoreError> {
         let ids = register_targets(&store, targets)?;
         close_dangling_outages(&store)?;
+        roll_up_owed(&store)?;
         let (tx, rx) = mpsc::channel();
         let mut state = WriterState {
             store,
@@ -178,6 +179,28 @@ fn register_targets(store: &Store, targets: &[Target]) -> Result<Vec<i64>, Store
         ids.push(id);
     }
     Ok(ids)
+}
+
+/// Rollups a run that ended without a clean stop (kill -9, power cut) still owed: its open
+/// minutes had their pings stored but not yet rolled up. Everything from the newest rollup on is
+/// recomputed (a minute or two of pings).
+fn roll_up_owed(store: &Store) -> Result<(), StoreError> {
+    let conn = &store.conn;
+    let owed = || -> rusqlite::Result<()> {
+        let newest: Option<WallMs> = conn.query_row("SELECT max(ts) FROM minutes", [], |r| r.get(0))?;
+        let from = super::pings::key(newest.unwrap_or(WallMs::MIN / 2), 0);
+        let minutes: BTreeSet<WallMs> = conn
+            .prepare("SELECT DISTINCT ts FROM pings WHERE id >= ?1")?
+            .query_map([from], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if minutes.is_empty() {
+            return Ok(());
+        }
+        let tx = conn.unchecked_transaction()?;
+        rollup::recompute(conn, &minutes)?;
+        tx.commit()
+    };
+    owed().map_err(|e| store.sql("roll up what the last run owed", e))
 }
 
 /// An outage still open in the file means the agent died during it: end it at the newest
