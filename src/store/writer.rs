@@ -6,7 +6,8 @@
 //! interval, so a full disk costs no data until the buffer limit and never corrupts the file.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -81,9 +82,23 @@ fn approx_bytes(r: &Record) -> usize {
     }
 }
 
+/// Records queue in a channel the writer thread does not block on: it sleeps (parked) until
+/// its next flush and is woken only for what cannot wait (an outage, a state change, a flush
+/// asked for, the stop) or a queue grown large, not once per ping.
 pub struct Writer {
     tx: mpsc::Sender<Msg>,
     handle: Option<JoinHandle<WriterReport>>,
+    /// Records sent since the writer was last woken.
+    queued: AtomicUsize,
+}
+
+/// Wake the writer after this many records even if none is urgent, so a flood is taken in
+/// (and shed, past its bound) as it comes rather than a flush interval later.
+const WAKE_EVERY: usize = 1_000;
+
+/// Records that must reach the file within `IMPORTANT_WITHIN`.
+fn urgent(r: &Record) -> bool {
+    matches!(r, Record::OutageStart { .. } | Record::OutageEnd { .. } | Record::State { .. })
 }
 
 impl Writer {
@@ -124,12 +139,23 @@ impl Writer {
             .name("wanwatch-writer".into())
             .spawn(move || state.run(rx))
             .expect("spawn writer thread");
-        Ok(Writer { tx, handle: Some(handle) })
+        Ok(Writer { tx, handle: Some(handle), queued: AtomicUsize::new(0) })
     }
 
     pub fn send(&self, record: Record) {
+        let wake = urgent(&record) || self.queued.fetch_add(1, Ordering::Relaxed) + 1 >= WAKE_EVERY;
         // Fails only when the writer thread has died, which shutdown() reports.
         let _ = self.tx.send(Msg::Record(record));
+        if wake {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        self.queued.store(0, Ordering::Relaxed);
+        if let Some(h) = &self.handle {
+            h.thread().unpark();
+        }
     }
 
     /// Is the writer thread still running? (It only ends at shutdown; anything else is a bug
@@ -142,12 +168,14 @@ impl Writer {
     pub fn flush(&self) -> Result<(), FlushError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.tx.send(Msg::Flush(tx)).map_err(|_| FlushError::Gone)?;
+        self.wake();
         rx.recv().map_err(|_| FlushError::Gone)?
     }
 
     /// Flush everything and stop.
     pub fn shutdown(mut self) -> WriterReport {
         let _ = self.tx.send(Msg::Shutdown);
+        self.wake();
         self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default()
     }
 }
@@ -156,6 +184,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             let _ = self.tx.send(Msg::Shutdown);
+            h.thread().unpark();
             let _ = h.join();
         }
     }
@@ -293,33 +322,22 @@ impl WriterState {
         let mut next_flush = Instant::now() + self.cfg.flush_interval;
         let mut next_retention = Instant::now();
         loop {
-            let wait = next_flush.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Msg::Record(r)) => {
-                    if matches!(r, Record::OutageStart { .. } | Record::OutageEnd { .. } | Record::State { .. }) {
-                        next_flush = next_flush.min(Instant::now() + IMPORTANT_WITHIN);
-                    }
-                    self.push(r);
-                }
-                Ok(Msg::Flush(reply)) => {
-                    let _ = reply.send(self.flush());
-                }
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    while let Ok(Msg::Record(r)) = rx.try_recv() {
+            // Take in everything queued, then sleep until the next flush or a wake-up (an
+            // unpark that came before the park makes the park return at once: none is lost).
+            loop {
+                match rx.try_recv() {
+                    Ok(Msg::Record(r)) => {
+                        if urgent(&r) {
+                            next_flush = next_flush.min(Instant::now() + IMPORTANT_WITHIN);
+                        }
                         self.push(r);
                     }
-                    let last = self.flush_until(Some(Instant::now() + SHUTDOWN_BUDGET)).and_then(|()| {
-                        // The open minutes' rollups too: the file is complete when the agent stops.
-                        if self.deferred.is_empty() { Ok(()) } else { self.flush_chunk(0) }
-                    });
-                    if let Err(e) = last {
-                        self.report.lost_at_shutdown = self.pending.len() as u64;
-                        tracing::error!(error = %e, "final flush failed; {} records lost", self.pending.len());
+                    Ok(Msg::Flush(reply)) => {
+                        let _ = reply.send(self.flush());
                     }
-                    let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
-                    return std::mem::take(&mut self.report);
+                    Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => return self.stop(&rx),
+                    Err(TryRecvError::Empty) => break,
                 }
-                Err(RecvTimeoutError::Timeout) => {}
             }
             if Instant::now() >= next_flush {
                 self.defer_open = true;
@@ -334,7 +352,25 @@ impl WriterState {
                     next_retention = Instant::now() + RETENTION_EVERY;
                 }
             }
+            std::thread::park_timeout(next_flush.saturating_duration_since(Instant::now()));
         }
+    }
+
+    /// The last flush: everything still queued, and the open minutes' rollups.
+    fn stop(&mut self, rx: &mpsc::Receiver<Msg>) -> WriterReport {
+        while let Ok(Msg::Record(r)) = rx.try_recv() {
+            self.push(r);
+        }
+        let last = self.flush_until(Some(Instant::now() + SHUTDOWN_BUDGET)).and_then(|()| {
+            // The open minutes' rollups too: the file is complete when the agent stops.
+            if self.deferred.is_empty() { Ok(()) } else { self.flush_chunk(0) }
+        });
+        if let Err(e) = last {
+            self.report.lost_at_shutdown = self.pending.len() as u64;
+            tracing::error!(error = %e, "final flush failed; {} records lost", self.pending.len());
+        }
+        let _ = self.store.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+        std::mem::take(&mut self.report)
     }
 
     fn push(&mut self, r: Record) {
