@@ -361,9 +361,15 @@ impl WriterState {
         while let Ok(Msg::Record(r)) = rx.try_recv() {
             self.push(r);
         }
-        let last = self.flush_until(Some(Instant::now() + SHUTDOWN_BUDGET)).and_then(|()| {
+        let deadline = Some(Instant::now() + SHUTDOWN_BUDGET);
+        let last = self.flush_until(deadline).and_then(|()| {
             // The open minutes' rollups too: the file is complete when the agent stops.
             if self.deferred.is_empty() { Ok(()) } else { self.flush_chunk(0) }
+        });
+        // The cap holds after the last flush as after every other (what it deleted is an event).
+        let last = last.and_then(|()| {
+            self.check_cap();
+            self.flush_until(deadline)
         });
         if let Err(e) = last {
             self.report.lost_at_shutdown = self.pending.len() as u64;
