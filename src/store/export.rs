@@ -146,11 +146,8 @@ fn write_samples(
     .map_err(sql)?;
     let mut stmt = conn.prepare(&query(Table::Samples)).map_err(sql)?;
     let mut sink = Sink::new(format, out, &stmt)?;
-    let next_block = |from: WallMs| -> rusqlite::Result<Option<WallMs>> {
-        conn.query_row("SELECT min(ts) FROM pings WHERE ts >= ?1", [from], |r| r.get(0))
-    };
     let mut lo = since;
-    while let Some(first) = next_block(crate::calendar::minute_of(lo)).map_err(sql)? {
+    while let Some(first) = super::pings::next_minute(conn, lo).map_err(sql)? {
         lo = lo.max(first);
         if lo >= until {
             break;

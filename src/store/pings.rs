@@ -263,6 +263,14 @@ pub fn expire(conn: &Connection, cutoff: WallMs) -> rusqlite::Result<i64> {
         .sum()
 }
 
+/// The start of the first minute at or after `from`'s minute that holds pings (by row id: the
+/// `ts` column has no index of its own).
+pub fn next_minute(conn: &Connection, from: WallMs) -> rusqlite::Result<Option<WallMs>> {
+    conn.prepare_cached("SELECT ts FROM pings WHERE id >= ?1 ORDER BY id LIMIT 1")?
+        .query_row([key(minute_of(from), 0)], |r| r.get(0))
+        .optional()
+}
+
 /// How many pings are stored.
 pub fn count(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT coalesce(sum(n), 0) FROM pings", [], |r| r.get(0))

@@ -46,10 +46,12 @@ pub const CAP_ORDER: [(&str, &str); 7] = [
         "router log chatter",
         "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog WHERE class IS NULL ORDER BY id LIMIT ?1) RETURNING 1",
     ),
+    // Ping rows are keyed minute number * 2^20 + target (`pings::key`): an id range is the
+    // minutes wholly before the cutoff, read from the oldest without a scan.
     (
         "samples older than a day",
         "DELETE FROM pings WHERE id IN
-         (SELECT id FROM pings WHERE ts <= ?2 - 60000 ORDER BY id LIMIT max(1, ?1 / 60)) RETURNING n",
+         (SELECT id FROM pings WHERE id < (?2 / 60000) * 1048576 ORDER BY id LIMIT max(1, ?1 / 60)) RETURNING n",
     ),
     (
         "context metrics",
