@@ -148,6 +148,8 @@ pub struct GatewayApiConfig {
 
 pub const GATEWAY_INTERVAL: Duration = secs(30);
 pub const GATEWAY_TIMEOUT: Duration = secs(3);
+/// "auto": http://<default gateway>.
+pub const GATEWAY_URL: &str = "auto";
 
 impl Default for GatewayApiConfig {
     fn default() -> Self {
@@ -156,7 +158,7 @@ impl Default for GatewayApiConfig {
             interval: GATEWAY_INTERVAL,
             timeout: GATEWAY_TIMEOUT,
             kind: GatewayKind::Auto,
-            url: "auto".into(),
+            url: GATEWAY_URL.into(),
         }
     }
 }
