@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 use bed::{Bed, Workdir, skip_unless_root};
 
 fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    field_of(&std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default(), key)
+}
+
+/// The number after `key` in a /proc `key: value` text (0 when missing).
+fn field_of(text: &str, key: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -46,16 +50,9 @@ fn wakeups(pid: u32) -> std::collections::BTreeMap<String, u64> {
     };
     for t in tasks.flatten() {
         let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
-        let field = |key: &str| -> u64 {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
         let name = status.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?").to_string();
-        *out.entry(name).or_default() += field("voluntary_ctxt_switches:") + field("nonvoluntary_ctxt_switches:");
+        *out.entry(name).or_default() +=
+            field_of(&status, "voluntary_ctxt_switches:") + field_of(&status, "nonvoluntary_ctxt_switches:");
     }
     out
 }

@@ -156,13 +156,7 @@ fn write_samples(
         {
             let mut insert =
                 conn.prepare_cached("INSERT INTO temp.export_samples VALUES (?1, ?2, ?3, ?4, ?5, ?6)").map_err(sql)?;
-            super::pings::for_each(conn, lo, hi, None, |target, pings| {
-                for p in pings {
-                    insert.execute(rusqlite::params![p.ts, target, p.seq, p.rtt_us, p.fail, p.err_from])?;
-                }
-                Ok(())
-            })
-            .map_err(sql)?;
+            super::pings::unpack_into(conn, &mut insert, lo, hi).map_err(sql)?;
         }
         sink.rows(store, &mut stmt, lo, hi)?;
         conn.execute_batch("DELETE FROM temp.export_samples").map_err(sql)?;
@@ -260,13 +254,8 @@ fn plain_samples(copy: &Path) -> Result<(), ExportError> {
                  rtt_us INTEGER, fail INTEGER, err_from TEXT, PRIMARY KEY (ts, target, seq)
              ) WITHOUT ROWID;",
         )?;
-        let mut insert = conn.prepare("INSERT OR IGNORE INTO samples VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        super::pings::for_each(&conn, i64::MIN / 2, i64::MAX / 2, None, |target, pings| {
-            for p in pings {
-                insert.execute(rusqlite::params![p.ts, target, p.seq, p.rtt_us, p.fail, p.err_from])?;
-            }
-            Ok(())
-        })?;
+        let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO samples VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        super::pings::unpack_into(&conn, &mut insert, i64::MIN / 2, i64::MAX / 2)?;
         drop(insert);
         tx.commit()
     };

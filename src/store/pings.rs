@@ -225,6 +225,23 @@ pub fn for_each(
     Ok(())
 }
 
+/// Write every ping in `[since, until)` one row each, as the old `samples` table had them
+/// (ts, target, seq, rtt_us, fail, err_from), with `insert` (an INSERT of those six values):
+/// for tools that cannot read the blobs.
+pub fn unpack_into(
+    conn: &Connection,
+    insert: &mut rusqlite::CachedStatement,
+    since: WallMs,
+    until: WallMs,
+) -> rusqlite::Result<()> {
+    for_each(conn, since, until, None, |target, pings| {
+        for p in pings {
+            insert.execute(params![p.ts, target, p.seq, p.rtt_us, p.fail, p.err_from])?;
+        }
+        Ok(())
+    })
+}
+
 /// Every ping in `[since, until)`, as (target, ping), ordered by time, then target, then seq.
 pub fn read(
     conn: &Connection,
@@ -359,22 +376,13 @@ mod tests {
         let mut pings: Vec<Ping> = (0..60u16)
             .map(|i| answered(minute + i as i64 * 1000 + 3, 65_500 + i % 36, 20_000 + (i as u32 * 977) % 9000))
             .collect();
-        pings[7] = Ping { ts: pings[7].ts, seq: pings[7].seq, rtt_us: None, fail: Some(1), err_from: None };
-        pings[8] = Ping {
-            ts: pings[8].ts,
-            seq: pings[8].seq,
-            rtt_us: None,
-            fail: Some(11),
-            err_from: Some("192.0.2.1".into()),
+        let lost = |p: &mut Ping, fail: Option<i64>, from: Option<&str>| {
+            (p.rtt_us, p.fail, p.err_from) = (None, fail, from.map(String::from));
         };
-        pings[9] = Ping {
-            ts: pings[9].ts,
-            seq: pings[9].seq,
-            rtt_us: None,
-            fail: Some(13),
-            err_from: Some("2001:db8::1".into()),
-        };
-        pings[10] = Ping { ts: pings[10].ts, seq: pings[10].seq, rtt_us: None, fail: None, err_from: None };
+        lost(&mut pings[7], Some(1), None);
+        lost(&mut pings[8], Some(11), Some("192.0.2.1"));
+        lost(&mut pings[9], Some(13), Some("2001:db8::1"));
+        lost(&mut pings[10], None, None);
         pings[11].rtt_us = Some(0);
         pings[12].rtt_us = Some(u32::MAX);
         pings.sort_by_key(|p| (p.ts, p.seq));
