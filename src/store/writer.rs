@@ -133,7 +133,6 @@ impl Writer {
             last_error: None,
             series: HashMap::new(),
             deferred: BTreeSet::new(),
-            defer_open: false,
         };
         let handle = std::thread::Builder::new()
             .name("wanwatch-writer".into())
@@ -289,9 +288,6 @@ struct WriterState {
     series: HashMap<(&'static str, String, &'static str), i64>,
     /// Minutes with new pings whose rollup waits for the minute to end (see `LATE_MS`).
     deferred: BTreeSet<WallMs>,
-    /// Whether the flush under way may defer open minutes (timed flushes) or not (an asked-for
-    /// flush, shutdown).
-    defer_open: bool,
 }
 
 /// The id of a metric's series, created on first use.
@@ -333,16 +329,15 @@ impl WriterState {
                         self.push(r);
                     }
                     Ok(Msg::Flush(reply)) => {
-                        let _ = reply.send(self.flush());
+                        // An asked-for flush leaves no rollup owed.
+                        let _ = reply.send(self.flush_until(None).and_then(|()| self.roll_up_deferred(true)));
                     }
                     Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => return self.stop(&rx),
                     Err(TryRecvError::Empty) => break,
                 }
             }
             if Instant::now() >= next_flush {
-                self.defer_open = true;
-                let flushed = self.flush().and_then(|()| self.roll_due());
-                self.defer_open = false;
+                let flushed = self.flush_until(None).and_then(|()| self.roll_up_deferred(false));
                 if flushed.is_ok() {
                     self.check_cap();
                 }
@@ -362,10 +357,8 @@ impl WriterState {
             self.push(r);
         }
         let deadline = Some(Instant::now() + SHUTDOWN_BUDGET);
-        let last = self.flush_until(deadline).and_then(|()| {
-            // The open minutes' rollups too: the file is complete when the agent stops.
-            if self.deferred.is_empty() { Ok(()) } else { self.flush_chunk(0) }
-        });
+        // The open minutes' rollups too: the file is complete when the agent stops.
+        let last = self.flush_until(deadline).and_then(|()| self.roll_up_deferred(true));
         // The cap holds after the last flush as after every other (what it deleted is an event).
         let last = last.and_then(|()| {
             self.check_cap();
@@ -451,22 +444,31 @@ impl WriterState {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), FlushError> {
-        self.flush_until(None)?;
-        // An asked-for flush leaves no rollup owed.
-        if !self.defer_open && !self.deferred.is_empty() {
-            self.flush_chunk(0)?;
-        }
-        Ok(())
-    }
-
-    /// Rollups owed for minutes that have ended since, when no record came to carry them.
-    fn roll_due(&mut self) -> Result<(), FlushError> {
+    /// Roll up the deferred minutes that have ended since (a timed flush may have carried no
+    /// record to do it), or all of them (`all`: a flush asked for, the stop).
+    fn roll_up_deferred(&mut self, all: bool) -> Result<(), FlushError> {
         let now = self.now.now();
-        if self.deferred.iter().any(|&m| m + MINUTE_MS + LATE_MS <= now) {
-            self.flush_chunk(0)?;
+        let due: BTreeSet<WallMs> =
+            self.deferred.iter().copied().filter(|&m| all || m + MINUTE_MS + LATE_MS <= now).collect();
+        if due.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let conn = &self.store.conn;
+        let write = || -> rusqlite::Result<()> {
+            let tx = conn.unchecked_transaction()?;
+            rollup::recompute(conn, &due)?;
+            tx.commit()
+        };
+        match write() {
+            Ok(()) => {
+                self.deferred.retain(|m| !due.contains(m));
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "rolling up {} minutes failed; will retry", due.len());
+                Err(FlushError::Write { records: self.pending.len(), path: self.store.path.clone(), err })
+            }
+        }
     }
 
     fn flush_chunk(&mut self, n: usize) -> Result<(), FlushError> {
@@ -617,11 +619,10 @@ impl WriterState {
             }
         }
         write_pings(conn, &mut pings, &mut touched)?;
+        // Minutes still open wait (`LATE_MS`); those deferred before and ended since go now.
         touched.append(&mut self.deferred);
-        if self.defer_open {
-            let now = self.now.now();
-            self.deferred = touched.extract_if(.., |&m| m + MINUTE_MS + LATE_MS > now).collect();
-        }
+        let now = self.now.now();
+        self.deferred = touched.extract_if(.., |&m| m + MINUTE_MS + LATE_MS > now).collect();
         rollup::recompute(conn, &touched)?;
         tx.commit()?;
         Ok(samples)
