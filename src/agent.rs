@@ -17,8 +17,9 @@ use crate::config::Config;
 use crate::detect::live::{Live, MinuteBuilder, Sink};
 use crate::detect::state::StateMachine;
 use crate::probe::ContextThread;
+use crate::probe::path;
 use crate::probe::ping::{self, Sockets};
-use crate::sample::{Blind, BlindKind, EventKind, Record, Role, Sample, Target, WallMs};
+use crate::sample::{Blind, BlindKind, EventKind, LinkState, PathReason, Record, Role, Sample, Target, WallMs};
 use crate::service::Service;
 use crate::store::Store;
 use crate::store::writer::{Writer, WriterReport};
@@ -38,10 +39,12 @@ pub struct RunReport {
 pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunReport> {
     let mut agent = Agent::start(&cfg)?;
     let (ctx_tx, ctx_rx) = mpsc::channel(1024);
+    let ctx_tx_paths = ctx_tx.clone();
     // Producers first (their records go through the writer), readers of the database after.
     let producers = agent.start_producers(&cfg, ctx_tx);
     let readers = agent.start_readers(&cfg);
-    let (samples, pings) = agent.start_pings(&cfg);
+    let (samples, mut pings) = agent.start_pings(&cfg);
+    agent.start_tracer(&mut pings, ctx_tx_paths);
 
     // systemd (Type=notify): ready once everything is started; the watchdog is fed from the
     // main loop, so a wedged loop gets the service restarted.
@@ -69,6 +72,8 @@ struct Agent {
     /// Closed minutes for detection, when it runs.
     minutes: MinuteBuilder,
     live: Option<Live>,
+    /// Asks the path prober to look where it broke (outages, loss episodes).
+    tracer: Option<mpsc::Sender<path::Ask>>,
     /// Turned true at shutdown: the ping tasks stop sending.
     stop_pings: watch::Sender<bool>,
     report: RunReport,
@@ -103,6 +108,7 @@ impl Agent {
             sm: StateMachine::new(cfg.state.clone(), targets.iter().map(|t| t.role).collect()),
             minutes: MinuteBuilder::new(targets.len()),
             live: None,
+            tracer: None,
             stop_pings: watch::channel(false).0,
             report: RunReport::default(),
             clock,
@@ -182,6 +188,17 @@ impl Agent {
         (rx, pings)
     }
 
+    /// The path prober, on the ping tasks' set (it stops with them): the anchors, hourly and
+    /// when asked.
+    fn start_tracer(&mut self, pings: &mut JoinSet<()>, out: mpsc::Sender<Record>) {
+        let anchors: Vec<_> = self.targets.iter().filter(|t| t.role == Role::Anchor).map(|t| t.addr).collect();
+        let (tx, rx) = mpsc::channel(8);
+        let tracer = path::Tracer::new(anchors, self.clock.clone(), out);
+        let stop = self.stop_pings.subscribe();
+        pings.spawn(tracer.run(rx, stop));
+        self.tracer = Some(tx);
+    }
+
     /// Samples in, stamped, judged and stored; once a second the clock, the watchdog and the
     /// loop's own health; until the deadline or a signal.
     async fn main_loop(&mut self, inputs: &mut Inputs, run_for: Option<Duration>) {
@@ -227,9 +244,25 @@ impl Agent {
         }
         self.writer.send(Record::Sample(s));
         for r in records {
+            self.ask_where(&r);
             self.writer.send(r);
         }
         self.report.samples += 1;
+    }
+
+    /// An outage or a loss episode starting: the path prober looks where it broke.
+    fn ask_where(&self, r: &Record) {
+        let ask = match *r {
+            Record::OutageStart { start, .. } => path::Ask { reason: PathReason::Outage, outage_start: Some(start) },
+            Record::State { state: LinkState::Degraded, .. } => {
+                path::Ask { reason: PathReason::Loss, outage_start: None }
+            }
+            _ => return,
+        };
+        if let Some(t) = &self.tracer {
+            // Full means a probe is already running and queued: it answers this one too.
+            let _ = t.try_send(ask);
+        }
     }
 
     /// A turn much later than a second is a stretch nothing was measured.

@@ -320,6 +320,8 @@ event_kinds! {
     DegradationEnd = "degradation_end",
     LevelShift = "level_shift",
     Prediction = "prediction",
+    /// The path to an anchor changed between two baseline path probes.
+    RouteChange = "route_change",
 }
 
 impl EventKind {
@@ -385,6 +387,76 @@ pub enum Record {
     Syslog(SyslogLine),
     /// Nothing was measured from `start` to `end`.
     Blind(Blind),
+    /// A path probe towards an anchor: who answered at each TTL, and where it broke.
+    Path(Trace),
+}
+
+/// Why a path probe ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathReason {
+    /// The hourly look at the healthy path, to compare an outage's path with.
+    Baseline,
+    /// An outage started.
+    Outage,
+    /// The link turned degraded (a loss episode).
+    Loss,
+}
+
+impl PathReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathReason::Baseline => "baseline",
+            PathReason::Outage => "outage",
+            PathReason::Loss => "loss",
+        }
+    }
+}
+
+/// One TTL of a path probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    pub ttl: u8,
+    /// Who answered: the router whose "time exceeded" came back, or the target itself.
+    pub addr: Option<IpAddr>,
+    pub sent: u8,
+    pub answered: u8,
+    /// Median round trip of the answers, microseconds.
+    pub rtt_us: Option<u32>,
+    /// Any other ICMP error that came back for this TTL ("network unreachable"), and who sent
+    /// it: a router refusing to forward is evidence too, but not a hop that forwarded.
+    pub error: Option<(IcmpError, IpAddr)>,
+}
+
+/// Where a path probe says it broke: the deepest hop that still answered, and in words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub last_good_ttl: Option<u8>,
+    pub last_good_hop: Option<IpAddr>,
+    pub note: String,
+}
+
+/// A path probe towards one anchor (ICMP echo with rising TTL, as mtr does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    pub ts: WallMs,
+    pub target: IpAddr,
+    pub reason: PathReason,
+    pub hops: Vec<Hop>,
+    /// The target itself answered (its hop is the last).
+    pub reached: bool,
+    /// Packets sent, all rounds (more than the hops kept show: TTLs past the end are dropped).
+    pub packets: u32,
+    /// For an outage's probe: the outage's start, so the store can attach the verdict to it.
+    pub outage_start: Option<WallMs>,
+    pub verdict: Verdict,
+}
+
+impl Trace {
+    /// The route's fingerprint: who answered at each TTL, `*` for no one ("192.168.12.1 * 10.0.0.1").
+    pub fn route(&self) -> String {
+        let hop = |h: &Hop| h.addr.map_or_else(|| "*".to_string(), |a| a.to_string());
+        self.hops.iter().map(hop).collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// Why nothing was measured for a while.

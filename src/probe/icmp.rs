@@ -247,8 +247,63 @@ pub fn realtime_ns() -> i128 {
 /// What a waiting ping is told.
 #[derive(Debug)]
 enum Answer {
-    Reply { kernel_ns: Option<i128>, at: Instant },
-    Failed(Failure),
+    Reply {
+        kernel_ns: Option<i128>,
+        at: Instant,
+    },
+    /// Also timed: a path probe's hop RTT is the time its ICMP error took to come back.
+    Failed {
+        failure: Failure,
+        kernel_ns: Option<i128>,
+        at: Instant,
+    },
+}
+
+/// One echo on its way: [`Flight::wait`] for what comes back.
+pub struct Flight {
+    pinger: Pinger,
+    addr: IpAddr,
+    seq: u16,
+    send_ns: i128,
+    /// When it was sent.
+    pub mono: Instant,
+    rx: Option<oneshot::Receiver<Answer>>,
+}
+
+/// What came back for a [`Flight`], with the round trip of an ICMP error too (a hop's RTT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Landed {
+    pub result: Result<u32, Failure>,
+    /// Microseconds until the answer came, reply or error; None on a timeout or send error.
+    pub rtt_us: Option<u32>,
+}
+
+impl Flight {
+    /// Wait up to `timeout` for the reply or error.
+    pub async fn wait(mut self, timeout: Duration) -> Landed {
+        let Some(rx) = self.rx.take() else {
+            return Landed { result: Err(Failure::SendError), rtt_us: None };
+        };
+        let micros = |kernel_ns: Option<i128>, at: Instant| {
+            let rtt = choose_rtt(self.send_ns, kernel_ns, at.saturating_duration_since(self.mono));
+            rtt.as_micros().min(u128::from(u32::MAX)) as u32
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Answer::Reply { kernel_ns, at })) => {
+                let us = micros(kernel_ns, at);
+                Landed { result: Ok(us), rtt_us: Some(us) }
+            }
+            Ok(Ok(Answer::Failed { failure, kernel_ns, at })) => {
+                let timed = matches!(failure, Failure::Icmp { .. }).then(|| micros(kernel_ns, at));
+                Landed { result: Err(failure), rtt_us: timed }
+            }
+            _ => {
+                // A reply after this is dropped: a late reply is one lost ping, not two.
+                self.pinger.forget(self.addr, self.seq);
+                Landed { result: Err(Failure::Timeout), rtt_us: None }
+            }
+        }
+    }
 }
 
 type Pending = Mutex<HashMap<(IpAddr, u16), oneshot::Sender<Answer>>>;
@@ -336,6 +391,15 @@ impl Pinger {
         payload: &[u8],
         timeout: Duration,
     ) -> (Instant, Result<u32, Failure>) {
+        let flight = self.send(addr, scope_id, seq, payload, None);
+        let mono = flight.mono;
+        (mono, flight.wait(timeout).await.result)
+    }
+
+    /// Send one echo now, with `ttl` as its TTL / hop limit if given (a path probe: the router
+    /// where it runs out answers "time exceeded"). The TTL is a socket option, so a socket sent
+    /// on with a TTL must be used by one task only (the path probe opens its own).
+    pub fn send(&self, addr: IpAddr, scope_id: u32, seq: u16, payload: &[u8], ttl: Option<u8>) -> Flight {
         let me = &self.0;
         let (tx, rx) = oneshot::channel();
         me.pending.lock().unwrap_or_else(|e| e.into_inner()).insert((addr, seq), tx);
@@ -344,26 +408,21 @@ impl Pinger {
             IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, 0, 0, scope_id)).into(),
             IpAddr::V4(a) => SocketAddr::from((a, 0)).into(),
         };
+        let sock = me.fd.get_ref();
+        let set_ttl = match ttl {
+            Some(t) if me.v6 => sock.set_unicast_hops_v6(u32::from(t)),
+            Some(t) => sock.set_ttl_v4(u32::from(t)),
+            None => Ok(()),
+        };
         let send_ns = realtime_ns();
         let mono = Instant::now();
-        if let Err(e) = me.fd.get_ref().send_to(&packet, &dest) {
+        let mut flight = Flight { pinger: self.clone(), addr, seq, send_ns, mono, rx: Some(rx) };
+        if let Err(e) = set_ttl.and_then(|()| sock.send_to(&packet, &dest)) {
             self.forget(addr, seq);
             tracing::debug!(%addr, error = %e, "ping not sent");
-            return (mono, Err(Failure::SendError));
+            flight.rx = None;
         }
-        let result = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Answer::Reply { kernel_ns, at })) => {
-                let rtt = choose_rtt(send_ns, kernel_ns, at.saturating_duration_since(mono));
-                Ok(rtt.as_micros().min(u128::from(u32::MAX)) as u32)
-            }
-            Ok(Ok(Answer::Failed(f))) => Err(f),
-            _ => {
-                // A reply after this is dropped: a late reply is one lost ping, not two.
-                self.forget(addr, seq);
-                Err(Failure::Timeout)
-            }
-        };
-        (mono, result)
+        flight
     }
 
     fn forget(&self, addr: IpAddr, seq: u16) {
@@ -456,9 +515,12 @@ async fn read_loop(fd: Arc<AsyncFd<Socket>>, v6: bool, kind: SockKind, ident: u1
                 }
                 Heard::Reply { from, seq, .. } => ((from, seq), Answer::Reply { kernel_ns: msg.kernel_ns, at }),
                 Heard::Error { target, seq, router, error, .. } => {
-                    ((target, seq), Answer::Failed(Failure::Icmp { error, router }))
+                    let failure = Failure::Icmp { error, router };
+                    ((target, seq), Answer::Failed { failure, kernel_ns: msg.kernel_ns, at })
                 }
-                Heard::Local { target, seq } => ((target, seq), Answer::Failed(Failure::SendError)),
+                Heard::Local { target, seq } => {
+                    ((target, seq), Answer::Failed { failure: Failure::SendError, kernel_ns: None, at })
+                }
             };
             let waiting = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             if let Some(tx) = waiting {

@@ -12,6 +12,7 @@ pub mod dns;
 pub mod gateway;
 pub mod http;
 pub mod icmp;
+pub mod path;
 pub mod ping;
 pub mod syslog;
 pub mod syslog_tcp;

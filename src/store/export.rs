@@ -21,6 +21,8 @@ pub enum Table {
     Syslog,
     /// Stretches nothing was measured (the agent not running or stalled).
     Blind,
+    /// Path probes, one row per probe and TTL: who answered, how often, how fast.
+    Hops,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +48,15 @@ fn iso(col: &str) -> String {
     ISO.replace("{c}", col)
 }
 
+/// `WHEN 10 THEN 'net_unreachable' ...`: a stored failure code as its name.
+fn failure_names() -> String {
+    crate::sample::Failure::names()
+        .iter()
+        .map(|(code, name)| format!("WHEN {code} THEN '{name}'"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The query for a table, with `?1`/`?2` the time range. Times come out twice: readable UTC
 /// and epoch milliseconds; RTTs in milliseconds.
 fn query(table: Table) -> String {
@@ -59,11 +70,7 @@ fn query(table: Table) -> String {
              FROM temp.export_samples s JOIN targets g ON g.id = s.target
              WHERE s.ts >= ?1 AND s.ts < ?2 ORDER BY s.ts, g.id, s.seq",
             t = iso("s.ts"),
-            reasons = crate::sample::Failure::names()
-                .iter()
-                .map(|(code, name)| format!("WHEN {code} THEN '{name}'"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            reasons = failure_names()
         ),
         Table::Minutes => format!(
             "SELECT {t} AS time, m.ts AS ts_ms, g.name AS target, g.addr AS addr, m.sent, m.lost,
@@ -77,7 +84,8 @@ fn query(table: Table) -> String {
         ),
         Table::Outages => format!(
             "SELECT id, kind, {s} AS start, {e} AS end, round(duration_ms / 1000.0, 1) AS duration_s,
-                    start_ts AS start_ms, end_ts AS end_ms, detail
+                    start_ts AS start_ms, end_ts AS end_ms, detail,
+                    last_good_ttl, last_good_hop, located
              FROM outages WHERE start_ts < ?2 AND coalesce(end_ts, start_ts) >= ?1 ORDER BY start_ts",
             s = iso("start_ts"),
             e = iso("end_ts")
@@ -97,6 +105,15 @@ fn query(table: Table) -> String {
             "SELECT {t} AS time, ts AS ts_ms, kind, detail FROM events
              WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, id",
             t = iso("ts")
+        ),
+        Table::Hops => format!(
+            "SELECT {t} AS time, p.ts AS ts_ms, p.target, p.reason, p.outage_ts AS outage_ms, h.ttl, h.addr,
+                    h.sent, h.answered, round(h.rtt_us / 1000.0, 3) AS rtt_ms,
+                    CASE h.error {reasons} END AS error, h.err_from AS said_by, p.route
+             FROM hops h JOIN paths p ON p.id = h.path
+             WHERE p.ts >= ?1 AND p.ts < ?2 ORDER BY p.ts, p.id, h.ttl",
+            t = iso("p.ts"),
+            reasons = failure_names()
         ),
         Table::Blind => format!(
             "SELECT {s} AS start, {e} AS end, round((end_ts - start_ts) / 1000.0, 1) AS duration_s,

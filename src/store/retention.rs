@@ -22,6 +22,7 @@ pub struct RetentionReport {
     pub expired_syslog: usize,
     pub expired_metrics: usize,
     pub expired_events: usize,
+    pub expired_paths: usize,
     /// Rows the cap deleted, per stage of [`CAP_ORDER`] (stages that deleted nothing left out).
     pub capped: Vec<(&'static str, usize)>,
 }
@@ -37,11 +38,11 @@ impl RetentionReport {
 }
 
 /// What the cap deletes, oldest first within each stage, a stage only once the one before it is
-/// empty: router chatter, raw samples older than a day, context metrics, router log lines that
-/// meant something, the last day's samples, rollups, events. Outages are never deleted.
+/// empty: router chatter, raw samples older than a day, context metrics, path probes, router
+/// log lines that meant something, the last day's samples, rollups, events. Outages are never deleted.
 /// (`?1` the chunk size in rows, or pings for the raw samples; `?2`, where used, the time a day
 /// ago. Each statement returns what each deleted row counts for: 1, or its pings.)
-pub const CAP_ORDER: [(&str, &str); 7] = [
+pub const CAP_ORDER: [(&str, &str); 8] = [
     (
         "router log chatter",
         "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog WHERE class IS NULL ORDER BY id LIMIT ?1) RETURNING 1",
@@ -57,6 +58,8 @@ pub const CAP_ORDER: [(&str, &str); 7] = [
         "context metrics",
         "DELETE FROM metrics WHERE (ts, series) IN (SELECT ts, series FROM metrics ORDER BY ts LIMIT ?1) RETURNING 1",
     ),
+    // A path probe's hops go with it (ON DELETE CASCADE).
+    ("path probes", "DELETE FROM paths WHERE id IN (SELECT id FROM paths ORDER BY id LIMIT ?1) RETURNING 1"),
     ("router log", "DELETE FROM syslog WHERE id IN (SELECT id FROM syslog ORDER BY id LIMIT ?1) RETURNING 1"),
     ("samples", "DELETE FROM pings WHERE id IN (SELECT id FROM pings ORDER BY id LIMIT max(1, ?1 / 60)) RETURNING n"),
     (
@@ -94,12 +97,21 @@ pub fn apply(store: &Store, now: WallMs, cfg: &StoreConfig) -> Result<RetentionR
     report.expired_minutes = expire("DELETE FROM minutes WHERE ts < ?1", rollup_cutoff, "expire rollups")?;
     report.expired_metrics = expire("DELETE FROM metrics WHERE ts < ?1", rollup_cutoff, "expire metrics")?;
     report.expired_events = expire("DELETE FROM events WHERE ts < ?1", rollup_cutoff, "expire events")?;
+    // The hourly baselines are raw data; an incident's probe is evidence and stays as long as
+    // the rollups (its hops go with it).
+    report.expired_paths = conn
+        .execute(
+            "DELETE FROM paths WHERE (ts < ?1 AND reason = 'baseline') OR ts < ?2",
+            params![raw_cutoff, rollup_cutoff],
+        )
+        .map_err(|e| store.sql("expire path probes", e))?;
     report.capped = hold_cap(store, now, cfg.max_db_bytes)?;
     let expired = report.expired_samples
         + report.expired_syslog
         + report.expired_minutes
         + report.expired_metrics
-        + report.expired_events;
+        + report.expired_events
+        + report.expired_paths;
     if expired > 0 {
         vacuum(store)?;
     }

@@ -122,6 +122,39 @@ const MIGRATIONS: &[&str] = &[
         data    BLOB NOT NULL        -- the pings: time, seq, RTT or why lost, who said so
     );
     ",
+    // 6: where it broke. Path probes (ICMP echo with rising TTL) towards the anchors, hourly and
+    // when an outage or a loss episode starts, one row per probe and per TTL; an outage keeps
+    // the deepest hop that still answered (see `probe::path`).
+    "
+    CREATE TABLE paths (
+        id            INTEGER PRIMARY KEY,
+        ts            INTEGER NOT NULL,  -- when the probe started
+        target        TEXT NOT NULL,     -- the anchor probed
+        reason        TEXT NOT NULL,     -- baseline | outage | loss
+        outage_ts     INTEGER,           -- the start of the outage it localises
+        route         TEXT NOT NULL,     -- who answered at each TTL, '*' for no one
+        reached       INTEGER NOT NULL,  -- 1 when the anchor itself answered
+        packets       INTEGER NOT NULL,  -- sent, all rounds
+        last_good_ttl INTEGER,           -- the deepest hop that still answered
+        last_good_hop TEXT,
+        note          TEXT NOT NULL      -- the verdict in words
+    );
+    CREATE INDEX paths_ts ON paths(ts);
+    CREATE TABLE hops (
+        path     INTEGER NOT NULL REFERENCES paths(id) ON DELETE CASCADE,
+        ttl      INTEGER NOT NULL,
+        addr     TEXT,                   -- who answered (time exceeded, or the anchor); NULL: no one
+        sent     INTEGER NOT NULL,
+        answered INTEGER NOT NULL,
+        rtt_us   INTEGER,                -- median of the answers
+        error    INTEGER,                -- another ICMP error for this TTL (10-18, as samples.fail)
+        err_from TEXT,                   -- and who sent it
+        PRIMARY KEY (path, ttl)
+    ) WITHOUT ROWID;
+    ALTER TABLE outages ADD COLUMN last_good_ttl INTEGER;
+    ALTER TABLE outages ADD COLUMN last_good_hop TEXT;
+    ALTER TABLE outages ADD COLUMN located TEXT;
+    ",
 ];
 
 /// Samples moved per transaction by the conversion: a day of 4 targets at 1 Hz is ~350,000

@@ -19,7 +19,7 @@ use super::{Store, StoreError, retention};
 use crate::calendar::MINUTE_MS;
 use crate::clock::WallClock;
 use crate::config::StoreConfig;
-use crate::sample::{EventKind, Metric, Record, RouterClass, Target, WallMs};
+use crate::sample::{EventKind, Metric, Record, RouterClass, Target, Trace, WallMs};
 
 /// Memory the backlog may take while the disk refuses writes (about 12 h of 4 targets at
 /// 1 Hz, or far less with a router log flood). Over it, router log lines go first, then
@@ -78,6 +78,7 @@ fn approx_bytes(r: &Record) -> usize {
         Record::Metric(m) => m.subject.len() + m.note.as_ref().map_or(0, String::len),
         Record::Event { kind, detail, .. } => kind.as_str().len() + detail.len(),
         Record::Blind(b) => b.detail.len(),
+        Record::Path(t) => t.verdict.note.len() + t.hops.len() * 48,
         _ => 0,
     }
 }
@@ -126,6 +127,7 @@ impl Writer {
                 first_event: None,
                 first_syslog: None,
                 first_blind: None,
+                first_path: None,
                 metric_keys: Some(Vec::new()),
                 metric_range: None,
             },
@@ -265,6 +267,7 @@ struct RunLog {
     first_event: Option<i64>,
     first_syslog: Option<i64>,
     first_blind: Option<i64>,
+    first_path: Option<i64>,
     /// (ts, series id) of every metric, while the run is young.
     metric_keys: Option<Vec<(WallMs, i64)>>,
     metric_range: Option<(WallMs, WallMs)>,
@@ -603,6 +606,10 @@ impl WriterState {
                         .execute(params![b.start, b.end.max(b.start), b.kind.as_str(), b.detail])?;
                     run.first_blind.get_or_insert(conn.last_insert_rowid());
                 }
+                Record::Path(t) => {
+                    let id = write_path(conn, t)?;
+                    run.first_path.get_or_insert(id);
+                }
                 Record::ShiftRun { delta_ms } => {
                     // Pings before the step are in the store before they move.
                     write_pings(conn, &mut pings, &mut touched)?;
@@ -672,6 +679,54 @@ fn write_pings(
     Ok(())
 }
 
+/// A path probe and its hops; an outage's probe also gives the outage its localisation, the
+/// deepest over its anchors.
+fn write_path(conn: &Connection, t: &Trace) -> rusqlite::Result<i64> {
+    let v = &t.verdict;
+    let hop = v.last_good_hop.map(|a| a.to_string());
+    conn.prepare_cached(
+        "INSERT INTO paths (ts, target, reason, outage_ts, route, reached, packets, last_good_ttl, last_good_hop, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        t.ts,
+        t.target.to_string(),
+        t.reason.as_str(),
+        t.outage_start,
+        t.route(),
+        t.reached,
+        t.packets,
+        v.last_good_ttl,
+        hop,
+        v.note
+    ])?;
+    let id = conn.last_insert_rowid();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO hops (path, ttl, addr, sent, answered, rtt_us, error, err_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for h in &t.hops {
+        insert.execute(params![
+            id,
+            h.ttl,
+            h.addr.map(|a| a.to_string()),
+            h.sent,
+            h.answered,
+            h.rtt_us,
+            h.error.map(|(e, _)| e as i64),
+            h.error.map(|(_, r)| r.to_string())
+        ])?;
+    }
+    if let Some(start) = t.outage_start {
+        conn.prepare_cached(
+            "UPDATE outages SET last_good_ttl = ?1, last_good_hop = ?2, located = ?3
+             WHERE start_ts = ?4 AND (located IS NULL OR coalesce(last_good_ttl, 0) < coalesce(?1, 0))",
+        )?
+        .execute(params![v.last_good_ttl, hop, v.note, start])?;
+    }
+    Ok(id)
+}
+
 /// Move everything this run wrote by `delta` ms (the stamps were made before the clock was set).
 fn shift_run(conn: &Connection, delta: i64, run: &RunLog, touched: &mut BTreeSet<WallMs>) -> rusqlite::Result<()> {
     if let Some((lo, hi)) = run.ts_range {
@@ -715,6 +770,9 @@ fn shift_run(conn: &Connection, delta: i64, run: &RunLog, touched: &mut BTreeSet
     }
     if let Some(id) = run.first_syslog {
         conn.execute("UPDATE syslog SET ts = ts + ?1 WHERE id >= ?2", params![delta, id])?;
+    }
+    if let Some(id) = run.first_path {
+        conn.execute("UPDATE paths SET ts = ts + ?1, outage_ts = outage_ts + ?1 WHERE id >= ?2", params![delta, id])?;
     }
     // A blind spot before this run started keeps its start (the previous run's last write,
     // stamped by a clock that was right then); its end and every stall move with the run.

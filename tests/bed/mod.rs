@@ -15,6 +15,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod path;
 pub mod responder;
 pub mod scenario;
 
@@ -95,6 +96,13 @@ pub fn sh(args: &[&str]) -> Output {
     out
 }
 
+/// `sysctl -w` each setting inside namespace `ns`.
+pub fn sysctl(ns: &str, settings: &[&str]) -> Output {
+    let mut args = vec!["ip", "netns", "exec", ns, "sysctl", "-qw"];
+    args.extend_from_slice(settings);
+    sh(&args)
+}
+
 pub fn wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
@@ -137,18 +145,15 @@ impl Bed {
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             // No duplicate address detection: link-local addresses usable at once, so IPv6
             // neighbour discovery does not delay the first pings by a second or two.
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
+            sysctl(
                 ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.accept_dad=0",
-                "net.ipv6.conf.default.accept_dad=0",
-                "net.ipv6.conf.all.keep_addr_on_down=1",
-                "net.ipv6.conf.default.keep_addr_on_down=1",
-            ]);
+                &[
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                    "net.ipv6.conf.all.keep_addr_on_down=1",
+                    "net.ipv6.conf.default.keep_addr_on_down=1",
+                ],
+            );
         }
         sh(&["ip", "link", "add", "lan0", "netns", lan, "type", "veth", "peer", "name", "gwl", "netns", gw]);
         sh(&["ip", "link", "add", "gww", "netns", gw, "type", "veth", "peer", "name", "wan0", "netns", wan]);

@@ -1,0 +1,217 @@
+//! Where it broke, on real namespaces: a path of three routers, broken at hop 1, 2 and 3 with
+//! blackhole and unreachable routes; each outage is localised to the deepest hop that still
+//! answered, exported with the outage, and the path probes stay within their packet budget.
+
+mod bed;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bed::path::{self, ANCHOR4, ANCHOR6, GATEWAY, PathBed};
+use bed::{Workdir, skip_unless_root, wall_ms};
+use rusqlite::{Connection, OptionalExtension};
+use wanwatch::probe::path::MAX_PACKETS;
+
+fn config(w: &Workdir) -> std::path::PathBuf {
+    w.write(
+        "w.toml",
+        &format!(
+            "[ping]\ninterval = \"500ms\"\ntimeout = \"1s\"\ngateway = \"{GATEWAY}\"\n\
+             anchors = [\"{ANCHOR4}\", \"{ANCHOR6}\"]\n[store]\nflush_interval = \"500ms\"\n"
+        ),
+    )
+}
+
+/// Polls `f` every 200 ms until it gives something, for at most `secs`.
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "waited {secs} s for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn open(db: &Path) -> Option<Connection> {
+    let c = Connection::open(db).ok()?;
+    c.busy_timeout(Duration::from_secs(2)).ok()?;
+    Some(c)
+}
+
+/// The newest outage that started after `since`: (id, last_good_ttl, last_good_hop, located, ended).
+type Located = (i64, Option<i64>, Option<String>, String, bool);
+
+fn located_after(db: &Path, since: i64) -> Option<Located> {
+    let c = open(db)?;
+    c.query_row(
+        "SELECT id, last_good_ttl, last_good_hop, located, end_ts IS NOT NULL FROM outages
+         WHERE kind = 'wan' AND start_ts > ?1 AND located IS NOT NULL ORDER BY start_ts DESC LIMIT 1",
+        [since],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )
+    .optional()
+    .ok()
+    .flatten()
+}
+
+/// Outage probes stored for outages that started after `since`.
+fn outage_probes(db: &Path, since: i64) -> i64 {
+    open(db)
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM paths WHERE reason = 'outage' AND outage_ts > ?1", [since], |r| r.get(0))
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn baselines(db: &Path) -> i64 {
+    open(db)
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM paths WHERE reason = 'baseline' AND reached = 1", [], |r| r.get(0)).ok()
+        })
+        .unwrap_or(0)
+}
+
+fn start_agent(bed: &PathBed, w: &Workdir, db: &Path) -> std::process::Child {
+    let cfg = config(w);
+    bed.wanwatch(&["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
+        .env("WANWATCH_LOG", "info,wanwatch::probe::path=info")
+        .stderr(if std::env::var_os("WANWATCH_TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::piped()
+        })
+        .spawn()
+        .unwrap()
+}
+
+fn stop(child: std::process::Child) -> String {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn breaks_at_hop_1_2_and_3_are_localised_to_the_deepest_hop_that_answered() {
+    if !skip_unless_root("breaks_at_hop_1_2_and_3_are_localised_to_the_deepest_hop_that_answered") {
+        return;
+    }
+    let bed = PathBed::new();
+    let w = Workdir::new();
+    let db = w.path("w.db");
+    let child = start_agent(&bed, &w, &db);
+    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+
+    // A blackhole is silent from the router that has it: the deepest answer is the hop
+    // before. An unreachable route answers: that router is the deepest hop.
+    let breaks: [(usize, &str, Option<usize>); 6] = [
+        (1, "blackhole", None),
+        (2, "unreachable", Some(2)),
+        (3, "blackhole", Some(2)),
+        (1, "unreachable", Some(1)),
+        (2, "blackhole", Some(1)),
+        (3, "unreachable", Some(3)),
+    ];
+    let mut seen = Vec::new();
+    for (k, kind, expect) in breaks {
+        let since = wall_ms();
+        bed.break_at(k, Some(kind));
+        let (id, ttl, hop, note, _) =
+            wait_for(25, &format!("the outage of a {kind} at hop {k} to be localised"), || located_after(&db, since));
+        // Both anchors' probes done before the break is mended (a probe that outlives its
+        // outage sees the path come back).
+        wait_for(15, "both anchors' probes", || (outage_probes(&db, since) >= 2).then_some(()));
+        bed.break_at(k, None);
+        wait_for(15, "the outage to end", || located_after(&db, since).filter(|o| o.4).map(|_| ()));
+        println!("{kind} at hop {k}: last good ttl {ttl:?} hop {hop:?}: {note}");
+        let label = format!("{kind} at hop {k} (outage {id}): {note}");
+        assert_eq!(ttl, expect.map(|t| t as i64), "{label}");
+        // Both anchors' probes say the same hop, by its IPv4 or IPv6 address.
+        assert_eq!(hop.is_some(), expect.is_some(), "{label}");
+        if let (Some(hop), Some(t)) = (&hop, expect) {
+            assert!(*hop == path::hop(t) || *hop == path::hop6(t), "{label}");
+        }
+        match (kind, expect) {
+            // IPv4 says "host unreachable" for an unreachable route, IPv6 "network unreachable".
+            ("unreachable", _) => assert!(note.contains("answers but says") && note.contains("unreachable"), "{label}"),
+            (_, Some(t)) => assert!(note.contains(&format!("broke after hop {t}")), "{label}"),
+            (_, None) => assert!(note.contains("broke at hop 1"), "{label}"),
+        }
+        seen.push(id);
+        // The routers' ICMP rate limits refill (a token a second).
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let log = stop(child);
+
+    // Exported with the outage, and the probes' hops as a table of their own.
+    let out = bed
+        .wanwatch(&["export", "--db", db.to_str().unwrap(), "--table", "outages", "--format", "jsonl"])
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let wan: Vec<&serde_json::Value> = lines.iter().filter(|o| o["kind"] == "wan").collect();
+    assert_eq!(wan.len(), breaks.len(), "{lines:?}");
+    for (o, (k, kind, expect)) in wan.iter().zip(breaks) {
+        assert_eq!(o["last_good_ttl"].as_i64(), expect.map(|t| t as i64), "{kind} at {k}: {o}");
+        let hop = o["last_good_hop"].as_str().map(str::to_string);
+        assert!(hop == expect.map(path::hop) || hop == expect.map(path::hop6), "{kind} at {k}: {o}");
+    }
+    let hops =
+        bed.wanwatch(&["export", "--db", db.to_str().unwrap(), "--table", "hops", "--format", "csv"]).output().unwrap();
+    let csv = String::from_utf8_lossy(&hops.stdout);
+    assert!(csv.starts_with("time,ts_ms,target,reason,outage_ms,ttl,addr,sent,answered,rtt_ms,error,said_by,route"));
+    // The healthy IPv6 path, hop by hop.
+    let route6 = format!("{} {} {} {ANCHOR6}", path::hop6(1), path::hop6(2), path::hop6(3));
+    assert!(csv.lines().any(|l| l.contains(",baseline,") && l.ends_with(&route6)), "no healthy IPv6 route {route6}");
+    assert!(csv.contains(&format!("unreachable,{}", path::hop6(2))), "the refusing router is named");
+
+    // Bounded: no probe sent more than its most, and all of them together what the budget
+    // allows for this many incidents.
+    let c = open(&db).unwrap();
+    let per_probe: Vec<(i64, String, i64)> = c
+        .prepare("SELECT id, reason, packets FROM paths ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let total: i64 = per_probe.iter().map(|p| p.2).sum();
+    println!("{} path probes sent {total} packets: {per_probe:?}", per_probe.len());
+    assert!(per_probe.iter().all(|p| p.2 <= MAX_PACKETS as i64), "{per_probe:?}");
+    let incidents = per_probe.iter().filter(|p| p.1 != "baseline").count();
+    assert!(incidents >= 2 * breaks.len(), "both anchors probed at every outage: {per_probe:?}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn hops_that_never_answer_are_not_blamed() {
+    let test = "hops_that_never_answer_are_not_blamed";
+    if !skip_unless_root(test) || !path::have_nft(test) {
+        return;
+    }
+    let bed = PathBed::new();
+    // The carrier's core (hops 2 and 3) forwards but never answers, even when all is well.
+    bed.silence(2);
+    bed.silence(3);
+    let w = Workdir::new();
+    let db = w.path("w.db");
+    let child = start_agent(&bed, &w, &db);
+    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+    let since = wall_ms();
+    bed.break_at(3, Some("blackhole"));
+    let (_, ttl, hop, note, _) = wait_for(25, "the outage to be localised", || located_after(&db, since));
+    bed.break_at(3, None);
+    stop(child);
+    println!("silent core, blackhole at hop 3: {ttl:?} {hop:?}: {note}");
+    assert_eq!((ttl, hop.as_deref()), (Some(1), Some(GATEWAY)));
+    assert!(note.contains("no answer beyond hop 1") && note.contains("even when healthy"), "{note}");
+    let c = open(&db).unwrap();
+    let route: String = c
+        .query_row("SELECT route FROM paths WHERE reason = 'baseline' AND target = ?1", [ANCHOR4], |r| r.get(0))
+        .unwrap();
+    assert_eq!(route, format!("{GATEWAY} * * {ANCHOR4}"));
+}
