@@ -19,7 +19,10 @@ use crate::detect::state::StateMachine;
 use crate::probe::ContextThread;
 use crate::probe::path;
 use crate::probe::ping::{self, Sockets};
-use crate::sample::{Blind, BlindKind, EventKind, LinkState, PathReason, Record, Role, Sample, Target, WallMs};
+use crate::sample::{
+    Blind, BlindKind, EventKind, Failure, IcmpError, LinkState, OutageKind, PathReason, Record, Role, Sample, Target,
+    WallMs,
+};
 use crate::service::Service;
 use crate::store::Store;
 use crate::store::writer::{Writer, WriterReport};
@@ -74,6 +77,8 @@ struct Agent {
     live: Option<Live>,
     /// Asks the path prober to look where it broke (outages, loss episodes).
     tracer: Option<mpsc::Sender<path::Ask>>,
+    /// Per target, the last ICMP error its pings got: (error, router, when).
+    heard_errors: Vec<Option<(IcmpError, std::net::IpAddr, Instant)>>,
     /// Turned true at shutdown: the ping tasks stop sending.
     stop_pings: watch::Sender<bool>,
     report: RunReport,
@@ -105,10 +110,11 @@ impl Agent {
         let detail = format!("wanwatch {} pinging {}", env!("CARGO_PKG_VERSION"), names.join(", "));
         writer.send(Record::Event { ts: clock.now(), kind: EventKind::AgentStart, detail });
         Ok(Agent {
-            sm: StateMachine::new(cfg.state.clone(), targets.iter().map(|t| t.role).collect()),
+            sm: StateMachine::new(cfg.state.clone(), &targets),
             minutes: MinuteBuilder::new(targets.len()),
             live: None,
             tracer: None,
+            heard_errors: vec![None; targets.len()],
             stop_pings: watch::channel(false).0,
             report: RunReport::default(),
             clock,
@@ -236,6 +242,9 @@ impl Agent {
     /// One ping result: stamp it, let the state machine judge it, feed detection, store it.
     fn handle(&mut self, mut s: Sample) {
         s.ts = self.clock.wall_at(s.mono);
+        if let Err(Failure::Icmp { error, router }) = s.rtt {
+            self.heard_errors[s.target] = Some((error, router, s.mono));
+        }
         let records = self.sm.observe(&s);
         if let Some(live) = &self.live {
             for minute in self.minutes.add(&s) {
@@ -253,9 +262,16 @@ impl Agent {
     /// An outage or a loss episode starting: the path prober looks where it broke.
     fn ask_where(&self, r: &Record) {
         let ask = match *r {
-            Record::OutageStart { start, .. } => path::Ask { reason: PathReason::Outage, outage_start: Some(start) },
+            Record::OutageStart { start, kind } => {
+                let v6 = match kind {
+                    OutageKind::Ipv4 => Some(false),
+                    OutageKind::Ipv6 => Some(true),
+                    OutageKind::Lan | OutageKind::Wan => None,
+                };
+                path::Ask { reason: PathReason::Outage, outage_start: Some(start), v6, witnesses: self.witnesses() }
+            }
             Record::State { state: LinkState::Degraded, .. } => {
-                path::Ask { reason: PathReason::Loss, outage_start: None }
+                path::Ask { reason: PathReason::Loss, outage_start: None, v6: None, witnesses: self.witnesses() }
             }
             _ => return,
         };
@@ -263,6 +279,17 @@ impl Agent {
             // Full means a probe is already running and queued: it answers this one too.
             let _ = t.try_send(ask);
         }
+    }
+
+    /// The routers that answered the anchors' pings with an ICMP error in the last half minute.
+    fn witnesses(&self) -> Vec<(std::net::IpAddr, IcmpError, std::net::IpAddr)> {
+        let recent = |at: &Instant| at.elapsed() < Duration::from_secs(30);
+        self.targets
+            .iter()
+            .zip(&self.heard_errors)
+            .filter(|(t, _)| t.role == Role::Anchor)
+            .filter_map(|(t, h)| h.filter(|(.., at)| recent(at)).map(|(e, r, _)| (t.addr, e, r)))
+            .collect()
     }
 
     /// A turn much later than a second is a stretch nothing was measured.

@@ -31,7 +31,7 @@ pub fn pattern(s: Option<&Snapshot>, stale: bool) -> Pattern {
     }
     match s.state {
         LinkState::LanDown | LinkState::WanDown => Pattern::Down,
-        LinkState::Degraded => Pattern::Degraded,
+        LinkState::Degraded | LinkState::Ipv4Down | LinkState::Ipv6Down => Pattern::Degraded,
         _ if s.notice.as_ref().is_some_and(|(k, _)| *k == EventKind::Prediction) => Pattern::Predicted,
         LinkState::Up => Pattern::Up,
         LinkState::Unknown => Pattern::Degraded,

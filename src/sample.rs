@@ -212,6 +212,11 @@ pub enum LinkState {
     LanDown,
     /// The gateway answers, no internet anchor does: the ISP side is down.
     WanDown,
+    /// No IPv4 anchor answers while an IPv6 one does (5G home internet is often IPv6-first,
+    /// with IPv4 through the carrier's NAT, which fails on its own).
+    Ipv4Down,
+    /// No IPv6 anchor answers while an IPv4 one does.
+    Ipv6Down,
 }
 
 impl LinkState {
@@ -222,13 +227,28 @@ impl LinkState {
             LinkState::Degraded => "degraded",
             LinkState::LanDown => "lan_down",
             LinkState::WanDown => "wan_down",
+            LinkState::Ipv4Down => "ipv4_down",
+            LinkState::Ipv6Down => "ipv6_down",
         }
     }
 
+    pub const ALL: [LinkState; 7] = [
+        LinkState::Unknown,
+        LinkState::Up,
+        LinkState::Degraded,
+        LinkState::LanDown,
+        LinkState::WanDown,
+        LinkState::Ipv4Down,
+        LinkState::Ipv6Down,
+    ];
+
     pub fn parse(s: &str) -> Option<LinkState> {
-        [LinkState::Unknown, LinkState::Up, LinkState::Degraded, LinkState::LanDown, LinkState::WanDown]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        LinkState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The whole internet (or more) is down, not one address family.
+    pub fn is_down(self) -> bool {
+        matches!(self, LinkState::LanDown | LinkState::WanDown)
     }
 
     /// The outage this state is, if it is one.
@@ -236,6 +256,8 @@ impl LinkState {
         match self {
             LinkState::LanDown => Some(OutageKind::Lan),
             LinkState::WanDown => Some(OutageKind::Wan),
+            LinkState::Ipv4Down => Some(OutageKind::Ipv4),
+            LinkState::Ipv6Down => Some(OutageKind::Ipv6),
             _ => None,
         }
     }
@@ -245,19 +267,37 @@ impl LinkState {
 pub enum OutageKind {
     Lan,
     Wan,
+    /// IPv4 only (IPv6 still answered).
+    Ipv4,
+    /// IPv6 only (IPv4 still answered).
+    Ipv6,
 }
 
 impl OutageKind {
+    pub const ALL: [OutageKind; 4] = [OutageKind::Lan, OutageKind::Wan, OutageKind::Ipv4, OutageKind::Ipv6];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OutageKind::Lan => "lan",
             OutageKind::Wan => "wan",
+            OutageKind::Ipv4 => "ipv4",
+            OutageKind::Ipv6 => "ipv6",
         }
     }
 
-    /// The stored name back; anything but "lan" is the internet (the only other kind written).
+    /// The stored name back; anything unknown is the internet.
     pub fn parse(s: &str) -> OutageKind {
-        if s == "lan" { OutageKind::Lan } else { OutageKind::Wan }
+        OutageKind::ALL.into_iter().find(|k| k.as_str() == s).unwrap_or(OutageKind::Wan)
+    }
+
+    /// In words, for people: "internet", "IPv4 only".
+    pub fn describe(self) -> &'static str {
+        match self {
+            OutageKind::Lan => "home network",
+            OutageKind::Wan => "internet",
+            OutageKind::Ipv4 => "IPv4 only (IPv6 up)",
+            OutageKind::Ipv6 => "IPv6 only (IPv4 up)",
+        }
     }
 }
 

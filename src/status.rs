@@ -17,6 +17,8 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         LinkState::LanDown => "DOWN (LAN/router)",
         LinkState::WanDown => "DOWN (internet)",
         LinkState::Unknown => "UNKNOWN",
+        LinkState::Ipv4Down => "DOWN (IPv4 only; IPv6 up)",
+        LinkState::Ipv6Down => "DOWN (IPv6 only; IPv4 up)",
     };
     let _ = writeln!(out, "wanwatch  {}", store.path.display());
     let (link, agent_line) = match (&agent.running, agent.heartbeat) {
@@ -78,7 +80,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
     for o in outages {
         let kind = match o.kind {
             OutageKind::Lan => "LAN/router",
-            OutageKind::Wan => "internet",
+            other => other.describe(),
         };
         let span = match (o.end, o.duration_ms) {
             (Some(_), Some(d)) => format_span(d),

@@ -44,11 +44,15 @@ fn open(db: &Path) -> Option<Connection> {
 type Located = (i64, Option<i64>, Option<String>, String, bool);
 
 fn located_after(db: &Path, since: i64) -> Option<Located> {
+    located_kind_after(db, "wan", since)
+}
+
+fn located_kind_after(db: &Path, kind: &str, since: i64) -> Option<Located> {
     let c = open(db)?;
     c.query_row(
         "SELECT id, last_good_ttl, last_good_hop, located, end_ts IS NOT NULL FROM outages
-         WHERE kind = 'wan' AND start_ts > ?1 AND located IS NOT NULL ORDER BY start_ts DESC LIMIT 1",
-        [since],
+         WHERE kind = ?2 AND start_ts > ?1 AND located IS NOT NULL ORDER BY start_ts DESC LIMIT 1",
+        rusqlite::params![since, kind],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )
     .optional()
@@ -214,4 +218,47 @@ fn hops_that_never_answer_are_not_blamed() {
         .query_row("SELECT route FROM paths WHERE reason = 'baseline' AND target = ?1", [ANCHOR4], |r| r.get(0))
         .unwrap();
     assert_eq!(route, format!("{GATEWAY} * * {ANCHOR4}"));
+}
+
+#[test]
+fn ipv4_down_while_ipv6_works_is_an_outage_of_its_own_localised_on_the_ipv4_path() {
+    let test = "ipv4_down_while_ipv6_works_is_an_outage_of_its_own_localised_on_the_ipv4_path";
+    if !skip_unless_root(test) {
+        return;
+    }
+    let bed = PathBed::new();
+    let w = Workdir::new();
+    let db = w.path("w.db");
+    let child = start_agent(&bed, &w, &db);
+    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+    let since = wall_ms();
+    // The carrier's IPv4 (its NAT, say) fails at hop 2; IPv6 carries on.
+    bed.break_family(2, Some("unreachable"), false);
+    let (id, ttl, hop, note, _) = wait_for(25, "an IPv4 outage, localised", || located_kind_after(&db, "ipv4", since));
+    let status = bed.wanwatch(&["status", "--db", db.to_str().unwrap()]).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    bed.break_family(2, None, false);
+    wait_for(15, "the IPv4 outage to end", || located_kind_after(&db, "ipv4", since).filter(|o| o.4).map(|_| ()));
+    stop(child);
+    println!("IPv4 cut at hop 2: outage {id}: {ttl:?} {hop:?}: {note}\n{status}");
+    assert_eq!((ttl, hop), (Some(2), Some(path::hop(2))), "{note}");
+    assert!(status.contains("DOWN (IPv4 only; IPv6 up)"), "{status}");
+    let c = open(&db).unwrap();
+    let kinds: Vec<String> = c
+        .prepare("SELECT kind FROM outages ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(kinds, ["ipv4"], "IPv4 alone, never the whole internet");
+    // Only the IPv4 anchor was probed for it.
+    let probed: Vec<String> = c
+        .prepare("SELECT target FROM paths WHERE reason = 'outage'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(probed, [ANCHOR4]);
 }

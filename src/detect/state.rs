@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::StateConfig;
-use crate::sample::{EventKind, LinkState, OutageKind, Record, Role, Sample, WallMs};
+use crate::sample::{EventKind, LinkState, OutageKind, Record, Role, Sample, Target, WallMs};
 
 /// Below this many anchor pings in the window, loss is not judged.
 const MIN_WINDOW_SAMPLES: usize = 10;
@@ -39,6 +39,8 @@ struct Track {
 pub struct StateMachine {
     cfg: StateConfig,
     roles: Vec<Role>,
+    /// Per target: an IPv6 address. With anchors of both families, each is judged on its own.
+    v6: Vec<bool>,
     tracks: Vec<Track>,
     /// Anchor results in the window: (send time, rtt or lost).
     window: VecDeque<(Instant, Option<u32>)>,
@@ -48,19 +50,24 @@ pub struct StateMachine {
     /// more pings to answer before the rest of the outage is called a WAN outage, so the
     /// milliseconds between the gateway's and the anchors' first replies are not one.
     gateway_back: Option<(Mark, Vec<u32>)>,
+    /// The same after an internet outage: when the first anchor answered again. The other
+    /// address family gets `down_after` more pings before it is called down on its own.
+    anchor_back: Option<(Mark, Vec<u32>)>,
 }
 
 impl StateMachine {
-    pub fn new(cfg: StateConfig, roles: Vec<Role>) -> StateMachine {
-        let tracks = vec![Track::default(); roles.len()];
+    pub fn new(cfg: StateConfig, targets: &[Target]) -> StateMachine {
+        let tracks = vec![Track::default(); targets.len()];
         StateMachine {
             cfg,
-            roles,
+            roles: targets.iter().map(|t| t.role).collect(),
+            v6: targets.iter().map(|t| t.addr.is_ipv6()).collect(),
             tracks,
             window: VecDeque::new(),
             state: LinkState::Unknown,
             outage: None,
             gateway_back: None,
+            anchor_back: None,
         }
     }
 
@@ -106,6 +113,37 @@ impl StateMachine {
 
         let group = |role: Role| self.roles.iter().zip(&self.tracks).filter(move |(r, _)| **r == role);
         let anchors_down = group(Role::Anchor).all(|(_, t)| target_down(t));
+        // The anchors of one address family (IPv6 when `v6`).
+        let family = |v6: bool| {
+            self.roles
+                .iter()
+                .zip(&self.tracks)
+                .zip(&self.v6)
+                .filter(move |((r, _), f)| **r == Role::Anchor && **f == v6)
+        };
+        let both_families = family(false).next().is_some() && family(true).next().is_some();
+        // One family down on its own: all its anchors down while the other's last ping was
+        // answered (not both dying a ping apart).
+        let family_down = |v6: bool| {
+            both_families && family(v6).all(|((_, t), _)| target_down(t)) && family(!v6).any(|((_, t), _)| t.fails == 0)
+        };
+        if self.state == LinkState::WanDown && !anchors_down && self.anchor_back.is_none() {
+            self.anchor_back = Some((at, self.tracks.iter().map(|t| t.fails).collect()));
+        }
+        // ...and still down `down_after` pings after the other family came back.
+        let family_still_down = |v6: bool| {
+            self.anchor_back.as_ref().is_none_or(|(_, counts)| {
+                self.tracks
+                    .iter()
+                    .zip(&self.roles)
+                    .zip(&self.v6)
+                    .zip(counts)
+                    .filter(|(((_, r), f), _)| **r == Role::Anchor && **f == v6)
+                    .all(|(((t, _), _), &before)| t.fails >= before + down_after)
+            })
+        };
+        let wan_outage_lingers = self.state == LinkState::WanDown
+            && ((family_down(false) && !family_still_down(false)) || (family_down(true) && !family_still_down(true)));
         let has_gateway = group(Role::Gateway).next().is_some();
         let gateways_down = has_gateway && group(Role::Gateway).all(|(_, t)| target_down(t));
         // The moment the last of a group went down.
@@ -131,10 +169,14 @@ impl StateMachine {
         let anchor_ever_answered = group(Role::Anchor).any(|(_, t)| t.last_ok.is_some());
         let next = if anchors_down && (gateways_down || lan_outage_lingers) {
             LinkState::LanDown
-        } else if anchors_down {
+        } else if anchors_down || wan_outage_lingers {
             LinkState::WanDown
         } else if !anchor_ever_answered {
             LinkState::Unknown
+        } else if family_down(false) {
+            LinkState::Ipv4Down
+        } else if family_down(true) {
+            LinkState::Ipv6Down
         } else if self.degraded() {
             LinkState::Degraded
         } else {
@@ -154,6 +196,13 @@ impl StateMachine {
             LinkState::WanDown => match &self.gateway_back {
                 Some((back, _)) if self.state == LinkState::LanDown => *back,
                 _ => went_down(Role::Anchor).unwrap_or(at),
+            },
+            LinkState::Ipv4Down | LinkState::Ipv6Down => match &self.anchor_back {
+                Some((back, _)) if self.state == LinkState::WanDown => *back,
+                _ => {
+                    let v6 = next == LinkState::Ipv6Down;
+                    family(v6).filter_map(|((_, t), _)| t.first_fail).max_by_key(|m| m.mono).unwrap_or(at)
+                }
             },
             _ => at,
         };
@@ -175,6 +224,7 @@ impl StateMachine {
     fn transition(&mut self, next: LinkState, change: Mark) -> Vec<Record> {
         let mut out = Vec::new();
         self.gateway_back = None;
+        self.anchor_back = None;
         let prev = self.state;
         // An outage never starts before the previous one ended.
         let change = match &self.outage {
@@ -244,6 +294,66 @@ mod tests {
     const A1: usize = 1;
     const A2: usize = 2;
 
+    fn target(addr: &str, role: Role) -> Target {
+        Target { addr: addr.parse().unwrap(), role, name: addr.into() }
+    }
+
+    fn cfg() -> StateConfig {
+        StateConfig { down_after: 3, window: Duration::from_secs(60), degraded_loss: 0.05, degraded_rtt_ms: 150.0 }
+    }
+
+    #[test]
+    fn ipv4_down_while_ipv6_answers_is_a_state_and_an_outage_of_its_own() {
+        // Gateway, two IPv4 anchors, one IPv6 anchor: IPv4 dies 20-35 s, then everything 50-60 s.
+        let targets = [
+            target("192.168.12.1", Role::Gateway),
+            target("9.9.9.9", Role::Anchor),
+            target("1.1.1.1", Role::Anchor),
+            target("2606:4700::1111", Role::Anchor),
+        ];
+        let mut sim = Sim::with(cfg(), &targets);
+        for s in 0..80 {
+            let v4_cut = (20..35).contains(&s);
+            let all_cut = (50..60).contains(&s);
+            sim.second(s, |t| {
+                let lost = (t == A1 || t == A2) && v4_cut || t != GW && all_cut;
+                (!lost).then_some(20_000)
+            });
+            if s == 25 {
+                assert_eq!(sim.sm.state(), LinkState::Ipv4Down);
+            }
+            if s == 55 {
+                assert_eq!(sim.sm.state(), LinkState::WanDown);
+            }
+        }
+        assert_eq!(sim.outages(), ["ipv4 start 20", "end 35 (15s)", "wan start 50", "end 60 (10s)"]);
+        assert_eq!(sim.sm.state(), LinkState::Up);
+
+        // The internet comes back over IPv4 only: the rest of the outage is IPv6's, from the
+        // moment IPv4 answered.
+        let mut sim = Sim::with(cfg(), &targets);
+        for s in 0..60 {
+            let all_cut = (10..20).contains(&s);
+            let v6_cut = (10..40).contains(&s);
+            sim.second(s, |t| {
+                let lost = t != GW && all_cut || t == 3 && v6_cut;
+                (!lost).then_some(20_000)
+            });
+        }
+        assert_eq!(sim.outages(), ["wan start 10", "end 20 (10s)", "ipv6 start 20", "end 40 (20s)"]);
+    }
+
+    #[test]
+    fn one_family_only_is_judged_as_before() {
+        // Only IPv4 anchors: both down is the internet down, never "IPv4 only".
+        let mut sim = Sim::new(true);
+        for s in 0..40 {
+            let cut = (10..20).contains(&s);
+            sim.second(s, |t| if t == GW || !cut { Some(20_000) } else { None });
+        }
+        assert_eq!(sim.outages(), ["wan start 10", "end 20 (10s)"]);
+    }
+
     struct Sim {
         sm: StateMachine,
         t0: Instant,
@@ -253,17 +363,16 @@ mod tests {
 
     impl Sim {
         fn new(with_gateway: bool) -> Sim {
-            let cfg = StateConfig {
-                down_after: 3,
-                window: Duration::from_secs(60),
-                degraded_loss: 0.05,
-                degraded_rtt_ms: 150.0,
-            };
-            let mut roles = vec![Role::Anchor, Role::Anchor];
+            let cfg = cfg();
+            let mut targets = vec![target("9.9.9.9", Role::Anchor), target("1.1.1.1", Role::Anchor)];
             if with_gateway {
-                roles.insert(0, Role::Gateway);
+                targets.insert(0, target("192.168.12.1", Role::Gateway));
             }
-            Sim { sm: StateMachine::new(cfg, roles), t0: Instant::now(), seq: 0, log: Vec::new() }
+            Sim::with(cfg, &targets)
+        }
+
+        fn with(cfg: StateConfig, targets: &[Target]) -> Sim {
+            Sim { sm: StateMachine::new(cfg, targets), t0: Instant::now(), seq: 0, log: Vec::new() }
         }
 
         /// All targets pinged at second `sec`; `answer(target)` says who answers and how fast.

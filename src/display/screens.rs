@@ -103,6 +103,8 @@ fn main<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Result<(
         LinkState::WanDown => ("DOWN", "internet"),
         LinkState::LanDown => ("DOWN", "router/LAN"),
         LinkState::Unknown => ("WAIT", "starting"),
+        LinkState::Ipv4Down => ("NO IPv4", "IPv6 up"),
+        LinkState::Ipv6Down => ("NO IPv6", "IPv4 up"),
     };
     // A down link is shown inverted: white box, black letters, readable across the room.
     let down = matches!(s.state, LinkState::WanDown | LinkState::LanDown);

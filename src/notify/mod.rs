@@ -231,6 +231,10 @@ impl Worker {
             let (what, why) = match kind {
                 OutageKind::Wan => ("Internet", "the gateway answers but no internet anchor does"),
                 OutageKind::Lan => ("Home network", "the gateway itself stopped answering (router, Wi-Fi or cable)"),
+                OutageKind::Ipv4 => {
+                    ("IPv4 internet", "no IPv4 anchor answers while IPv6 ones do (IPv4-only sites fail)")
+                }
+                OutageKind::Ipv6 => ("IPv6 internet", "no IPv6 anchor answers while IPv4 ones do"),
             };
             notes.push(match end {
                 Some(end) => Note {
@@ -260,6 +264,8 @@ impl Worker {
                     let what = match kind {
                         OutageKind::Wan => "Internet",
                         OutageKind::Lan => "Home network",
+                        OutageKind::Ipv4 => "IPv4 internet",
+                        OutageKind::Ipv6 => "IPv6 internet",
                     };
                     notes.push(Note {
                         kind: NoteKind::Outage,

@@ -81,10 +81,17 @@ impl Budget {
 }
 
 /// What the agent asks for when an outage or a loss episode starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ask {
     pub reason: PathReason,
     pub outage_start: Option<WallMs>,
+    /// Only the anchors of this family (IPv6 when true): an IPv4-only outage is looked for
+    /// on the IPv4 paths.
+    pub v6: Option<bool>,
+    /// The ICMP errors the agent's own pings got lately, per anchor: (anchor, error, router).
+    /// A refusing router rate-limits its errors, so the probe may hear nothing from a router
+    /// the pings heard from a moment before.
+    pub witnesses: Vec<(IpAddr, IcmpError, IpAddr)>,
 }
 
 /// What one TTL heard, before it is summed up into a [`Hop`].
@@ -195,13 +202,37 @@ fn summarise(heard: BTreeMap<u8, Heard>, target: IpAddr, sent: u32) -> (Vec<Hop>
 /// Where it broke, from this probe and the last healthy one. The deepest hop that still
 /// answered is the first TTL its address answered at (a router refusing to forward answers
 /// every deeper TTL too, with "network unreachable").
-pub fn verdict(hops: &[Hop], reached: bool, target: IpAddr, baseline: Option<&Trace>) -> Verdict {
+///
+/// `witnesses` are routers that answered the agent's pings to `target` with an ICMP error: one
+/// found on this path or the healthy one is an answer at its TTL, even if it was silent to
+/// the probe (rate-limited).
+pub fn verdict(
+    hops: &[Hop],
+    reached: bool,
+    target: IpAddr,
+    baseline: Option<&Trace>,
+    witnesses: &[(IcmpError, IpAddr)],
+) -> Verdict {
     let mut first_seen: HashMap<IpAddr, u8> = HashMap::new();
     for h in hops {
         for a in h.addr.iter().chain(h.error.iter().map(|(_, r)| r)) {
             first_seen.entry(*a).or_insert(h.ttl);
         }
     }
+    let mut hops = hops.to_vec();
+    for &(error, router) in witnesses {
+        let healthy_ttl = || baseline?.hops.iter().find(|h| h.addr == Some(router)).map(|h| h.ttl);
+        if let Some(ttl) = first_seen.get(&router).copied().or_else(healthy_ttl) {
+            first_seen.entry(router).or_insert(ttl);
+            if let Some(h) = hops.iter_mut().find(|h| h.ttl == ttl).filter(|h| h.error.is_none()) {
+                h.error = Some((error, router));
+            } else if !hops.iter().any(|h| h.ttl == ttl) {
+                let error = Some((error, router));
+                hops.push(Hop { ttl, addr: None, sent: 0, answered: 0, rtt_us: None, error });
+            }
+        }
+    }
+    let hops = &hops[..];
     if reached {
         let n = hops.last().map_or(0, |h| h.ttl);
         let silent: Vec<String> = hops.iter().filter(|h| h.addr.is_none()).map(|h| h.ttl.to_string()).collect();
@@ -297,7 +328,7 @@ impl Tracer {
                 a = asks.recv() => match a { Some(a) => a, None => break },
                 _ = tokio::time::sleep_until(next_baseline) => {
                     next_baseline += BASELINE_EVERY;
-                    Ask { reason: PathReason::Baseline, outage_start: None }
+                    Ask { reason: PathReason::Baseline, outage_start: None, v6: None, witnesses: Vec::new() }
                 }
                 _ = stop.changed() => break,
             };
@@ -322,7 +353,9 @@ impl Tracer {
     }
 
     async fn probe_all(&mut self, ask: Ask) {
-        let want = MAX_PACKETS * self.anchors.len() as u32;
+        let anchors: Vec<IpAddr> =
+            self.anchors.iter().copied().filter(|a| ask.v6.is_none_or(|v6| a.is_ipv6() == v6)).collect();
+        let want = MAX_PACKETS * anchors.len() as u32;
         // A loss episode often turns into an outage a few seconds later: its probe leaves
         // room in the bucket for the outage's.
         let keep = if ask.reason == PathReason::Loss { want } else { 0 };
@@ -332,7 +365,7 @@ impl Tracer {
         }
         let ts = self.clock.now();
         let mut probes = JoinSet::new();
-        for &target in &self.anchors {
+        for target in anchors {
             let first =
                 self.healthy.get(&target).and_then(|b| b.hops.last()).map_or(MAX_TTL, |h| h.ttl.saturating_add(2));
             probes.spawn(async move { (target, probe(target, first).await) });
@@ -342,7 +375,7 @@ impl Tracer {
             match result {
                 Ok((hops, reached, n)) => {
                     sent += n;
-                    self.found(ts, target, ask, hops, reached, n).await;
+                    self.found(ts, target, &ask, hops, reached, n).await;
                 }
                 Err(e) => tracing::warn!(%target, error = %e, "path probe failed"),
             }
@@ -350,8 +383,10 @@ impl Tracer {
         self.budget.refund(want.saturating_sub(sent));
     }
 
-    async fn found(&mut self, ts: WallMs, target: IpAddr, ask: Ask, hops: Vec<Hop>, reached: bool, packets: u32) {
-        let verdict = verdict(&hops, reached, target, self.healthy.get(&target));
+    async fn found(&mut self, ts: WallMs, target: IpAddr, ask: &Ask, hops: Vec<Hop>, reached: bool, packets: u32) {
+        let witnesses: Vec<(IcmpError, IpAddr)> =
+            ask.witnesses.iter().filter(|(a, ..)| *a == target).map(|&(_, e, r)| (e, r)).collect();
+        let verdict = verdict(&hops, reached, target, self.healthy.get(&target), &witnesses);
         let (reason, outage_start) = (ask.reason, ask.outage_start);
         let trace = Trace { ts, target, reason, hops, reached, packets, outage_start, verdict };
         tracing::info!(%target, reason = ask.reason.as_str(), route = %trace.route(), "{}", trace.verdict.note);
@@ -376,7 +411,7 @@ mod tests {
 
     fn trace(target: &str, hops: Vec<Hop>, reached: bool) -> Trace {
         let target = target.parse().unwrap();
-        let verdict = verdict(&hops, reached, target, None);
+        let verdict = verdict(&hops, reached, target, None, &[]);
         Trace { ts: 0, target, reason: PathReason::Baseline, hops, reached, packets: 9, outage_start: None, verdict }
     }
 
@@ -386,7 +421,7 @@ mod tests {
     fn a_hop_that_answered_when_healthy_and_is_silent_now_is_where_it_broke() {
         let healthy = trace(T, vec![hop(1, Some("10.0.0.1")), hop(2, Some("10.0.1.1")), hop(3, Some(T))], true);
         let now = vec![hop(1, Some("10.0.0.1")), hop(2, None)];
-        let v = verdict(&now, false, T.parse().unwrap(), Some(&healthy));
+        let v = verdict(&now, false, T.parse().unwrap(), Some(&healthy), &[]);
         assert_eq!((v.last_good_ttl, v.last_good_hop), (Some(1), Some("10.0.0.1".parse().unwrap())));
         assert!(v.note.contains("broke after hop 1") && v.note.contains("hop 2 (10.0.1.1)"), "{}", v.note);
     }
@@ -400,7 +435,7 @@ mod tests {
             true,
         );
         let now = vec![hop(1, Some("10.0.0.1")), hop(2, Some("10.0.1.1")), hop(3, None)];
-        let v = verdict(&now, false, T.parse().unwrap(), Some(&healthy));
+        let v = verdict(&now, false, T.parse().unwrap(), Some(&healthy), &[]);
         assert_eq!(v.last_good_ttl, Some(2));
         assert!(v.note.contains("no answer beyond hop 2 (10.0.1.1) even when healthy"), "{}", v.note);
         assert!(healthy.verdict.note.contains("hop 3, 4 did not answer"), "{}", healthy.verdict.note);
@@ -412,18 +447,34 @@ mod tests {
         let mut now = vec![hop(1, Some("10.0.0.1")), hop(2, None), hop(3, None)];
         now[1].error = Some((IcmpError::NetUnreachable, "10.0.1.1".parse().unwrap()));
         now[2].error = now[1].error;
-        let v = verdict(&now, false, T.parse().unwrap(), None);
+        let v = verdict(&now, false, T.parse().unwrap(), None, &[]);
         assert_eq!((v.last_good_ttl, v.last_good_hop), (Some(2), Some("10.0.1.1".parse().unwrap())));
         assert!(v.note.contains("says network unreachable"), "{}", v.note);
     }
 
     #[test]
+    fn a_router_the_pings_heard_from_counts_even_if_the_probe_did_not() {
+        // Hop 2 refuses, but its errors are rate-limited: the probe heard nothing from it,
+        // the agent's pings did.
+        let healthy = trace(T, vec![hop(1, Some("10.0.0.1")), hop(2, Some("10.0.1.1")), hop(3, Some(T))], true);
+        let now = vec![hop(1, Some("10.0.0.1")), hop(2, None)];
+        let said = [(IcmpError::NetUnreachable, "10.0.1.1".parse().unwrap())];
+        let v = verdict(&now, false, T.parse().unwrap(), Some(&healthy), &said);
+        assert_eq!((v.last_good_ttl, v.last_good_hop), (Some(2), Some("10.0.1.1".parse().unwrap())));
+        assert!(v.note.contains("says network unreachable"), "{}", v.note);
+        // A witness on neither path is not placed.
+        let stranger = [(IcmpError::NetUnreachable, "172.16.0.1".parse().unwrap())];
+        let v = verdict(&now, false, T.parse().unwrap(), Some(&healthy), &stranger);
+        assert_eq!(v.last_good_ttl, Some(1));
+    }
+
+    #[test]
     fn nothing_answering_is_the_pi_or_the_first_router() {
-        let v = verdict(&[hop(1, None)], false, T.parse().unwrap(), None);
+        let v = verdict(&[hop(1, None)], false, T.parse().unwrap(), None, &[]);
         assert_eq!((v.last_good_ttl, v.last_good_hop), (None, None));
         assert!(v.note.contains("no hop answered"), "{}", v.note);
         let healthy = trace(T, vec![hop(1, Some("10.0.0.1")), hop(2, Some(T))], true);
-        let v = verdict(&[hop(1, None)], false, T.parse().unwrap(), Some(&healthy));
+        let v = verdict(&[hop(1, None)], false, T.parse().unwrap(), Some(&healthy), &[]);
         assert!(v.note.starts_with("broke at hop 1: hop 1 (10.0.0.1) answered on the healthy path"), "{}", v.note);
     }
 

@@ -7,7 +7,7 @@ use super::Report;
 use super::correlate::{Comparison, Correlation, Split, Verdict, window_label};
 use super::plot::{self, PlotError};
 use crate::calendar;
-use crate::sample::{EventKind, OutageKind, WallMs};
+use crate::sample::{EventKind, WallMs};
 
 fn offset_label(offset_s: i64) -> String {
     let sign = if offset_s < 0 { '-' } else { '+' };
@@ -289,10 +289,7 @@ fn blocks(r: &Report, figures: bool, progress: &dyn Fn(&str)) -> Result<Vec<Bloc
                     calendar::format_local_minute(o.start),
                     o.end.map_or("ongoing".into(), calendar::format_local_minute),
                     calendar::format_span(o.duration_ms.unwrap_or(end - o.start)),
-                    match o.kind {
-                        OutageKind::Wan => "internet".into(),
-                        OutageKind::Lan => "home network".into(),
-                    },
+                    o.kind.describe().into(),
                     gw,
                     weather,
                     log,

@@ -154,6 +154,7 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE outages ADD COLUMN last_good_ttl INTEGER;
     ALTER TABLE outages ADD COLUMN last_good_hop TEXT;
     ALTER TABLE outages ADD COLUMN located TEXT;
+    ALTER TABLE outages ADD COLUMN located_reached INTEGER NOT NULL DEFAULT 0;
     ",
 ];
 

@@ -718,11 +718,14 @@ fn write_path(conn: &Connection, t: &Trace) -> rusqlite::Result<i64> {
         ])?;
     }
     if let Some(start) = t.outage_start {
+        // A probe that reached its anchor says nothing about where it broke (the outage was
+        // over, or on another path): it only stands in until one that did not reach comes.
         conn.prepare_cached(
-            "UPDATE outages SET last_good_ttl = ?1, last_good_hop = ?2, located = ?3
-             WHERE start_ts = ?4 AND (located IS NULL OR coalesce(last_good_ttl, 0) < coalesce(?1, 0))",
+            "UPDATE outages SET last_good_ttl = ?1, last_good_hop = ?2, located = ?3, located_reached = ?5
+             WHERE start_ts = ?4 AND (located IS NULL OR (?5 = 0 AND (located_reached
+                   OR coalesce(last_good_ttl, 0) < coalesce(?1, 0))))",
         )?
-        .execute(params![v.last_good_ttl, hop, v.note, start])?;
+        .execute(params![v.last_good_ttl, hop, v.note, start, t.reached])?;
     }
     Ok(id)
 }

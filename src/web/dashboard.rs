@@ -9,7 +9,7 @@ use crate::calendar::{DAY_MS, HOUR_MS, format_local_minute as local, format_span
 use crate::report::data::Data;
 use crate::report::plot;
 use crate::report::render::esc;
-use crate::sample::{LinkState, OutageKind, WallMs};
+use crate::sample::{LinkState, WallMs};
 use crate::store::Store;
 
 fn state_words(s: LinkState) -> (&'static str, &'static str) {
@@ -19,6 +19,8 @@ fn state_words(s: LinkState) -> (&'static str, &'static str) {
         LinkState::WanDown => ("Internet is DOWN", "#d0302b"),
         LinkState::LanDown => ("Home network / gateway is DOWN", "#d0302b"),
         LinkState::Unknown => ("State unknown", "#777"),
+        LinkState::Ipv4Down => ("IPv4 is DOWN (IPv6 up)", "#e06020"),
+        LinkState::Ipv6Down => ("IPv6 is DOWN (IPv4 up)", "#e06020"),
     }
 }
 
@@ -82,10 +84,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, PageError> {
             .duration_ms
             .or(o.end.map(|end| end - o.start))
             .map_or(format!("ongoing, {}", format_span(now - o.start)), format_span);
-        let kind = match o.kind {
-            OutageKind::Wan => "internet",
-            OutageKind::Lan => "home network",
-        };
+        let kind = o.kind.describe();
         let _ = writeln!(out, "<tr><td>{}</td><td>{dur}</td><td>{kind}</td></tr>", local(o.start));
     }
     if outages.is_empty() {

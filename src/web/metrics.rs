@@ -68,7 +68,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
 
     let agent = store.agent_status()?;
     let state = gauge(&mut reg, "wanwatch_link_state", "1 for the link's current state, 0 for the others.");
-    for s in [LinkState::Up, LinkState::Degraded, LinkState::LanDown, LinkState::WanDown, LinkState::Unknown] {
+    for s in LinkState::ALL {
         state.get_or_create(&labels(&[("state", s.as_str())])).set(f64::from(u8::from(agent.state == s)));
     }
     if let Some(since) = agent.since {
@@ -127,7 +127,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, StoreError> {
         outage_s.clone(),
     );
     let totals = store.outage_totals(now)?;
-    for kind in [OutageKind::Lan, OutageKind::Wan] {
+    for kind in OutageKind::ALL {
         let (n, ms) = totals.iter().find(|t| t.kind == kind).map_or((0, 0), |t| (t.count, t.ms));
         outages.get_or_create(&labels(&[("kind", kind.as_str())])).inc_by(n as f64);
         outage_s.get_or_create(&labels(&[("kind", kind.as_str())])).inc_by(ms as f64 / 1000.0);

@@ -112,17 +112,17 @@ impl PathBed {
     /// Router `k` stops forwarding to the anchors: `blackhole` (silently) or `unreachable`
     /// (answering "network unreachable"); `None` puts its route back.
     pub fn break_at(&self, k: usize, kind: Option<&str>) {
-        let ns = &self.ns[k];
+        self.break_family(k, kind, false);
+        self.break_family(k, kind, true);
+    }
+
+    /// [`PathBed::break_at`] for one address family (IPv6 when `v6`).
+    pub fn break_family(&self, k: usize, kind: Option<&str>, v6: bool) {
+        let (fam, prefix) = if v6 { ("-6", format!("{ANCHOR6}/128")) } else { ("-4", format!("{ANCHOR4}/32")) };
         match kind {
-            Some(kind) => {
-                sh(&["ip", "-n", ns, "route", "replace", kind, &format!("{ANCHOR4}/32")]);
-                sh(&["ip", "-n", ns, "-6", "route", "replace", kind, &format!("{ANCHOR6}/128")]);
-            }
-            None => {
-                sh(&["ip", "-n", ns, "route", "del", &format!("{ANCHOR4}/32")]);
-                sh(&["ip", "-n", ns, "-6", "route", "del", &format!("{ANCHOR6}/128")]);
-            }
-        }
+            Some(kind) => sh(&["ip", "-n", &self.ns[k], fam, "route", "replace", kind, &prefix]),
+            None => sh(&["ip", "-n", &self.ns[k], fam, "route", "del", &prefix]),
+        };
     }
 
     /// Router `k` never answers "time exceeded" (it still forwards), like many carriers' cores.
