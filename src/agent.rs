@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::clock::{Adjustment, WallClock};
 use crate::config::Config;
 use crate::detect::live::{Live, MinuteBuilder, Sink};
-use crate::detect::state::StateMachine;
+use crate::detect::state::{Mark, StateMachine};
 use crate::probe::ContextThread;
 use crate::probe::path;
 use crate::probe::ping::{self, Sockets};
@@ -29,6 +29,8 @@ use crate::store::writer::{Writer, WriterReport};
 
 /// A gap this long between two turns of the once-a-second loop is a blind spot.
 const STALL: Duration = Duration::from_secs(5);
+/// An anchor whose pings go unanswered gets a TCP check at most this often.
+const TCP_RECHECK: Duration = Duration::from_secs(5);
 
 /// What a run did, for logs and tests.
 #[derive(Debug, Default)]
@@ -52,7 +54,8 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
     // systemd (Type=notify): ready once everything is started; the watchdog is fed from the
     // main loop, so a wedged loop gets the service restarted.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let mut inputs = Inputs { samples, context: ctx_rx };
+    let tcp = agent.tcp_results.take().expect("taken once");
+    let mut inputs = Inputs { samples, context: ctx_rx, tcp };
     agent.main_loop(&mut inputs, run_for).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     agent.shutdown(inputs, pings, producers, readers).await
@@ -63,6 +66,8 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
 struct Inputs {
     samples: mpsc::Receiver<Sample>,
     context: mpsc::Receiver<Record>,
+    /// TCP fallback checks back: (target, when it started, reachable).
+    tcp: mpsc::Receiver<(usize, Instant, bool)>,
 }
 
 /// The running agent's state, owned by the main loop's task.
@@ -79,6 +84,12 @@ struct Agent {
     tracer: Option<mpsc::Sender<path::Ask>>,
     /// Per target, the last ICMP error its pings got: (error, router, when).
     heard_errors: Vec<Option<(IcmpError, std::net::IpAddr, Instant)>>,
+    /// Per target: its TCP fallback port, and when its last check started (None: none running).
+    tcp_ports: Vec<Option<u16>>,
+    tcp_started: Vec<Option<Instant>>,
+    tcp_running: Vec<bool>,
+    tcp_tx: mpsc::Sender<(usize, Instant, bool)>,
+    tcp_results: Option<mpsc::Receiver<(usize, Instant, bool)>>,
     /// Turned true at shutdown: the ping tasks stop sending.
     stop_pings: watch::Sender<bool>,
     report: RunReport,
@@ -109,8 +120,19 @@ impl Agent {
         }
         let detail = format!("wanwatch {} pinging {}", env!("CARGO_PKG_VERSION"), names.join(", "));
         writer.send(Record::Event { ts: clock.now(), kind: EventKind::AgentStart, detail });
+        let mut sm = StateMachine::new(cfg.state.clone(), &targets);
+        let tcp_ports: Vec<Option<u16>> = cfg.targets.iter().map(|t| t.tcp_port).collect();
+        for (i, _) in tcp_ports.iter().enumerate().filter(|(_, p)| p.is_some()) {
+            sm.set_tcp_fallback(i);
+        }
+        let (tcp_tx, tcp_rx) = mpsc::channel(64);
         Ok(Agent {
-            sm: StateMachine::new(cfg.state.clone(), &targets),
+            sm,
+            tcp_started: vec![None; tcp_ports.len()],
+            tcp_running: vec![false; tcp_ports.len()],
+            tcp_ports,
+            tcp_tx,
+            tcp_results: Some(tcp_rx),
             minutes: MinuteBuilder::new(targets.len()),
             live: None,
             tracer: None,
@@ -220,6 +242,7 @@ impl Agent {
             tokio::select! {
                 Some(s) = inputs.samples.recv() => self.handle(s),
                 Some(r) = inputs.context.recv() => self.writer.send(r),
+                Some((i, at, ok)) = inputs.tcp.recv() => self.on_tcp(i, at, ok),
                 _ = tick.tick() => {
                     // Far inside any sensible WatchdogSec, and only while the writer lives.
                     if watchdog && self.writer.is_alive() {
@@ -246,6 +269,9 @@ impl Agent {
             self.heard_errors[s.target] = Some((error, router, s.mono));
         }
         let records = self.sm.observe(&s);
+        if s.rtt.is_err() {
+            self.check_tcp(s.target);
+        }
         if let Some(live) = &self.live {
             for minute in self.minutes.add(&s) {
                 live.send(minute);
@@ -278,6 +304,30 @@ impl Agent {
         if let Some(t) = &self.tracer {
             // Full means a probe is already running and queued: it answers this one too.
             let _ = t.try_send(ask);
+        }
+    }
+
+    /// A lost ping to an anchor with a TCP fallback: connect to it (one check at a time, at
+    /// most every [`TCP_RECHECK`]) to tell "ICMP filtered" from "down".
+    fn check_tcp(&mut self, i: usize) {
+        let Some(port) = self.tcp_ports[i] else { return };
+        if self.tcp_running[i] || self.tcp_started[i].is_some_and(|t| t.elapsed() < TCP_RECHECK) {
+            return;
+        }
+        let (addr, started, tx) = (self.targets[i].addr, Instant::now(), self.tcp_tx.clone());
+        (self.tcp_running[i], self.tcp_started[i]) = (true, Some(started));
+        tokio::spawn(async move {
+            let ok = ping::tcp_reachable(addr, port, TCP_RECHECK / 2).await;
+            let _ = tx.send((i, started, ok)).await;
+        });
+    }
+
+    fn on_tcp(&mut self, i: usize, started: Instant, ok: bool) {
+        self.tcp_running[i] = false;
+        let at = Mark { wall: self.clock.wall_at(started), mono: started };
+        for r in self.sm.tcp(i, at, ok) {
+            self.ask_where(&r);
+            self.writer.send(r);
         }
     }
 

@@ -362,6 +362,8 @@ event_kinds! {
     Prediction = "prediction",
     /// The path to an anchor changed between two baseline path probes.
     RouteChange = "route_change",
+    /// An anchor's pings go unanswered but it answers TCP: ICMP is filtered, not down.
+    IcmpFiltered = "icmp_filtered",
 }
 
 impl EventKind {

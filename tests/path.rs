@@ -12,12 +12,12 @@ use bed::{Workdir, skip_unless_root, wall_ms};
 use rusqlite::{Connection, OptionalExtension};
 use wanwatch::probe::path::MAX_PACKETS;
 
-fn config(w: &Workdir) -> std::path::PathBuf {
+fn config(w: &Workdir, extra: &str) -> std::path::PathBuf {
     w.write(
         "w.toml",
         &format!(
             "[ping]\ninterval = \"500ms\"\ntimeout = \"1s\"\ngateway = \"{GATEWAY}\"\n\
-             anchors = [\"{ANCHOR4}\", \"{ANCHOR6}\"]\n[store]\nflush_interval = \"500ms\"\n"
+             anchors = [\"{ANCHOR4}\", \"{ANCHOR6}\"]\n{extra}\n[store]\nflush_interval = \"500ms\"\n"
         ),
     )
 }
@@ -79,7 +79,11 @@ fn baselines(db: &Path) -> i64 {
 }
 
 fn start_agent(bed: &PathBed, w: &Workdir, db: &Path) -> std::process::Child {
-    let cfg = config(w);
+    start_agent_with(bed, w, db, "")
+}
+
+fn start_agent_with(bed: &PathBed, w: &Workdir, db: &Path, extra: &str) -> std::process::Child {
+    let cfg = config(w, extra);
     bed.wanwatch(&["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
         .env("WANWATCH_LOG", "info,wanwatch::probe::path=info")
         .stderr(if std::env::var_os("WANWATCH_TEST_LOG").is_some() {
@@ -261,4 +265,41 @@ fn ipv4_down_while_ipv6_works_is_an_outage_of_its_own_localised_on_the_ipv4_path
         .map(Result::unwrap)
         .collect();
     assert_eq!(probed, [ANCHOR4]);
+}
+
+#[test]
+fn icmp_filtered_while_tcp_works_is_not_an_outage() {
+    if !skip_unless_root("icmp_filtered_while_tcp_works_is_not_an_outage") {
+        return;
+    }
+    let bed = PathBed::new();
+    let w = Workdir::new();
+    let db = w.path("w.db");
+    let child = start_agent_with(&bed, &w, &db, "tcp_port = 443");
+    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+    // The far end stops answering ping; TCP there still gets an answer (a reset: no listener).
+    let filtered_at = wall_ms();
+    bed::sysctl(&bed.ns[path::ROUTERS + 1], &["net.ipv4.icmp_echo_ignore_all=1", "net.ipv6.icmp.echo_ignore_all=1"]);
+    std::thread::sleep(Duration::from_secs(12));
+    let c = open(&db).unwrap();
+    let outages: i64 = c.query_row("SELECT count(*) FROM outages", [], |r| r.get(0)).unwrap();
+    let filtered: Vec<String> = c
+        .prepare("SELECT detail FROM events WHERE kind = 'icmp_filtered'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(outages, 0, "ICMP filtered for 12 s is not an outage");
+    assert_eq!(filtered.len(), 2, "one event per anchor: {filtered:?}");
+    // Then the path really breaks: TCP fails too, and that is an outage from then on.
+    let broke_at = wall_ms();
+    bed.break_at(2, Some("blackhole"));
+    let (id, ..) = wait_for(25, "the real outage", || located_after(&db, filtered_at));
+    bed.break_at(2, None);
+    stop(child);
+    let start: i64 = c.query_row("SELECT start_ts FROM outages WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    println!("filtered at {filtered_at}, broken at {broke_at}, outage from {start}: {filtered:?}");
+    assert!(start >= broke_at - 500, "the outage starts at the break ({broke_at}), not at the filtering: {start}");
+    assert!(start <= broke_at + 6_000, "{start} vs {broke_at}");
 }

@@ -271,6 +271,7 @@ mod tests {
             "timeout",
             "gateway",
             "anchors",
+            "tcp_port",
             "[[ping.target]]",
             "addr",
             "name",

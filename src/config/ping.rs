@@ -17,6 +17,9 @@ pub const DEFAULT_ANCHORS_V4: [(&str, &str); 3] =
     [("cloudflare", "1.1.1.1"), ("google", "8.8.8.8"), ("quad9", "9.9.9.9")];
 pub const DEFAULT_ANCHORS_V6: [(&str, &str); 3] =
     [("cloudflare6", "2606:4700:4700::1111"), ("google6", "2001:4860:4860::8888"), ("quad96", "2620:fe::fe")];
+/// The built-in anchors answer TCP on 443: when their pings go unanswered, a connect there
+/// tells "ICMP filtered" from "down".
+pub const DEFAULT_ANCHOR_TCP_PORT: u16 = 443;
 pub const INTERVAL: Duration = Duration::from_secs(1);
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 const INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(3600));
@@ -31,6 +34,8 @@ pub struct RawPing {
     pub timeout: Option<Spanned<Duration>>,
     pub gateway: Option<Spanned<String>>,
     pub anchors: Option<Vec<IpAddr>>,
+    /// TCP port to try on an anchor whose pings go unanswered (the built-in anchors: 443).
+    pub tcp_port: Option<Spanned<u16>>,
     #[serde(default)]
     pub target: Vec<RawTarget>,
 }
@@ -43,6 +48,7 @@ pub struct RawTarget {
     /// The interface for a link-local IPv6 address ("eth0").
     pub iface: Option<String>,
     pub role: Option<Spanned<String>>,
+    pub tcp_port: Option<Spanned<u16>>,
     #[serde(default, deserialize_with = "super::duration::de_spanned")]
     pub interval: Option<Spanned<Duration>>,
     #[serde(default, deserialize_with = "super::duration::de_spanned")]
@@ -57,6 +63,8 @@ pub struct PingTarget {
     pub timeout: Duration,
     /// Interface for a link-local IPv6 gateway (`fe80::1%eth0`).
     pub iface: Option<String>,
+    /// An anchor's TCP fallback: a port to connect to when its pings go unanswered.
+    pub tcp_port: Option<u16>,
 }
 
 /// The targets: the gateway (found, named or none), then the anchors (the command line's, the
@@ -83,11 +91,19 @@ pub fn targets(
             targets.push(t);
         }
     };
+    let port = |p: &Option<Spanned<u16>>, key: &str| -> Result<Option<u16>, ConfigError> {
+        match p {
+            Some(v) if *v.get_ref() == 0 => Err(doc.invalid(v, key, "must be a TCP port, 1-65535")),
+            other => Ok(other.as_ref().map(|v| *v.get_ref())),
+        }
+    };
+    let tcp_port = port(&p.tcp_port, "ping.tcp_port")?;
     let simple = |addr: IpAddr, role, name: &str, iface| PingTarget {
         target: Target { addr, role, name: name.to_string() },
         interval,
         timeout,
         iface,
+        tcp_port: if role == Role::Anchor { tcp_port } else { None },
     };
 
     let gateway_choice = match (&over.gateway, &p.gateway) {
@@ -124,7 +140,9 @@ pub fn targets(
                 let have_v6 = gateways.iter().any(|g| g.addr.is_ipv6());
                 let v6 = DEFAULT_ANCHORS_V6.iter().filter(|_| have_v6);
                 for (name, addr) in DEFAULT_ANCHORS_V4.iter().chain(v6) {
-                    add(simple(addr.parse().expect("built-in address"), Role::Anchor, name, None));
+                    let mut t = simple(addr.parse().expect("built-in address"), Role::Anchor, name, None);
+                    t.tcp_port = tcp_port.or(Some(DEFAULT_ANCHOR_TCP_PORT));
+                    add(t);
                 }
             }
         }
@@ -140,6 +158,7 @@ pub fn targets(
                 interval: doc.duration_in(&t.interval, "ping.target.interval", interval, INTERVAL_RANGE)?,
                 timeout: doc.duration_in(&t.timeout, "ping.target.timeout", timeout, TIMEOUT_RANGE)?,
                 iface: t.iface.clone(),
+                tcp_port: port(&t.tcp_port, "ping.target.tcp_port")?.or(tcp_port).filter(|_| role == Role::Anchor),
             });
         }
     }

@@ -38,6 +38,9 @@ impl Config {
                 v.insert("role".into(), Value::String(t.target.role.as_str().into()));
                 v.insert("interval".into(), dur(t.interval));
                 v.insert("timeout".into(), dur(t.timeout));
+                if let Some(p) = t.tcp_port {
+                    v.insert("tcp_port".into(), Value::Integer(i64::from(p)));
+                }
                 Value::Table(v)
             })
             .collect();

@@ -22,9 +22,9 @@ use crate::sample::{EventKind, LinkState, OutageKind, Record, Role, Sample, Targ
 const MIN_WINDOW_SAMPLES: usize = 10;
 
 #[derive(Debug, Clone, Copy)]
-struct Mark {
-    wall: WallMs,
-    mono: Instant,
+pub struct Mark {
+    pub wall: WallMs,
+    pub mono: Instant,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -34,6 +34,26 @@ struct Track {
     first_fail: Option<Mark>,
     /// Send time of the newest answered ping.
     last_ok: Option<Instant>,
+    /// This target has a TCP fallback: ICMP losses alone do not make it down.
+    fallback: bool,
+    /// The newest TCP check since the losses began: reachable or not (None: none back yet).
+    tcp: Option<bool>,
+    /// A TCP check answered during this run of losses: ICMP is filtered, and the target is
+    /// down only from the first failed TCP check after that.
+    tcp_answered: bool,
+    tcp_fail_since: Option<Mark>,
+}
+
+impl Track {
+    fn down(&self, down_after: u32) -> bool {
+        self.fails >= down_after && (!self.fallback || self.tcp == Some(false))
+    }
+
+    /// When it went down: its first lost ping, or its first failed TCP check once TCP had
+    /// answered (the time ICMP was merely filtered is not an outage).
+    fn down_since(&self) -> Option<Mark> {
+        if self.tcp_answered { self.tcp_fail_since } else { self.first_fail }
+    }
 }
 
 pub struct StateMachine {
@@ -41,6 +61,8 @@ pub struct StateMachine {
     roles: Vec<Role>,
     /// Per target: an IPv6 address. With anchors of both families, each is judged on its own.
     v6: Vec<bool>,
+    /// Per target, as events name it.
+    names: Vec<String>,
     tracks: Vec<Track>,
     /// Anchor results in the window: (send time, rtt or lost).
     window: VecDeque<(Instant, Option<u32>)>,
@@ -62,6 +84,7 @@ impl StateMachine {
             cfg,
             roles: targets.iter().map(|t| t.role).collect(),
             v6: targets.iter().map(|t| t.addr.is_ipv6()).collect(),
+            names: targets.iter().map(ToString::to_string).collect(),
             tracks,
             window: VecDeque::new(),
             state: LinkState::Unknown,
@@ -78,7 +101,6 @@ impl StateMachine {
     /// Take one ping result; return what should be recorded because of it.
     pub fn observe(&mut self, s: &Sample) -> Vec<Record> {
         let at = Mark { wall: s.ts, mono: s.mono };
-        let down_after = self.cfg.down_after;
         let t = &mut self.tracks[s.target];
         // A loss reported after a later ping was answered says nothing about now.
         let stale = s.rtt.is_err() && t.last_ok.is_some_and(|m| s.mono <= m);
@@ -90,6 +112,7 @@ impl StateMachine {
                 if t.first_fail.is_some_and(|f| f.mono <= s.mono) {
                     t.fails = 0;
                     t.first_fail = None;
+                    (t.tcp, t.tcp_answered, t.tcp_fail_since) = (None, false, None);
                 }
             }
             Err(_) => {
@@ -101,8 +124,6 @@ impl StateMachine {
                 }
             }
         }
-        let target_down = |t: &Track| t.fails >= down_after;
-
         let in_outage = self.outage.is_some();
         if self.roles[s.target] == Role::Anchor && !in_outage && !stale {
             self.window.push_back((s.mono, s.rtt.ok()));
@@ -110,6 +131,45 @@ impl StateMachine {
         while self.window.front().is_some_and(|(m, _)| s.mono.saturating_duration_since(*m) > self.cfg.window) {
             self.window.pop_front();
         }
+        self.judge(at)
+    }
+
+    /// Targets whose pings may be filtered: they are down only when a TCP check fails too.
+    pub fn set_tcp_fallback(&mut self, target: usize) {
+        self.tracks[target].fallback = true;
+    }
+
+    /// A TCP check of `target`, started at `at`, came back: the host answered (`ok`) or not.
+    pub fn tcp(&mut self, target: usize, at: Mark, ok: bool) -> Vec<Record> {
+        let t = &mut self.tracks[target];
+        if t.fails == 0 || t.first_fail.is_some_and(|f| at.mono < f.mono) {
+            return Vec::new(); // the pings answer again: nothing to settle
+        }
+        let mut out = Vec::new();
+        if ok {
+            if !t.tcp_answered && self.roles[target] == Role::Anchor {
+                out.push(Record::Event {
+                    ts: at.wall,
+                    kind: EventKind::IcmpFiltered,
+                    detail: format!(
+                        "{}: {} pings unanswered but TCP answers: ICMP is filtered, not down",
+                        self.names[target], t.fails
+                    ),
+                });
+            }
+            (t.tcp, t.tcp_answered, t.tcp_fail_since) = (Some(true), true, None);
+        } else {
+            t.tcp = Some(false);
+            t.tcp_fail_since.get_or_insert(at);
+        }
+        out.extend(self.judge(at));
+        out
+    }
+
+    /// The state the tracks add up to, and the records of a change.
+    fn judge(&mut self, at: Mark) -> Vec<Record> {
+        let down_after = self.cfg.down_after;
+        let target_down = |t: &Track| t.down(down_after);
 
         let group = |role: Role| self.roles.iter().zip(&self.tracks).filter(move |(r, _)| **r == role);
         let anchors_down = group(Role::Anchor).all(|(_, t)| target_down(t));
@@ -147,7 +207,7 @@ impl StateMachine {
         let has_gateway = group(Role::Gateway).next().is_some();
         let gateways_down = has_gateway && group(Role::Gateway).all(|(_, t)| target_down(t));
         // The moment the last of a group went down.
-        let went_down = |role: Role| group(role).filter_map(|(_, t)| t.first_fail).max_by_key(|m| m.mono);
+        let went_down = |role: Role| group(role).filter_map(|(_, t)| t.down_since()).max_by_key(|m| m.mono);
 
         if self.state == LinkState::LanDown && !gateways_down && anchors_down && self.gateway_back.is_none() {
             self.gateway_back = Some((at, self.tracks.iter().map(|t| t.fails).collect()));
@@ -201,7 +261,7 @@ impl StateMachine {
                 Some((back, _)) if self.state == LinkState::WanDown => *back,
                 _ => {
                     let v6 = next == LinkState::Ipv6Down;
-                    family(v6).filter_map(|((_, t), _)| t.first_fail).max_by_key(|m| m.mono).unwrap_or(at)
+                    family(v6).filter_map(|((_, t), _)| t.down_since()).max_by_key(|m| m.mono).unwrap_or(at)
                 }
             },
             _ => at,
@@ -341,6 +401,34 @@ mod tests {
             });
         }
         assert_eq!(sim.outages(), ["wan start 10", "end 20 (10s)", "ipv6 start 20", "end 40 (20s)"]);
+    }
+
+    #[test]
+    fn unanswered_pings_to_anchors_that_answer_tcp_are_filtered_not_down() {
+        let mut sim = Sim::new(true);
+        sim.sm.set_tcp_fallback(A1);
+        sim.sm.set_tcp_fallback(A2);
+        let mark =
+            |sim: &Sim, sec: u64| Mark { wall: 1_000_000 + sec as i64 * 1000, mono: sim.t0 + Duration::from_secs(sec) };
+        for s in 0..60 {
+            // From 10 s the carrier drops ICMP to the anchors; from 40 s the internet is gone.
+            sim.second(s, |t| if t == GW || s < 10 { Some(20_000) } else { None });
+            if s >= 11 && s % 5 == 1 {
+                let at = mark(&sim, s);
+                let recs = sim.sm.tcp(A1, at, s < 40);
+                sim.log.extend(recs);
+                let recs = sim.sm.tcp(A2, at, s < 40);
+                sim.log.extend(recs);
+            }
+            if s == 30 {
+                assert_ne!(sim.sm.state(), LinkState::WanDown, "ICMP filtered is not an outage");
+            }
+        }
+        // The outage begins at the first failed TCP check (41 s), not when ICMP went quiet.
+        assert_eq!(sim.outages(), ["wan start 41"]);
+        let filtered =
+            sim.log.iter().filter(|r| matches!(r, Record::Event { kind: EventKind::IcmpFiltered, .. })).count();
+        assert_eq!(filtered, 2, "one event per anchor");
     }
 
     #[test]

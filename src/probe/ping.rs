@@ -129,3 +129,14 @@ fn scope_id(iface: &str) -> u32 {
     // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
     unsafe { libc::if_nametoindex(name.as_ptr()) }
 }
+
+/// The TCP fallback for an anchor whose pings go unanswered: a connect that is answered, or
+/// refused by the host itself (a RST comes from the host, so it is there), means only ICMP is
+/// filtered. A timeout or an ICMP error ("no route") means it is not reachable.
+pub async fn tcp_reachable(addr: IpAddr, port: u16, timeout: Duration) -> bool {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((addr, port))).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => e.kind() == io::ErrorKind::ConnectionRefused,
+        Err(_) => false,
+    }
+}
