@@ -31,6 +31,8 @@ use crate::store::writer::{Writer, WriterReport};
 const STALL: Duration = Duration::from_secs(5);
 /// An anchor whose pings go unanswered gets a TCP check at most this often.
 const TCP_RECHECK: Duration = Duration::from_secs(5);
+/// A loss episode's witnesses: ICMP errors from this long before it was called.
+const LOSS_LOOKBACK_MS: i64 = 10_000;
 
 /// What a run did, for logs and tests.
 #[derive(Debug, Default)]
@@ -82,8 +84,8 @@ struct Agent {
     live: Option<Live>,
     /// Asks the path prober to look where it broke (outages, loss episodes).
     tracer: Option<mpsc::Sender<path::Ask>>,
-    /// Per target, the last ICMP error its pings got: (error, router, when).
-    heard_errors: Vec<Option<(IcmpError, std::net::IpAddr, Instant)>>,
+    /// Per target, the last ICMP error its pings got: (error, router, the ping's send time).
+    heard_errors: Vec<Option<(IcmpError, std::net::IpAddr, WallMs)>>,
     /// Per target: its TCP fallback port, and when its last check started (None: none running).
     tcp_ports: Vec<Option<u16>>,
     tcp_started: Vec<Option<Instant>>,
@@ -266,7 +268,7 @@ impl Agent {
     fn handle(&mut self, mut s: Sample) {
         s.ts = self.clock.wall_at(s.mono);
         if let Err(Failure::Icmp { error, router }) = s.rtt {
-            self.heard_errors[s.target] = Some((error, router, s.mono));
+            self.heard_errors[s.target] = Some((error, router, s.ts));
         }
         let records = self.sm.observe(&s);
         if s.rtt.is_err() {
@@ -294,10 +296,12 @@ impl Agent {
                     OutageKind::Ipv6 => Some(true),
                     OutageKind::Lan | OutageKind::Wan => None,
                 };
-                path::Ask { reason: PathReason::Outage, outage_start: Some(start), v6, witnesses: self.witnesses() }
+                let witnesses = self.witnesses(start);
+                path::Ask { reason: PathReason::Outage, outage_start: Some(start), v6, witnesses }
             }
-            Record::State { state: LinkState::Degraded, .. } => {
-                path::Ask { reason: PathReason::Loss, outage_start: None, v6: None, witnesses: self.witnesses() }
+            Record::State { state: LinkState::Degraded, since } => {
+                let witnesses = self.witnesses(since - LOSS_LOOKBACK_MS);
+                path::Ask { reason: PathReason::Loss, outage_start: None, v6: None, witnesses }
             }
             _ => return,
         };
@@ -331,14 +335,14 @@ impl Agent {
         }
     }
 
-    /// The routers that answered the anchors' pings with an ICMP error in the last half minute.
-    fn witnesses(&self) -> Vec<(std::net::IpAddr, IcmpError, std::net::IpAddr)> {
-        let recent = |at: &Instant| at.elapsed() < Duration::from_secs(30);
+    /// The routers that answered the anchors' pings with an ICMP error since `since` (this
+    /// incident's, not an earlier one's).
+    fn witnesses(&self, since: WallMs) -> Vec<(std::net::IpAddr, IcmpError, std::net::IpAddr)> {
         self.targets
             .iter()
             .zip(&self.heard_errors)
             .filter(|(t, _)| t.role == Role::Anchor)
-            .filter_map(|(t, h)| h.filter(|(.., at)| recent(at)).map(|(e, r, _)| (t.addr, e, r)))
+            .filter_map(|(t, h)| h.filter(|(.., ts)| *ts >= since).map(|(e, r, _)| (t.addr, e, r)))
             .collect()
     }
 

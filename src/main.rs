@@ -152,6 +152,18 @@ enum Command {
         #[arg(long, value_enum, default_value = "html")]
         format: ReportFormat,
     },
+    /// Write one outage's evidence pack: a self-contained index.html (where it broke, the
+    /// timeline, what the ICMP errors said, the radio, weather, router log, events) and the
+    /// CSVs behind it, for the outage and 10 minutes either side.
+    Incident {
+        #[command(flatten)]
+        common: Common,
+        /// The outage's id (`export --table outages` shows it; the dashboard links each one).
+        id: i64,
+        /// The folder to write (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the configuration in effect (after the file and the command line).
     Config {
         #[command(flatten)]
@@ -351,6 +363,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 bail!("--until must be after --since");
             }
             write_report(&cfg, since, until, out.as_deref(), format)
+        }
+        Command::Incident { common, id, out } => {
+            let cfg = common.load(Overrides::default())?;
+            let store = Store::open_read_only(&cfg.db)?;
+            let now = clock::WallClock::system().now();
+            let files = wanwatch::report::incident::write_pack(&store, id, now, &out)?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(())
         }
         Command::Config { common } => {
             let cfg = common.load(Overrides::default())?;

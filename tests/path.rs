@@ -177,6 +177,33 @@ fn breaks_at_hop_1_2_and_3_are_localised_to_the_deepest_hop_that_answered() {
     assert!(csv.lines().any(|l| l.contains(",baseline,") && l.ends_with(&route6)), "no healthy IPv6 route {route6}");
     assert!(csv.contains(&format!("unreachable,{}", path::hop6(2))), "the refusing router is named");
 
+    // The evidence pack of the unreachable-at-hop-2 outage: the page and the CSVs behind it.
+    let pack = w.path("pack");
+    let out = bed
+        .wanwatch(&["incident", &seen[1].to_string(), "--db", db.to_str().unwrap(), "--out", pack.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(pack.join("index.html")).unwrap();
+    assert!(page.contains("Where it broke") && page.contains("answers but says"), "the verdict is on the page");
+    assert!(page.contains("<svg"), "the timeline figure is inline");
+    // Who said what: the pings' ICMP errors, named by the router that sent them.
+    let witness = format!("<td>{}</td>", path::hop(2));
+    let witness6 = format!("<td>{}</td>", path::hop6(2));
+    assert!(page.contains(&witness) || page.contains(&witness6), "the refusing router is a witness on the page");
+    for csv in ["samples.csv", "hops.csv", "metrics.csv", "syslog.csv", "events.csv"] {
+        let text = std::fs::read_to_string(pack.join(csv)).unwrap();
+        assert!(text.lines().count() >= 1, "{csv} has its header");
+    }
+    let samples = std::fs::read_to_string(pack.join("samples.csv")).unwrap();
+    assert!(samples.lines().count() > 100, "the second-by-second timeline around it");
+    let missing = bed
+        .wanwatch(&["incident", "999", "--db", db.to_str().unwrap(), "--out", pack.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no outage with id 999"));
+
     // Bounded: no probe sent more than its most, and all of them together what the budget
     // allows for this many incidents.
     let c = open(&db).unwrap();

@@ -10,6 +10,7 @@
 
 pub mod correlate;
 pub mod data;
+pub mod incident;
 pub mod plot;
 pub mod render;
 pub mod weekly;

@@ -49,7 +49,7 @@ fn iso(col: &str) -> String {
 }
 
 /// `WHEN 10 THEN 'net_unreachable' ...`: a stored failure code as its name.
-fn failure_names() -> String {
+pub(crate) fn failure_names() -> String {
     crate::sample::Failure::names()
         .iter()
         .map(|(code, name)| format!("WHEN {code} THEN '{name}'"))

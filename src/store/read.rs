@@ -90,6 +90,36 @@ impl Store {
         stmt.query_map(args, row).and_then(|rows| rows.collect()).map_err(|e| self.sql(what, e))
     }
 
+    /// Any read as text, NULL as "": column names and rows, for pages that show a table as it
+    /// is stored (the incident page). `what` names the read in errors.
+    pub fn text_rows<P: rusqlite::Params>(
+        &self,
+        what: &'static str,
+        sql: &str,
+        args: P,
+    ) -> Result<(Vec<String>, Vec<Vec<String>>), StoreError> {
+        use rusqlite::types::ValueRef;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.sql(what, e))?;
+        let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+        let n = names.len();
+        let rows = stmt
+            .query_map(args, |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => String::new(),
+                            ValueRef::Integer(v) => v.to_string(),
+                            ValueRef::Real(v) => format!("{v}"),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql(what, e))?;
+        Ok((names, rows))
+    }
+
     /// Raw pings in `[since, until)` as (target id, ping), by time, then target, then seq.
     pub fn pings(&self, since: WallMs, until: WallMs) -> Result<Vec<(i64, super::pings::Ping)>, StoreError> {
         super::pings::read(&self.conn, since, until, None).map_err(|e| self.sql("read samples", e))

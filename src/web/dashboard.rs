@@ -85,7 +85,13 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, PageError> {
             .or(o.end.map(|end| end - o.start))
             .map_or(format!("ongoing, {}", format_span(now - o.start)), format_span);
         let kind = o.kind.describe();
-        let _ = writeln!(out, "<tr><td>{}</td><td>{dur}</td><td>{kind}</td></tr>", local(o.start));
+        // Each outage has its own page: the evidence around it.
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{dur}</td><td><a href=\"/incident/{}\">{kind}</a></td></tr>",
+            local(o.start),
+            o.id
+        );
     }
     if outages.is_empty() {
         out.push_str("<tr><td colspan=\"3\">none recorded</td></tr>\n");

@@ -283,6 +283,14 @@ fn route(url: &str, db: &std::path::Path, plan: Plan, now: WallMs) -> (u16, &'st
         "/api/status.json" => dashboard::status_json(&store, now).map(|b| ("application/json", b)),
         "/report.html" => report(false),
         "/report.md" => report(true),
+        p if p.starts_with("/incident/") => {
+            let id = p["/incident/".len()..].parse::<i64>().ok();
+            match id.map(|id| crate::report::incident::render(&store, id, now, false)) {
+                Some(Ok(Some(page))) => Ok(("text/html; charset=utf-8", page)),
+                Some(Err(e)) => Err(PageError::from(e)),
+                _ => return (404, "text/plain; charset=utf-8", format!("no outage {p}\n")),
+            }
+        }
         _ => return (404, "text/plain; charset=utf-8", format!("no page {path}; try / or /metrics\n")),
     };
     match result {
