@@ -155,3 +155,43 @@ fn weekly_report_is_written_once_for_last_week() {
     household::write(&empty, since - 30 * 86_400_000, 2);
     assert!(wanwatch::report::weekly::write_if_due(&empty, &dir.path().join("r2"), now, plan).unwrap().is_none());
 }
+
+#[test]
+fn monthly_service_report_counts_measured_time_outages_by_kind_and_speed_against_the_plan() {
+    use wanwatch::report::sla;
+    let dir = tempfile::tempdir().unwrap();
+    let (since, until) = sla::month_range("2026-11").unwrap();
+    let db = dir.path().join("wanwatch.db");
+    // Two days either side of November, so the month's edges clip.
+    let truth = household::write(&db, since - 2 * 86_400_000, 34);
+    let plan = wanwatch::report::Plan { down_mbps: Some(300.0), up_mbps: Some(40.0) };
+    let store = wanwatch::store::Store::open_read_only(&db).unwrap();
+    let s = sla::build(&store, "2026-11", plan).unwrap();
+    let inside: Vec<&(i64, i64)> = truth.wan_outages.iter().filter(|(a, b)| *a < until && *b > since).collect();
+    let downtime: i64 = inside.iter().map(|(a, b)| (*b).min(until) - (*a).max(since)).sum();
+    assert!(!inside.is_empty(), "the fixture has outages in November");
+    assert_eq!(s.summary.wan_outages, inside.len());
+    assert_eq!(s.summary.downtime_ms, downtime);
+    let wan = s.by_kind.iter().find(|k| k.0 == wanwatch::sample::OutageKind::Wan).unwrap();
+    assert_eq!((wan.1, wan.2), (inside.len(), downtime));
+    // Availability over measured time only: the month's minutes, less the outages.
+    let measured = s.summary.measured_ms as f64;
+    let expect = 1.0 - downtime as f64 / measured;
+    assert!((s.summary.uptime.unwrap() - expect).abs() < 1e-9);
+    // Evenings and the other hours share the measured minutes and the downtime.
+    assert_eq!(s.evening.measured_minutes + s.other.measured_minutes, s.summary.measured_minutes);
+    assert!(s.evening.measured_minutes > 0 && s.other.measured_minutes > s.evening.measured_minutes);
+    // The fixture's outages carry no path probe: said so, not guessed.
+    assert_eq!(s.by_cause.len(), 1, "{:?}", s.by_cause);
+    assert!(s.by_cause[0].0.starts_with("not located"));
+    assert!(s.hours_below_half <= s.hours_below_plan && s.hours_below_plan <= s.tested_hours);
+    let html = sla::html(&s);
+    assert!(html.contains(&format!("Internet availability <b>{:.3}%</b>", expect * 100.0)), "headline");
+    assert!(html.contains("Plan: 300 Mbit/s down, 40 up"));
+    // The agent writes it once, on the 1st, next to the database.
+    let reports = dir.path().join("reports");
+    let now = until + 3 * HOUR;
+    let path = sla::write_if_due(&db, &reports, now, plan).unwrap().expect("written");
+    assert_eq!(path, sla::file_for(&reports, "2026-11"));
+    assert!(sla::write_if_due(&db, &reports, now + HOUR, plan).unwrap().is_none(), "only once");
+}

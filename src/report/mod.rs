@@ -13,6 +13,7 @@ pub mod data;
 pub mod incident;
 pub mod plot;
 pub mod render;
+pub mod sla;
 pub mod weekly;
 
 use crate::calendar::MINUTE_MS;

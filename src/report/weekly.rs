@@ -57,6 +57,12 @@ pub fn spawn(db: PathBuf, dir: PathBuf, plan: Plan, now: crate::clock::WallClock
                 Ok(None) => {}
                 Err(e) => tracing::warn!("weekly report: {e:#}"),
             }
+            // And on the 1st, last month's service report.
+            match super::sla::write_if_due(&db, &dir, now.now(), plan) {
+                Ok(Some(path)) => tracing::info!("wrote last month's service report to {}", path.display()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("monthly report: {e:#}"),
+            }
         }
     })
 }

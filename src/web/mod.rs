@@ -283,6 +283,16 @@ fn route(url: &str, db: &std::path::Path, plan: Plan, now: WallMs) -> (u16, &'st
         "/api/status.json" => dashboard::status_json(&store, now).map(|b| ("application/json", b)),
         "/report.html" => report(false),
         "/report.md" => report(true),
+        "/sla.html" => {
+            let month = query_param(url, "month").map_or_else(|| crate::report::sla::last_month(now), str::to_string);
+            match crate::report::sla::build(&store, &month, plan) {
+                Ok(s) => Ok(("text/html; charset=utf-8", crate::report::sla::html(&s))),
+                Err(crate::report::sla::SlaError::Month(e)) => {
+                    return (400, "text/plain; charset=utf-8", format!("month {e}\n"));
+                }
+                Err(crate::report::sla::SlaError::Store(e)) => Err(PageError::from(e)),
+            }
+        }
         p if p.starts_with("/incident/") => {
             let id = p["/incident/".len()..].parse::<i64>().ok();
             match id.map(|id| crate::report::incident::render(&store, id, now, false)) {
