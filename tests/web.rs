@@ -111,6 +111,18 @@ fn dashboard_report_and_errors() {
     assert_eq!((status, ctype.starts_with("text/markdown")), (200, true));
     assert!(md.starts_with("# Internet connection report"));
     assert_eq!(get(&format!("{base}/nope")).0, 404);
+    // Every outage links its own evidence page; the month's service report is one click away.
+    let link = page.split("href=\"/incident/").nth(1).expect("an outage linked").split('"').next().unwrap();
+    let (status, _, incident) = get(&format!("{base}/incident/{link}"));
+    assert_eq!(status, 200);
+    assert!(incident.contains("Where it broke") && incident.contains("<svg") && incident.contains("Router log"));
+    assert_eq!(get(&format!("{base}/incident/99999")).0, 404);
+    assert!(page.contains("href=\"/sla.html\""));
+    let month = wanwatch::calendar::format_local_date(wanwatch::clock::WallClock::system().now())[..7].to_string();
+    let (status, _, sla) = get(&format!("{base}/sla.html?month={month}"));
+    assert_eq!(status, 200);
+    assert!(sla.contains("Internet availability") && sla.contains("Plan: 300 Mbit/s down"), "{sla}");
+    assert_eq!(get(&format!("{base}/sla.html?month=2026-13")).0, 400);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     assert_eq!(agent.post(&format!("{base}/metrics")).send("x").unwrap().status().as_u16(), 405);
     web.stop();
