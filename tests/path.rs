@@ -4,7 +4,7 @@
 
 mod bed;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bed::path::{self, ANCHOR4, ANCHOR6, GATEWAY, PathBed};
@@ -60,6 +60,11 @@ fn located_kind_after(db: &Path, kind: &str, since: i64) -> Option<Located> {
     .flatten()
 }
 
+/// The first column of every row of `sql`.
+fn strings(c: &Connection, sql: &str) -> Vec<String> {
+    c.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
 /// Outage probes stored for outages that started after `since`.
 fn outage_probes(db: &Path, since: i64) -> i64 {
     open(db)
@@ -78,11 +83,19 @@ fn baselines(db: &Path) -> i64 {
         .unwrap_or(0)
 }
 
-fn start_agent(bed: &PathBed, w: &Workdir, db: &Path) -> std::process::Child {
-    start_agent_with(bed, w, db, "")
+/// A path bed, `prepare`d, with an agent on it (`extra` in its `[ping]`) that has seen the
+/// healthy path to both anchors.
+fn agent_on_path(extra: &str, prepare: impl FnOnce(&PathBed)) -> (PathBed, Workdir, PathBuf, std::process::Child) {
+    let bed = PathBed::new();
+    prepare(&bed);
+    let w = Workdir::new();
+    let db = w.path("w.db");
+    let child = start_agent(&bed, &w, &db, extra);
+    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+    (bed, w, db, child)
 }
 
-fn start_agent_with(bed: &PathBed, w: &Workdir, db: &Path, extra: &str) -> std::process::Child {
+fn start_agent(bed: &PathBed, w: &Workdir, db: &Path, extra: &str) -> std::process::Child {
     let cfg = config(w, extra);
     bed.wanwatch(&["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
         .env("WANWATCH_LOG", "info,wanwatch::probe::path=info")
@@ -107,11 +120,7 @@ fn breaks_at_hop_1_2_and_3_are_localised_to_the_deepest_hop_that_answered() {
     if !skip_unless_root("breaks_at_hop_1_2_and_3_are_localised_to_the_deepest_hop_that_answered") {
         return;
     }
-    let bed = PathBed::new();
-    let w = Workdir::new();
-    let db = w.path("w.db");
-    let child = start_agent(&bed, &w, &db);
-    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+    let (bed, w, db, child) = agent_on_path("", |_| {});
 
     // A blackhole is silent from the router that has it: the deepest answer is the hop
     // before. An unreachable route answers: that router is the deepest hop.
@@ -228,14 +237,11 @@ fn hops_that_never_answer_are_not_blamed() {
     if !skip_unless_root(test) || !path::have_nft(test) {
         return;
     }
-    let bed = PathBed::new();
     // The carrier's core (hops 2 and 3) forwards but never answers, even when all is well.
-    bed.silence(2);
-    bed.silence(3);
-    let w = Workdir::new();
-    let db = w.path("w.db");
-    let child = start_agent(&bed, &w, &db);
-    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+    let (bed, _w, db, child) = agent_on_path("", |bed| {
+        bed.silence(2);
+        bed.silence(3);
+    });
     let since = wall_ms();
     bed.break_at(3, Some("blackhole"));
     let (_, ttl, hop, note, _) = wait_for(25, "the outage to be localised", || located_after(&db, since));
@@ -257,11 +263,7 @@ fn ipv4_down_while_ipv6_works_is_an_outage_of_its_own_localised_on_the_ipv4_path
     if !skip_unless_root(test) {
         return;
     }
-    let bed = PathBed::new();
-    let w = Workdir::new();
-    let db = w.path("w.db");
-    let child = start_agent(&bed, &w, &db);
-    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+    let (bed, _w, db, child) = agent_on_path("", |_| {});
     let since = wall_ms();
     // The carrier's IPv4 (its NAT, say) fails at hop 2; IPv6 carries on.
     bed.break_family(2, Some("unreachable"), false);
@@ -275,22 +277,10 @@ fn ipv4_down_while_ipv6_works_is_an_outage_of_its_own_localised_on_the_ipv4_path
     assert_eq!((ttl, hop), (Some(2), Some(path::hop(2))), "{note}");
     assert!(status.contains("DOWN (IPv4 only; IPv6 up)"), "{status}");
     let c = open(&db).unwrap();
-    let kinds: Vec<String> = c
-        .prepare("SELECT kind FROM outages ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let kinds: Vec<String> = strings(&c, "SELECT kind FROM outages ORDER BY id");
     assert_eq!(kinds, ["ipv4"], "IPv4 alone, never the whole internet");
     // Only the IPv4 anchor was probed for it.
-    let probed: Vec<String> = c
-        .prepare("SELECT target FROM paths WHERE reason = 'outage'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let probed: Vec<String> = strings(&c, "SELECT target FROM paths WHERE reason = 'outage'");
     assert_eq!(probed, [ANCHOR4]);
 }
 
@@ -299,24 +289,14 @@ fn icmp_filtered_while_tcp_works_is_not_an_outage() {
     if !skip_unless_root("icmp_filtered_while_tcp_works_is_not_an_outage") {
         return;
     }
-    let bed = PathBed::new();
-    let w = Workdir::new();
-    let db = w.path("w.db");
-    let child = start_agent_with(&bed, &w, &db, "tcp_port = 443");
-    wait_for(20, "a baseline path that reaches the anchors", || (baselines(&db) >= 2).then_some(()));
+    let (bed, _w, db, child) = agent_on_path("tcp_port = 443", |_| {});
     // The far end stops answering ping; TCP there still gets an answer (a reset: no listener).
     let filtered_at = wall_ms();
     bed::sysctl(&bed.ns[path::ROUTERS + 1], &["net.ipv4.icmp_echo_ignore_all=1", "net.ipv6.icmp.echo_ignore_all=1"]);
     std::thread::sleep(Duration::from_secs(12));
     let c = open(&db).unwrap();
     let outages: i64 = c.query_row("SELECT count(*) FROM outages", [], |r| r.get(0)).unwrap();
-    let filtered: Vec<String> = c
-        .prepare("SELECT detail FROM events WHERE kind = 'icmp_filtered'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let filtered: Vec<String> = strings(&c, "SELECT detail FROM events WHERE kind = 'icmp_filtered'");
     assert_eq!(outages, 0, "ICMP filtered for 12 s is not an outage");
     assert_eq!(filtered.len(), 2, "one event per anchor: {filtered:?}");
     // Then the path really breaks: TCP fails too, and that is an outage from then on.
