@@ -454,6 +454,22 @@ impl PathReason {
     }
 }
 
+/// What a path probe sends: ICMP echo, or UDP to high ports (classic traceroute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathProto {
+    Icmp,
+    Udp,
+}
+
+impl PathProto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathProto::Icmp => "icmp",
+            PathProto::Udp => "udp",
+        }
+    }
+}
+
 /// One TTL of a path probe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hop {
@@ -483,6 +499,7 @@ pub struct Trace {
     pub ts: WallMs,
     pub target: IpAddr,
     pub reason: PathReason,
+    pub proto: PathProto,
     pub hops: Vec<Hop>,
     /// The target itself answered (its hop is the last).
     pub reached: bool,

@@ -137,10 +137,10 @@ fn breaks_at_hop_1_2_and_3_are_localised_to_the_deepest_hop_that_answered() {
         let since = wall_ms();
         bed.break_at(k, Some(kind));
         let (id, ttl, hop, note, _) =
-            wait_for(25, &format!("the outage of a {kind} at hop {k} to be localised"), || located_after(&db, since));
+            wait_for(40, &format!("the outage of a {kind} at hop {k} to be localised"), || located_after(&db, since));
         // Both anchors' probes done before the break is mended (a probe that outlives its
         // outage sees the path come back).
-        wait_for(15, "both anchors' probes", || (outage_probes(&db, since) >= 2).then_some(()));
+        wait_for(20, "both anchors' probes, ICMP and UDP", || (outage_probes(&db, since) >= 4).then_some(()));
         bed.break_at(k, None);
         wait_for(15, "the outage to end", || located_after(&db, since).filter(|o| o.4).map(|_| ()));
         println!("{kind} at hop {k}: last good ttl {ttl:?} hop {hop:?}: {note}");
@@ -180,7 +180,9 @@ fn breaks_at_hop_1_2_and_3_are_localised_to_the_deepest_hop_that_answered() {
     let hops =
         bed.wanwatch(&["export", "--db", db.to_str().unwrap(), "--table", "hops", "--format", "csv"]).output().unwrap();
     let csv = String::from_utf8_lossy(&hops.stdout);
-    assert!(csv.starts_with("time,ts_ms,target,reason,outage_ms,ttl,addr,sent,answered,rtt_ms,error,said_by,route"));
+    assert!(
+        csv.starts_with("time,ts_ms,target,reason,proto,outage_ms,ttl,addr,sent,answered,rtt_ms,error,said_by,route")
+    );
     // The healthy IPv6 path, hop by hop.
     let route6 = format!("{} {} {} {ANCHOR6}", path::hop6(1), path::hop6(2), path::hop6(3));
     assert!(csv.lines().any(|l| l.contains(",baseline,") && l.ends_with(&route6)), "no healthy IPv6 route {route6}");
@@ -227,7 +229,7 @@ fn breaks_at_hop_1_2_and_3_are_localised_to_the_deepest_hop_that_answered() {
     println!("{} path probes sent {total} packets: {per_probe:?}", per_probe.len());
     assert!(per_probe.iter().all(|p| p.2 <= MAX_PACKETS as i64), "{per_probe:?}");
     let incidents = per_probe.iter().filter(|p| p.1 != "baseline").count();
-    assert!(incidents >= 2 * breaks.len(), "both anchors probed at every outage: {per_probe:?}");
+    assert!(incidents >= 4 * breaks.len(), "both anchors, ICMP and UDP, at every outage: {per_probe:?}");
     assert!(!log.contains("panicked"), "{log}");
 }
 
@@ -244,7 +246,7 @@ fn hops_that_never_answer_are_not_blamed() {
     });
     let since = wall_ms();
     bed.break_at(3, Some("blackhole"));
-    let (_, ttl, hop, note, _) = wait_for(25, "the outage to be localised", || located_after(&db, since));
+    let (_, ttl, hop, note, _) = wait_for(40, "the outage to be localised", || located_after(&db, since));
     bed.break_at(3, None);
     stop(child);
     println!("silent core, blackhole at hop 3: {ttl:?} {hop:?}: {note}");
@@ -267,7 +269,7 @@ fn ipv4_down_while_ipv6_works_is_an_outage_of_its_own_localised_on_the_ipv4_path
     let since = wall_ms();
     // The carrier's IPv4 (its NAT, say) fails at hop 2; IPv6 carries on.
     bed.break_family(2, Some("unreachable"), false);
-    let (id, ttl, hop, note, _) = wait_for(25, "an IPv4 outage, localised", || located_kind_after(&db, "ipv4", since));
+    let (id, ttl, hop, note, _) = wait_for(40, "an IPv4 outage, localised", || located_kind_after(&db, "ipv4", since));
     let status = bed.wanwatch(&["status", "--db", db.to_str().unwrap()]).output().unwrap();
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     bed.break_family(2, None, false);
@@ -281,7 +283,7 @@ fn ipv4_down_while_ipv6_works_is_an_outage_of_its_own_localised_on_the_ipv4_path
     assert_eq!(kinds, ["ipv4"], "IPv4 alone, never the whole internet");
     // Only the IPv4 anchor was probed for it.
     let probed: Vec<String> = strings(&c, "SELECT target FROM paths WHERE reason = 'outage'");
-    assert_eq!(probed, [ANCHOR4]);
+    assert!(!probed.is_empty() && probed.iter().all(|t| t == ANCHOR4), "{probed:?}");
 }
 
 #[test]
@@ -302,11 +304,38 @@ fn icmp_filtered_while_tcp_works_is_not_an_outage() {
     // Then the path really breaks: TCP fails too, and that is an outage from then on.
     let broke_at = wall_ms();
     bed.break_at(2, Some("blackhole"));
-    let (id, ..) = wait_for(25, "the real outage", || located_after(&db, filtered_at));
+    let (id, ..) = wait_for(40, "the real outage", || located_after(&db, filtered_at));
     bed.break_at(2, None);
     stop(child);
     let start: i64 = c.query_row("SELECT start_ts FROM outages WHERE id = ?1", [id], |r| r.get(0)).unwrap();
     println!("filtered at {filtered_at}, broken at {broke_at}, outage from {start}: {filtered:?}");
     assert!(start >= broke_at - 500, "the outage starts at the break ({broke_at}), not at the filtering: {start}");
     assert!(start <= broke_at + 6_000, "{start} vs {broke_at}");
+}
+
+#[test]
+fn where_icmp_echo_is_dropped_beyond_a_hop_udp_still_finds_the_path() {
+    let test = "where_icmp_echo_is_dropped_beyond_a_hop_udp_still_finds_the_path";
+    if !skip_unless_root(test) || !path::have_nft(test) {
+        return;
+    }
+    // Hop 2 drops the echo it forwards: ICMP sees hops 1 and 2 and then nothing; UDP goes on.
+    // (The anchors answer TCP, so their unanswered pings are "ICMP filtered", not an outage.)
+    let (bed, _w, db, child) = agent_on_path("tcp_port = 443", |bed| bed.drop_forwarded_echo(2));
+    stop(child);
+    let c = open(&db).unwrap();
+    let route = |proto: &str| -> (String, bool) {
+        c.query_row(
+            "SELECT route, reached FROM paths WHERE reason = 'baseline' AND proto = ?1 AND target = ?2",
+            [proto, ANCHOR4],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let (h1, h2, h3) = (path::hop(1), path::hop(2), path::hop(3));
+    assert_eq!(route("icmp"), (format!("{h1} {h2} *"), false));
+    assert_eq!(route("udp"), (format!("{h1} {h2} {h3} {ANCHOR4}"), true));
+    let outages: i64 = c.query_row("SELECT count(*) FROM outages", [], |r| r.get(0)).unwrap();
+    assert_eq!(outages, 0);
+    drop(bed);
 }

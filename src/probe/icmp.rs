@@ -189,7 +189,7 @@ pub fn parse_errqueue(ee: &[u8], data: &[u8], target: IpAddr) -> Option<Heard> {
 }
 
 /// The address in a raw `sockaddr_in` / `sockaddr_in6`.
-fn sockaddr_ip(b: &[u8]) -> Option<IpAddr> {
+pub(crate) fn sockaddr_ip(b: &[u8]) -> Option<IpAddr> {
     let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
     if family == libc::AF_INET {
         let a: [u8; 4] = b.get(4..8)?.try_into().ok()?;
@@ -430,7 +430,7 @@ impl Pinger {
     }
 }
 
-fn setsockopt_int(sock: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+pub(crate) fn setsockopt_int(sock: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: passing a valid pointer to an int and its size.
     let rc = unsafe {
         libc::setsockopt(
@@ -531,17 +531,19 @@ async fn read_loop(fd: Arc<AsyncFd<Socket>>, v6: bool, kind: SockKind, ident: u1
     }
 }
 
-struct Msg {
-    len: usize,
-    from: Option<IpAddr>,
-    kernel_ns: Option<i128>,
+pub(crate) struct Msg {
+    pub len: usize,
+    pub from: Option<IpAddr>,
+    /// The port in the address (from the error queue: the port our datagram was sent to).
+    pub port: Option<u16>,
+    pub kernel_ns: Option<i128>,
     /// The sock_extended_err and offender address (error queue only).
-    ee: Vec<u8>,
+    pub ee: Vec<u8>,
 }
 
 /// One `recvmsg`, with the kernel's receive timestamp and, from the error queue, the extended
 /// error.
-fn recv(fd: i32, buf: &mut [u8], errqueue: bool) -> io::Result<Msg> {
+pub(crate) fn recv(fd: i32, buf: &mut [u8], errqueue: bool) -> io::Result<Msg> {
     let mut name = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut control = [0u64; 64];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
@@ -563,6 +565,8 @@ fn recv(fd: i32, buf: &mut [u8], errqueue: bool) -> io::Result<Msg> {
     // SAFETY: the kernel wrote `msg_namelen` bytes of a sockaddr into `name`.
     let name_bytes = unsafe { std::slice::from_raw_parts(name.as_ptr().cast::<u8>(), hdr.msg_namelen as usize) };
     let from = sockaddr_ip(name_bytes);
+    // sin_port / sin6_port: right after the family, in network order.
+    let port = (name_bytes.len() >= 4).then(|| u16::from_be_bytes([name_bytes[2], name_bytes[3]]));
     let mut kernel_ns = None;
     let mut ee = Vec::new();
     // SAFETY: walking the control messages the kernel wrote, with the libc macros.
@@ -583,7 +587,7 @@ fn recv(fd: i32, buf: &mut [u8], errqueue: bool) -> io::Result<Msg> {
             c = libc::CMSG_NXTHDR(&hdr, c);
         }
     }
-    Ok(Msg { len, from, kernel_ns, ee })
+    Ok(Msg { len, from, port, kernel_ns, ee })
 }
 
 #[cfg(test)]

@@ -25,29 +25,29 @@ use tokio::task::JoinSet;
 
 use super::icmp::{Pinger, kinds_to_try};
 use crate::clock::WallClock;
-use crate::sample::{EventKind, Failure, Hop, IcmpError, PathReason, Record, Trace, Verdict, WallMs};
+use crate::sample::{EventKind, Failure, Hop, IcmpError, PathProto, PathReason, Record, Trace, Verdict, WallMs};
 
 /// Deepest TTL probed: home paths to a big anchor are 6-14 hops.
 pub const MAX_TTL: u8 = 16;
 /// Probes per TTL.
 pub const ROUNDS: u8 = 3;
-/// The most one probe of one anchor can send.
+/// The most one probe of one anchor can send, per protocol.
 pub const MAX_PACKETS: u32 = MAX_TTL as u32 * ROUNDS as u32;
-/// The bucket: room for one incident probe of up to 8 anchors...
-pub const BUDGET_PACKETS: f64 = 8.0 * MAX_PACKETS as f64;
-/// ...refilled at this many packets an hour (0.17 a second), so a link flapping all day
-/// costs at most this much.
-pub const BUDGET_PER_HOUR: f64 = 600.0;
+/// The bucket: room for two incident probes (ICMP, then UDP) of 4 anchors...
+pub const BUDGET_PACKETS: f64 = 16.0 * MAX_PACKETS as f64;
+/// ...refilled at this many packets an hour (a third of one a second), so a link flapping all
+/// day costs at most this much.
+pub const BUDGET_PER_HOUR: f64 = 1200.0;
 /// The healthy path is looked at this often...
 pub const BASELINE_EVERY: Duration = Duration::from_secs(3600);
 /// ...and first this long after the start, once the pings have settled.
 pub const FIRST_BASELINE: Duration = Duration::from_secs(5);
 /// Between two probes of one round (a round of 16 takes 0.4 s).
-const GAP: Duration = Duration::from_millis(25);
+pub(crate) const GAP: Duration = Duration::from_millis(25);
 /// Between rounds.
-const ROUND_GAP: Duration = Duration::from_secs(1);
+pub(crate) const ROUND_GAP: Duration = Duration::from_secs(1);
 /// How long an answer is waited for.
-const TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(2);
 const PAYLOAD: &[u8; 16] = b"wanwatch-path\0\0\0";
 
 /// Packets for path probes, paid before sending.
@@ -96,11 +96,11 @@ pub struct Ask {
 
 /// What one TTL heard, before it is summed up into a [`Hop`].
 #[derive(Debug, Default)]
-struct Heard {
-    sent: u8,
-    rtts: Vec<u32>,
-    addr: Option<IpAddr>,
-    error: Option<(IcmpError, IpAddr)>,
+pub(crate) struct Heard {
+    pub sent: u8,
+    pub rtts: Vec<u32>,
+    pub addr: Option<IpAddr>,
+    pub error: Option<(IcmpError, IpAddr)>,
 }
 
 /// Probe the path to `target`: rounds of one echo per TTL, one socket of our own. The first
@@ -177,7 +177,7 @@ pub async fn probe(target: IpAddr, first_limit: u8) -> std::io::Result<(Vec<Hop>
 }
 
 /// The hops up to the target (or up to the deepest answer and one silent TTL after it).
-fn summarise(heard: BTreeMap<u8, Heard>, target: IpAddr, sent: u32) -> (Vec<Hop>, bool, u32) {
+pub(crate) fn summarise(heard: BTreeMap<u8, Heard>, target: IpAddr, sent: u32) -> (Vec<Hop>, bool, u32) {
     let reached = heard.iter().find(|(_, h)| h.addr == Some(target)).map(|(&t, _)| t);
     let deepest = heard.iter().filter(|(_, h)| h.addr.is_some() || h.error.is_some()).map(|(&t, _)| t).max();
     let keep = reached.unwrap_or_else(|| deepest.map_or(1, |d| d.saturating_add(1)));
@@ -307,8 +307,8 @@ pub struct Tracer {
     clock: WallClock,
     out: mpsc::Sender<Record>,
     budget: Budget,
-    /// The last probe of each anchor that reached it.
-    healthy: HashMap<IpAddr, Trace>,
+    /// The last probe of each anchor, per protocol, that reached it.
+    healthy: HashMap<(IpAddr, PathProto), Trace>,
 }
 
 impl Tracer {
@@ -355,7 +355,8 @@ impl Tracer {
     async fn probe_all(&mut self, ask: Ask) {
         let anchors: Vec<IpAddr> =
             self.anchors.iter().copied().filter(|a| ask.v6.is_none_or(|v6| a.is_ipv6() == v6)).collect();
-        let want = MAX_PACKETS * anchors.len() as u32;
+        // Each anchor: ICMP and UDP (UDP on a baseline only where ICMP did not reach it).
+        let want = 2 * MAX_PACKETS * anchors.len() as u32;
         // A loss episode often turns into an outage a few seconds later: its probe leaves
         // room in the bucket for the outage's.
         let keep = if ask.reason == PathReason::Loss { want } else { 0 };
@@ -367,34 +368,70 @@ impl Tracer {
         let mut probes = JoinSet::new();
         for target in anchors {
             let first =
-                self.healthy.get(&target).and_then(|b| b.hops.last()).map_or(MAX_TTL, |h| h.ttl.saturating_add(2));
-            probes.spawn(async move { (target, probe(target, first).await) });
+                self.healthy(target, PathProto::Icmp).and_then(|b| b.hops.last()).map_or(MAX_TTL, |h| h.ttl + 2);
+            let baseline = ask.reason == PathReason::Baseline;
+            probes.spawn(async move {
+                if baseline {
+                    // UDP only where ICMP does not reach the anchor.
+                    let icmp = probe(target, first).await;
+                    let udp = match &icmp {
+                        Ok((_, true, _)) => None,
+                        _ => Some(super::udp_trace::probe(target, first).await),
+                    };
+                    (target, icmp, udp)
+                } else {
+                    // An incident: both at once (their own sockets), so the verdict is in
+                    // within one probe's time (3 rounds, about 9 s when nothing answers).
+                    let (icmp, udp) = tokio::join!(probe(target, first), super::udp_trace::probe(target, first));
+                    (target, icmp, Some(udp))
+                }
+            });
         }
         let mut sent = 0;
-        while let Some(Ok((target, result))) = probes.join_next().await {
-            match result {
-                Ok((hops, reached, n)) => {
-                    sent += n;
-                    self.found(ts, target, &ask, hops, reached, n).await;
+        while let Some(Ok((target, icmp, udp))) = probes.join_next().await {
+            for (proto, result) in [(PathProto::Icmp, Some(icmp)), (PathProto::Udp, udp)] {
+                match result {
+                    Some(Ok((hops, reached, n))) => {
+                        sent += n;
+                        self.found(ts, target, proto, &ask, hops, reached, n).await;
+                    }
+                    Some(Err(e)) => tracing::warn!(%target, proto = proto.as_str(), error = %e, "path probe failed"),
+                    None => {}
                 }
-                Err(e) => tracing::warn!(%target, error = %e, "path probe failed"),
             }
         }
         self.budget.refund(want.saturating_sub(sent));
     }
 
-    async fn found(&mut self, ts: WallMs, target: IpAddr, ask: &Ask, hops: Vec<Hop>, reached: bool, packets: u32) {
+    /// The healthy path to `target` as `proto` saw it, else as the other protocol did.
+    fn healthy(&self, target: IpAddr, proto: PathProto) -> Option<&Trace> {
+        let other = if proto == PathProto::Icmp { PathProto::Udp } else { PathProto::Icmp };
+        self.healthy.get(&(target, proto)).or_else(|| self.healthy.get(&(target, other)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn found(
+        &mut self,
+        ts: WallMs,
+        target: IpAddr,
+        proto: PathProto,
+        ask: &Ask,
+        hops: Vec<Hop>,
+        reached: bool,
+        packets: u32,
+    ) {
         let witnesses: Vec<(IcmpError, IpAddr)> =
             ask.witnesses.iter().filter(|(a, ..)| *a == target).map(|&(_, e, r)| (e, r)).collect();
-        let verdict = verdict(&hops, reached, target, self.healthy.get(&target), &witnesses);
+        let verdict = verdict(&hops, reached, target, self.healthy(target, proto), &witnesses);
         let (reason, outage_start) = (ask.reason, ask.outage_start);
-        let trace = Trace { ts, target, reason, hops, reached, packets, outage_start, verdict };
-        tracing::info!(%target, reason = ask.reason.as_str(), route = %trace.route(), "{}", trace.verdict.note);
-        if reached && ask.reason == PathReason::Baseline {
-            if let Some(detail) = self.healthy.get(&target).and_then(|b| route_change(b, &trace)) {
+        let trace = Trace { ts, target, reason, proto, hops, reached, packets, outage_start, verdict };
+        let route = trace.route();
+        tracing::info!(%target, reason = reason.as_str(), proto = proto.as_str(), %route, "{}", trace.verdict.note);
+        if reached && reason == PathReason::Baseline {
+            if let Some(detail) = self.healthy.get(&(target, proto)).and_then(|b| route_change(b, &trace)) {
                 let _ = self.out.send(Record::Event { ts, kind: EventKind::RouteChange, detail }).await;
             }
-            self.healthy.insert(target, trace.clone());
+            self.healthy.insert((target, proto), trace.clone());
         }
         let _ = self.out.send(Record::Path(trace)).await;
     }
@@ -412,7 +449,8 @@ mod tests {
     fn trace(target: &str, hops: Vec<Hop>, reached: bool) -> Trace {
         let target = target.parse().unwrap();
         let verdict = verdict(&hops, reached, target, None, &[]);
-        Trace { ts: 0, target, reason: PathReason::Baseline, hops, reached, packets: 9, outage_start: None, verdict }
+        let (reason, proto) = (PathReason::Baseline, PathProto::Icmp);
+        Trace { ts: 0, target, reason, proto, hops, reached, packets: 9, outage_start: None, verdict }
     }
 
     const T: &str = "9.9.9.9";
@@ -492,12 +530,12 @@ mod tests {
     fn the_budget_allows_an_incident_then_refills_slowly() {
         let t0 = Instant::now();
         let mut b = Budget::full(t0);
-        let incident = 4 * MAX_PACKETS;
+        let incident = 2 * 4 * MAX_PACKETS; // 4 anchors, ICMP and UDP
         assert!(b.take(incident, incident, t0), "a loss episode's probe when the room is there");
         assert!(!b.take(incident, incident, t0), "but not one that would leave no room for an outage's");
         assert!(b.take(incident, 0, t0), "the outage's probe");
         assert!(!b.take(incident, 0, t0), "not a third");
-        // 600 packets an hour: a 4-anchor probe (192) again after about 20 minutes.
+        // 1200 packets an hour: a 4-anchor probe (384) again after about 20 minutes.
         assert!(!b.take(incident, 0, t0 + Duration::from_secs(15 * 60)));
         assert!(b.take(incident, 0, t0 + Duration::from_secs(20 * 60)));
     }

@@ -83,7 +83,7 @@ pub fn render(store: &Store, id: i64, now: WallMs, csv_links: bool) -> Result<Op
         store.text_rows(
             "read the outage's path probes",
             &format!(
-                "SELECT p.target, p.reason, h.ttl, coalesce(h.addr, '*') AS answered_by,
+                "SELECT p.target, p.reason, p.proto, h.ttl, coalesce(h.addr, '*') AS answered_by,
                         h.answered || '/' || h.sent AS answers, round(h.rtt_us / 1000.0, 1) AS rtt_ms,
                         CASE h.error {names} END AS error, h.err_from AS error_from
                  FROM paths p JOIN hops h ON h.path = p.id

@@ -107,7 +107,7 @@ fn query(table: Table) -> String {
             t = iso("ts")
         ),
         Table::Hops => format!(
-            "SELECT {t} AS time, p.ts AS ts_ms, p.target, p.reason, p.outage_ts AS outage_ms, h.ttl, h.addr,
+            "SELECT {t} AS time, p.ts AS ts_ms, p.target, p.reason, p.proto, p.outage_ts AS outage_ms, h.ttl, h.addr,
                     h.sent, h.answered, round(h.rtt_us / 1000.0, 3) AS rtt_ms,
                     CASE h.error {reasons} END AS error, h.err_from AS said_by, p.route
              FROM hops h JOIN paths p ON p.id = h.path

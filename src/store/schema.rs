@@ -131,6 +131,7 @@ const MIGRATIONS: &[&str] = &[
         ts            INTEGER NOT NULL,  -- when the probe started
         target        TEXT NOT NULL,     -- the anchor probed
         reason        TEXT NOT NULL,     -- baseline | outage | loss
+        proto         TEXT NOT NULL,     -- icmp (echo) | udp (to high ports)
         outage_ts     INTEGER,           -- the start of the outage it localises
         route         TEXT NOT NULL,     -- who answered at each TTL, '*' for no one
         reached       INTEGER NOT NULL,  -- 1 when the anchor itself answered

@@ -685,13 +685,15 @@ fn write_path(conn: &Connection, t: &Trace) -> rusqlite::Result<i64> {
     let v = &t.verdict;
     let hop = v.last_good_hop.map(|a| a.to_string());
     conn.prepare_cached(
-        "INSERT INTO paths (ts, target, reason, outage_ts, route, reached, packets, last_good_ttl, last_good_hop, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO paths (ts, target, reason, proto, outage_ts, route, reached, packets, last_good_ttl,
+                            last_good_hop, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         t.ts,
         t.target.to_string(),
         t.reason.as_str(),
+        t.proto.as_str(),
         t.outage_start,
         t.route(),
         t.reached,

@@ -127,11 +127,32 @@ impl PathBed {
 
     /// Router `k` never answers "time exceeded" (it still forwards), like many carriers' cores.
     pub fn silence(&self, k: usize) {
+        self.nft(
+            k,
+            "out { type filter hook output priority 0; }",
+            &["icmp type time-exceeded", "icmpv6 type time-exceeded"],
+        );
+    }
+
+    /// Router `k` drops the ICMP echo it forwards (it still answers "time exceeded" itself and
+    /// forwards everything else), like a carrier filtering ping beyond its edge.
+    pub fn drop_forwarded_echo(&self, k: usize) {
+        self.nft(
+            k,
+            "relay { type filter hook forward priority 0; }",
+            &["icmp type echo-request", "icmpv6 type echo-request"],
+        );
+    }
+
+    /// Add `chain` to router `k`'s nftables table and drop what each of `matches` matches.
+    fn nft(&self, k: usize, chain: &str, matches: &[&str]) {
         let nft = |rule: &str| sh(&["ip", "netns", "exec", &self.ns[k], "nft", rule]);
         nft("add table inet ww");
-        nft("add chain inet ww out { type filter hook output priority 0; }");
-        nft("add rule inet ww out icmp type time-exceeded drop");
-        nft("add rule inet ww out icmpv6 type time-exceeded drop");
+        nft(&format!("add chain inet ww {chain}"));
+        let name = chain.split_whitespace().next().unwrap();
+        for m in matches {
+            nft(&format!("add rule inet ww {name} {m} drop"));
+        }
     }
 
     /// `wanwatch ARGS` on the Pi.
