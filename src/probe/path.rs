@@ -33,8 +33,9 @@ pub const MAX_TTL: u8 = 16;
 pub const ROUNDS: u8 = 3;
 /// The most one probe of one anchor can send, per protocol.
 pub const MAX_PACKETS: u32 = MAX_TTL as u32 * ROUNDS as u32;
-/// The bucket: room for two incident probes (ICMP, then UDP) of 4 anchors...
-pub const BUDGET_PACKETS: f64 = 16.0 * MAX_PACKETS as f64;
+/// The bucket: room for two incident probes (ICMP and UDP) of the 6 built-in anchors, so a
+/// loss episode's probe can leave room for the outage that often follows...
+pub const BUDGET_PACKETS: f64 = 24.0 * MAX_PACKETS as f64;
 /// ...refilled at this many packets an hour (a third of one a second), so a link flapping all
 /// day costs at most this much.
 pub const BUDGET_PER_HOUR: f64 = 1200.0;
@@ -530,13 +531,13 @@ mod tests {
     fn the_budget_allows_an_incident_then_refills_slowly() {
         let t0 = Instant::now();
         let mut b = Budget::full(t0);
-        let incident = 2 * 4 * MAX_PACKETS; // 4 anchors, ICMP and UDP
+        let incident = 2 * 6 * MAX_PACKETS; // the 6 built-in anchors, ICMP and UDP
         assert!(b.take(incident, incident, t0), "a loss episode's probe when the room is there");
         assert!(!b.take(incident, incident, t0), "but not one that would leave no room for an outage's");
         assert!(b.take(incident, 0, t0), "the outage's probe");
         assert!(!b.take(incident, 0, t0), "not a third");
-        // 1200 packets an hour: a 4-anchor probe (384) again after about 20 minutes.
+        // 1200 packets an hour: a 6-anchor probe (576) again after about half an hour.
         assert!(!b.take(incident, 0, t0 + Duration::from_secs(15 * 60)));
-        assert!(b.take(incident, 0, t0 + Duration::from_secs(20 * 60)));
+        assert!(b.take(incident, 0, t0 + Duration::from_secs(30 * 60)));
     }
 }
