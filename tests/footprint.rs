@@ -42,8 +42,12 @@ fn cpu_seconds(pid: u32) -> f64 {
         / 1e9
 }
 
-/// Wake-ups (context switches) per thread name, summed over the process's threads.
-fn wakeups(pid: u32) -> std::collections::BTreeMap<String, u64> {
+/// Thread name -> (wake-ups, CPU ns).
+type Threads = std::collections::BTreeMap<String, (u64, u64)>;
+
+/// Per thread name, summed over the process's threads: wake-ups (context switches) and CPU
+/// time in nanoseconds (schedstat), so a cost can be put on the thread that pays it.
+fn threads(pid: u32) -> Threads {
     let mut out = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -51,8 +55,13 @@ fn wakeups(pid: u32) -> std::collections::BTreeMap<String, u64> {
     for t in tasks.flatten() {
         let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
         let name = status.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?").to_string();
-        *out.entry(name).or_default() +=
-            field_of(&status, "voluntary_ctxt_switches:") + field_of(&status, "nonvoluntary_ctxt_switches:");
+        let ns = std::fs::read_to_string(t.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let e: &mut (u64, u64) = out.entry(name).or_default();
+        e.0 += field_of(&status, "voluntary_ctxt_switches:") + field_of(&status, "nonvoluntary_ctxt_switches:");
+        e.1 += ns;
     }
     out
 }
@@ -67,6 +76,8 @@ struct Figures {
     rss_mb: f64,
     mb_per_day: f64,
     wakeups_per_s: Vec<(String, f64)>,
+    /// CPU seconds per thread name over the steady stretch.
+    cpu_by_thread: Vec<(String, f64)>,
 }
 
 fn run_once(flush: &str, secs: u64) -> Figures {
@@ -98,7 +109,7 @@ fn run_once(flush: &str, secs: u64) -> Figures {
     // Steady state: start-up (creating the file, the first pages of every table) is a one-off.
     let flush_s = humantime::parse_duration(flush).map(|d| d.as_secs()).unwrap_or(60);
     let warm_s: u64 = 60.max(2 * flush_s).min(secs / 2);
-    let mut warm: Option<(f64, f64, u64, std::collections::BTreeMap<String, u64>)> = None;
+    let mut warm: Option<(f64, f64, u64, Threads)> = None;
     while start.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_secs(1));
         cpu = cpu_seconds(pid);
@@ -107,10 +118,10 @@ fn run_once(flush: &str, secs: u64) -> Figures {
         // Bytes sent to storage, less those of files truncated before they were written back.
         written = proc_field(pid, "io", "write_bytes:").saturating_sub(proc_field(pid, "io", "cancelled_write_bytes:"));
         if warm.is_none() && start.elapsed() >= Duration::from_secs(warm_s) {
-            warm = Some((cpu, fcpu, written, wakeups(pid)));
+            warm = Some((cpu, fcpu, written, threads(pid)));
         }
     }
-    let woke = wakeups(pid);
+    let woke = threads(pid);
     let elapsed = start.elapsed().as_secs_f64();
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
@@ -124,10 +135,9 @@ fn run_once(flush: &str, secs: u64) -> Figures {
     assert!(pings as f64 >= 4.0 * elapsed * 0.95, "only {pings} samples");
     let (cpu0, fcpu0, written0, woke0) = warm.expect("ran past the warm-up");
     let steady = elapsed - warm_s as f64;
-    let wakeups_per_s = woke
-        .iter()
-        .map(|(name, n)| (name.clone(), (n - woke0.get(name).copied().unwrap_or(0)) as f64 / steady))
-        .collect();
+    let before = |name: &str| woke0.get(name).copied().unwrap_or((0, 0));
+    let wakeups_per_s = woke.iter().map(|(name, n)| (name.clone(), (n.0 - before(name).0) as f64 / steady)).collect();
+    let cpu_by_thread = woke.iter().map(|(name, n)| (name.clone(), (n.1 - before(name).1) as f64 / 1e9)).collect();
     Figures {
         flush: flush.to_string(),
         secs: steady,
@@ -137,6 +147,7 @@ fn run_once(flush: &str, secs: u64) -> Figures {
         rss_mb: hwm as f64 / 1024.0,
         mb_per_day: (written - written0) as f64 / steady * 86_400.0 / 1e6,
         wakeups_per_s,
+        cpu_by_thread,
     }
 }
 
@@ -169,6 +180,13 @@ fn agent_footprint_4_targets_at_1hz() {
         let busy: Vec<String> =
             f.wakeups_per_s.iter().filter(|(_, w)| *w >= 0.05).map(|(name, w)| format!("{name} {w:.2}/s")).collect();
         println!("  wake-ups   {}", busy.join(", "));
+        let cpu: Vec<String> = f
+            .cpu_by_thread
+            .iter()
+            .filter(|(_, s)| *s > 0.0)
+            .map(|(name, s)| format!("{name} {:.0} µs", per_ping(*s)))
+            .collect();
+        println!("  CPU/ping   by thread: {}", cpu.join(", "));
         rows.push(f);
     }
     if rows.len() > 1 {
