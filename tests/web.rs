@@ -116,6 +116,8 @@ fn dashboard_report_and_errors() {
     let (status, _, incident) = get(&format!("{base}/incident/{link}"));
     assert_eq!(status, 200);
     assert!(incident.contains("Where it broke") && incident.contains("<svg") && incident.contains("Router log"));
+    // The radio and the weather around it, from the fixture's gateway and weather series.
+    assert!(incident.contains("<td>sinr_db</td>") && incident.contains("<td>precip_mm_h</td>"), "radio and weather");
     assert_eq!(get(&format!("{base}/incident/99999")).0, 404);
     assert!(page.contains("href=\"/sla.html\""));
     let month = wanwatch::calendar::format_local_date(wanwatch::clock::WallClock::system().now())[..7].to_string();
