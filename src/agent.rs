@@ -29,8 +29,6 @@ use crate::store::writer::{Writer, WriterReport};
 
 /// A gap this long between two turns of the once-a-second loop is a blind spot.
 const STALL: Duration = Duration::from_secs(5);
-/// An anchor whose pings go unanswered gets a TCP check at most this often.
-const TCP_RECHECK: Duration = Duration::from_secs(5);
 /// A loss episode's witnesses: ICMP errors from this long before it was called.
 const LOSS_LOOKBACK_MS: i64 = 10_000;
 
@@ -68,8 +66,8 @@ pub async fn run(cfg: Config, run_for: Option<Duration>) -> anyhow::Result<RunRe
 struct Inputs {
     samples: mpsc::Receiver<Sample>,
     context: mpsc::Receiver<Record>,
-    /// TCP fallback checks back: (target, when it started, reachable).
-    tcp: mpsc::Receiver<(usize, Instant, bool)>,
+    /// TCP fallback checks back.
+    tcp: mpsc::Receiver<ping::TcpResult>,
 }
 
 /// The running agent's state, owned by the main loop's task.
@@ -86,12 +84,10 @@ struct Agent {
     tracer: Option<mpsc::Sender<path::Ask>>,
     /// Per target, the last ICMP error its pings got: (error, router, the ping's send time).
     heard_errors: Vec<Option<(IcmpError, std::net::IpAddr, WallMs)>>,
-    /// Per target: its TCP fallback port, and when its last check started (None: none running).
-    tcp_ports: Vec<Option<u16>>,
-    tcp_started: Vec<Option<Instant>>,
-    tcp_running: Vec<bool>,
-    tcp_tx: mpsc::Sender<(usize, Instant, bool)>,
-    tcp_results: Option<mpsc::Receiver<(usize, Instant, bool)>>,
+    /// The TCP fallback for anchors whose pings may be filtered, and its results until the
+    /// main loop takes them.
+    tcp: ping::TcpChecks,
+    tcp_results: Option<mpsc::Receiver<ping::TcpResult>>,
     /// Turned true at shutdown: the ping tasks stop sending.
     stop_pings: watch::Sender<bool>,
     report: RunReport,
@@ -123,17 +119,13 @@ impl Agent {
         let detail = format!("wanwatch {} pinging {}", env!("CARGO_PKG_VERSION"), names.join(", "));
         writer.send(Record::Event { ts: clock.now(), kind: EventKind::AgentStart, detail });
         let mut sm = StateMachine::new(cfg.state.clone(), &targets);
-        let tcp_ports: Vec<Option<u16>> = cfg.targets.iter().map(|t| t.tcp_port).collect();
-        for (i, _) in tcp_ports.iter().enumerate().filter(|(_, p)| p.is_some()) {
+        let (tcp, tcp_rx) = ping::TcpChecks::new(&cfg.targets);
+        for i in tcp.with_fallback() {
             sm.set_tcp_fallback(i);
         }
-        let (tcp_tx, tcp_rx) = mpsc::channel(64);
         Ok(Agent {
             sm,
-            tcp_started: vec![None; tcp_ports.len()],
-            tcp_running: vec![false; tcp_ports.len()],
-            tcp_ports,
-            tcp_tx,
+            tcp,
             tcp_results: Some(tcp_rx),
             minutes: MinuteBuilder::new(targets.len()),
             live: None,
@@ -272,7 +264,7 @@ impl Agent {
         }
         let records = self.sm.observe(&s);
         if s.rtt.is_err() {
-            self.check_tcp(s.target);
+            self.tcp.lost(s.target);
         }
         if let Some(live) = &self.live {
             for minute in self.minutes.add(&s) {
@@ -311,23 +303,9 @@ impl Agent {
         }
     }
 
-    /// A lost ping to an anchor with a TCP fallback: connect to it (one check at a time, at
-    /// most every [`TCP_RECHECK`]) to tell "ICMP filtered" from "down".
-    fn check_tcp(&mut self, i: usize) {
-        let Some(port) = self.tcp_ports[i] else { return };
-        if self.tcp_running[i] || self.tcp_started[i].is_some_and(|t| t.elapsed() < TCP_RECHECK) {
-            return;
-        }
-        let (addr, started, tx) = (self.targets[i].addr, Instant::now(), self.tcp_tx.clone());
-        (self.tcp_running[i], self.tcp_started[i]) = (true, Some(started));
-        tokio::spawn(async move {
-            let ok = ping::tcp_reachable(addr, port, TCP_RECHECK / 2).await;
-            let _ = tx.send((i, started, ok)).await;
-        });
-    }
-
+    /// A TCP check came back: "ICMP filtered" or "down" for the state machine to settle.
     fn on_tcp(&mut self, i: usize, started: Instant, ok: bool) {
-        self.tcp_running[i] = false;
+        self.tcp.done(i);
         let at = Mark { wall: self.clock.wall_at(started), mono: started };
         for r in self.sm.tcp(i, at, ok) {
             self.ask_where(&r);

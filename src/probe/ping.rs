@@ -130,6 +130,54 @@ fn scope_id(iface: &str) -> u32 {
     unsafe { libc::if_nametoindex(name.as_ptr()) }
 }
 
+/// An anchor whose pings go unanswered gets a TCP check at most this often.
+pub const TCP_RECHECK: Duration = Duration::from_secs(5);
+
+/// A TCP check back: (target index, when it started, reachable).
+pub type TcpResult = (usize, std::time::Instant, bool);
+
+/// The TCP fallback checks of the targets that have one: at most one running per target, and
+/// at most one every [`TCP_RECHECK`]; results come back on a channel.
+pub struct TcpChecks {
+    targets: Vec<(IpAddr, Option<u16>)>,
+    started: Vec<Option<std::time::Instant>>,
+    running: Vec<bool>,
+    tx: mpsc::Sender<TcpResult>,
+}
+
+impl TcpChecks {
+    pub fn new(targets: &[PingTarget]) -> (TcpChecks, mpsc::Receiver<TcpResult>) {
+        let (tx, rx) = mpsc::channel(64);
+        let n = targets.len();
+        let targets = targets.iter().map(|t| (t.target.addr, t.tcp_port)).collect();
+        (TcpChecks { targets, started: vec![None; n], running: vec![false; n], tx }, rx)
+    }
+
+    /// The targets with a fallback.
+    pub fn with_fallback(&self) -> impl Iterator<Item = usize> + '_ {
+        self.targets.iter().enumerate().filter(|(_, (_, p))| p.is_some()).map(|(i, _)| i)
+    }
+
+    /// A ping to target `i` was lost: check it over TCP if it has a fallback and one is due.
+    pub fn lost(&mut self, i: usize) {
+        let (addr, Some(port)) = self.targets[i] else { return };
+        if self.running[i] || self.started[i].is_some_and(|t| t.elapsed() < TCP_RECHECK) {
+            return;
+        }
+        let (started, tx) = (std::time::Instant::now(), self.tx.clone());
+        (self.running[i], self.started[i]) = (true, Some(started));
+        tokio::spawn(async move {
+            let ok = tcp_reachable(addr, port, TCP_RECHECK / 2).await;
+            let _ = tx.send((i, started, ok)).await;
+        });
+    }
+
+    /// Target `i`'s check came back.
+    pub fn done(&mut self, i: usize) {
+        self.running[i] = false;
+    }
+}
+
 /// The TCP fallback for an anchor whose pings go unanswered: a connect that is answered, or
 /// refused by the host itself (a RST comes from the host, so it is there), means only ICMP is
 /// filtered. A timeout or an ICMP error ("no route") means it is not reachable.
