@@ -179,11 +179,25 @@ impl Drop for PathBed {
     }
 }
 
-/// True when nftables can be used here (to make a router silent); otherwise prints why.
+/// True when nftables can be used here (to make a router silent): the tool is installed and
+/// the kernel takes a table in a throwaway namespace. Otherwise prints why.
 pub fn have_nft(test: &str) -> bool {
-    let ok = Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
+    if !Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success()) {
         eprintln!("SKIP part of {test}: `nft` is not installed (apt install nftables); CI installs it");
+        return false;
+    }
+    let ns = format!("wpnft{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::SeqCst));
+    let made = Command::new("ip").args(["netns", "add", &ns]).status().is_ok_and(|s| s.success());
+    let ok = made
+        && Command::new("ip")
+            .args(["netns", "exec", &ns, "nft", "add table inet probe"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if made {
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    }
+    if !ok {
+        eprintln!("SKIP part of {test}: this kernel refuses nftables tables (no nf_tables)");
     }
     ok
 }
