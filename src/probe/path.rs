@@ -171,16 +171,26 @@ pub async fn probe(target: IpAddr, first_limit: u8) -> std::io::Result<(Vec<Hop>
             }
         }
         // Later rounds: up to where this one ended, or two TTLs past the deepest answer.
-        let deepest = heard.iter().filter(|(_, h)| h.addr.is_some() || h.error.is_some()).map(|(&t, _)| t).max();
-        limit = end.load(Ordering::Relaxed).min(deepest.map_or(2, |d| d.saturating_add(2))).min(MAX_TTL);
+        limit = next_limit(&heard, end.load(Ordering::Relaxed));
     }
     Ok(summarise(heard, target, sent))
 }
 
 /// The hops up to the target (or up to the deepest answer and one silent TTL after it).
+/// The deepest TTL anything answered at (a hop, the target, or a router's refusal).
+fn deepest(heard: &BTreeMap<u8, Heard>) -> Option<u8> {
+    heard.iter().filter(|(_, h)| h.addr.is_some() || h.error.is_some()).map(|(&t, _)| t).max()
+}
+
+/// How deep the next round goes: no deeper than where this one ended (the target answered or
+/// a router refused), nor more than two TTLs past the deepest answer.
+pub(crate) fn next_limit(heard: &BTreeMap<u8, Heard>, end: u8) -> u8 {
+    end.min(deepest(heard).map_or(2, |d| d.saturating_add(2))).min(MAX_TTL)
+}
+
 pub(crate) fn summarise(heard: BTreeMap<u8, Heard>, target: IpAddr, sent: u32) -> (Vec<Hop>, bool, u32) {
     let reached = heard.iter().find(|(_, h)| h.addr == Some(target)).map(|(&t, _)| t);
-    let deepest = heard.iter().filter(|(_, h)| h.addr.is_some() || h.error.is_some()).map(|(&t, _)| t).max();
+    let deepest = deepest(&heard);
     let keep = reached.unwrap_or_else(|| deepest.map_or(1, |d| d.saturating_add(1)));
     let hops = heard
         .into_iter()

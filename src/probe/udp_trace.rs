@@ -15,7 +15,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::icmp::{self, choose_rtt, icmp4_error, icmp6_error, realtime_ns, setsockopt_int};
-use super::path::{GAP, Heard, MAX_TTL, ROUND_GAP, ROUNDS, TIMEOUT, summarise};
+use super::path::{GAP, Heard, MAX_TTL, ROUND_GAP, ROUNDS, TIMEOUT, next_limit, summarise};
 use crate::sample::{Hop, IcmpError};
 
 /// traceroute's first port: nothing listens there, so the anchor answers "port unreachable".
@@ -83,8 +83,7 @@ pub async fn probe(target: IpAddr, first_limit: u8) -> io::Result<(Vec<Hop>, boo
                 Err(_) => break,
             }
         }
-        let deepest = heard.iter().filter(|(_, h)| h.addr.is_some() || h.error.is_some()).map(|(&t, _)| t).max();
-        limit = end.min(deepest.map_or(2, |d| d.saturating_add(2))).min(MAX_TTL);
+        limit = next_limit(&heard, end);
     }
     Ok(summarise(heard, target, sent))
 }

@@ -38,8 +38,12 @@ fn window(o: &Outage, now: WallMs) -> (WallMs, WallMs) {
 /// The page for outage `id`, or None if there is no such outage. `csv_links`: the CSVs sit
 /// beside it (the pack), or not (the dashboard).
 pub fn render(store: &Store, id: i64, now: WallMs, csv_links: bool) -> Result<Option<String>, StoreError> {
-    let Some(o) = store.outage(id)? else { return Ok(None) };
-    let (since, until) = window(&o, now);
+    store.outage(id)?.map(|o| page(store, &o, now, csv_links)).transpose()
+}
+
+fn page(store: &Store, o: &Outage, now: WallMs, csv_links: bool) -> Result<String, StoreError> {
+    let id = o.id;
+    let (since, until) = window(o, now);
     let end = o.end.unwrap_or(now);
     let mut h = String::new();
     let title = format!(
@@ -192,7 +196,7 @@ pub fn render(store: &Store, id: i64, now: WallMs, csv_links: bool) -> Result<Op
         let _ = write!(h, "<p>The whole pack, with the CSVs: <code>wanwatch incident {id} --out DIR</code></p>");
     }
     h.push_str("</body></html>\n");
-    Ok(Some(h))
+    Ok(h)
 }
 
 /// An HTML table of `(headers, rows)`, the first [`SHOWN`] rows, with a caption.
@@ -238,7 +242,7 @@ pub enum IncidentError {
 /// Returns the files written.
 pub fn write_pack(store: &Store, id: i64, now: WallMs, dir: &Path) -> Result<Vec<PathBuf>, IncidentError> {
     let o = store.outage(id)?.ok_or(IncidentError::NoSuchOutage(id))?;
-    let html = render(store, id, now, true)?.ok_or(IncidentError::NoSuchOutage(id))?;
+    let html = page(store, &o, now, true)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |err| IncidentError::Write { path, err }

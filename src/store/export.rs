@@ -48,6 +48,16 @@ fn iso(col: &str) -> String {
     ISO.replace("{c}", col)
 }
 
+/// A stored value as CSV (and the incident page) shows it: NULL as "", numbers as Rust prints them.
+pub(crate) fn cell_text(v: ValueRef) -> String {
+    match v {
+        ValueRef::Null => String::new(),
+        ValueRef::Integer(v) => v.to_string(),
+        ValueRef::Real(v) => v.to_string(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+    }
+}
+
 /// `WHEN 10 THEN 'net_unreachable' ...`: a stored failure code as its name.
 pub(crate) fn failure_names() -> String {
     crate::sample::Failure::names()
@@ -215,12 +225,7 @@ impl<W: Write> Sink<W> {
                 Sink::Csv { w, width, n } => {
                     let mut rec = csv::StringRecord::new();
                     for i in 0..*width {
-                        rec.push_field(&match row.get_ref(i).map_err(|e| store.sql("export read", e))? {
-                            ValueRef::Null => String::new(),
-                            ValueRef::Integer(v) => v.to_string(),
-                            ValueRef::Real(v) => v.to_string(),
-                            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
-                        });
+                        rec.push_field(&cell_text(row.get_ref(i).map_err(|e| store.sql("export read", e))?));
                     }
                     w.write_record(&rec)?;
                     *n += 1;

@@ -98,22 +98,12 @@ impl Store {
         sql: &str,
         args: P,
     ) -> Result<(Vec<String>, Vec<Vec<String>>), StoreError> {
-        use rusqlite::types::ValueRef;
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.sql(what, e))?;
         let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
         let n = names.len();
         let rows = stmt
             .query_map(args, |r| {
-                (0..n)
-                    .map(|i| {
-                        Ok(match r.get_ref(i)? {
-                            ValueRef::Null => String::new(),
-                            ValueRef::Integer(v) => v.to_string(),
-                            ValueRef::Real(v) => format!("{v}"),
-                            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
-                        })
-                    })
-                    .collect::<rusqlite::Result<Vec<String>>>()
+                (0..n).map(|i| Ok(super::export::cell_text(r.get_ref(i)?))).collect::<rusqlite::Result<Vec<String>>>()
             })
             .and_then(|rows| rows.collect())
             .map_err(|e| self.sql(what, e))?;
