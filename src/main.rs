@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -87,6 +87,12 @@ enum Command {
         /// Skip the check that contacts the gateway.
         #[arg(long)]
         offline: bool,
+    },
+    /// Keep the database's WAL index (<db>-shm) in RAM, off the SD card: run as root before the
+    /// agent starts (the packaged unit does). Idempotent.
+    ShmInRam {
+        #[command(flatten)]
+        common: Common,
     },
     /// Run the detection pipeline over CSV files at full speed and write the alarm times
     /// (JSON {series: [timestamps]}, the form scripts/score.py scores).
@@ -318,6 +324,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
             print!("{}", wanwatch::doctor::render(&checks));
             if checks.iter().any(|c| c.level == wanwatch::doctor::Level::Fail) {
                 bail!("some checks failed; fix the FAIL lines above");
+            }
+            Ok(())
+        }
+        Command::ShmInRam { common } => {
+            let db = common.db()?;
+            match wanwatch::store::shm::keep_in_ram(&db, Path::new(wanwatch::store::shm::RAM_DIR))? {
+                wanwatch::store::shm::Outcome::Already => println!("{}-shm: already in RAM", db.display()),
+                wanwatch::store::shm::Outcome::Mounted(from) => {
+                    println!("{}-shm: now in RAM ({})", db.display(), from.display())
+                }
             }
             Ok(())
         }

@@ -556,3 +556,68 @@ fn another_applications_database_is_refused_and_left_alone() {
     assert!(e.contains("another application's SQLite database") && e.contains("albums"), "{e}");
     assert!(std::fs::read(&db).unwrap() == before, "the file was changed");
 }
+
+/// The packaged unit's `wanwatch shm-in-ram`: SQLite's WAL index for the database sits on a RAM
+/// file system (its page writes never reach the card), and the agent and other processes still
+/// share it: a reader in another process sees each flush while the agent writes.
+#[test]
+fn the_wal_index_in_ram_is_shared_by_the_agent_and_readers() {
+    use wanwatch::store::shm;
+    if !bed::skip_unless_root("the_wal_index_in_ram_is_shared_by_the_agent_and_readers") {
+        return;
+    }
+    if !shm::in_ram(Path::new(shm::RAM_DIR)) {
+        eprintln!("SKIP: {} is not a tmpfs here", shm::RAM_DIR);
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    if shm::in_ram(dir.path()) {
+        eprintln!("SKIP: the test folder is itself on a tmpfs");
+        return;
+    }
+    let db = dir.path().join("w.db");
+    let o = wanwatch(&["shm-in-ram", "--db", db.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let source = out.split_once('(').and_then(|(_, s)| s.strip_suffix(")\n")).expect(&out).to_string();
+    // Unmounted however the test ends.
+    struct Mounted<'a>(&'a Path, std::path::PathBuf);
+    impl Drop for Mounted<'_> {
+        fn drop(&mut self) {
+            let _ = shm::release(self.0, &self.1);
+        }
+    }
+    let _mounted = Mounted(&db, source.into());
+    assert!(shm::in_ram(&shm::shm_path(&db)));
+    let again = wanwatch(&["shm-in-ram", "--db", db.to_str().unwrap()]);
+    assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).contains("already in RAM"));
+
+    let mut agent = bed::loopback_agent(&db)
+        .args(["--interval", "10ms", "--flush-interval", "200ms", "--for", "5s"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let count = || {
+        let c = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        wanwatch::store::pings::count(&c).unwrap()
+    };
+    let first = count();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let second = count();
+    assert!(first > 0 && second > first, "a reader in another process saw {first} then {second} pings");
+    assert!(std::fs::metadata(_mounted.1.as_path()).unwrap().len() > 0, "SQLite never mapped the RAM index");
+    assert!(agent.wait().unwrap().success());
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let check: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+
+    // Never slid under a connection that has the index open: that would split it in two.
+    let busy = dir.path().join("busy.db");
+    let open = rusqlite::Connection::open(&busy).unwrap();
+    open.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+    let refused = wanwatch(&["shm-in-ram", "--db", busy.to_str().unwrap()]);
+    assert!(!refused.status.success(), "mounted under an open connection");
+    assert!(stderr(&refused).contains("is open in another program"), "{}", stderr(&refused));
+    assert!(!shm::in_ram(&shm::shm_path(&busy)));
+}

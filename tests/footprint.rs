@@ -80,6 +80,25 @@ struct Figures {
     cpu_by_thread: Vec<(String, f64)>,
 }
 
+/// SQLite's WAL index in RAM for the bench's database, unmounted on drop.
+struct RamIndex(std::path::PathBuf, std::path::PathBuf);
+
+impl RamIndex {
+    fn new(db: &std::path::Path) -> RamIndex {
+        use wanwatch::store::shm;
+        match shm::keep_in_ram(db, std::path::Path::new(shm::RAM_DIR)).unwrap() {
+            shm::Outcome::Mounted(source) => RamIndex(db.to_path_buf(), source),
+            shm::Outcome::Already => panic!("the bench's folder is on a tmpfs: bytes written would not be counted"),
+        }
+    }
+}
+
+impl Drop for RamIndex {
+    fn drop(&mut self) {
+        let _ = wanwatch::store::shm::release(&self.0, &self.1);
+    }
+}
+
 fn run_once(flush: &str, secs: u64) -> Figures {
     let mut bed = Bed::new("steady.toml");
     let w = Workdir::new();
@@ -91,6 +110,9 @@ fn run_once(flush: &str, secs: u64) -> Figures {
         &format!("[ping]\ngateway = \"{}\"\nanchors = [{}]\n{store}", bed::GATEWAY, anchors.join(", ")),
     );
     let db = w.path("w.db");
+    // As the packaged unit does (`wanwatch shm-in-ram`), unless WANWATCH_FOOTPRINT_SHM=disk.
+    let ram = std::env::var("WANWATCH_FOOTPRINT_SHM").map_or(true, |v| v != "disk");
+    let _index = ram.then(|| RamIndex::new(&db));
     bed.start_responder();
     let mut child = bed
         .wanwatch(&["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
@@ -165,7 +187,9 @@ fn agent_footprint_4_targets_at_1hz() {
     for flush in flushes.split(',') {
         let f = run_once(flush.trim(), secs);
         let per_ping = |cpu: f64| cpu / f.pings as f64 * 1e6;
-        println!("flush {}: {:.0} s steady, 4 targets at 1 Hz", f.flush, f.secs);
+        let index =
+            if std::env::var("WANWATCH_FOOTPRINT_SHM").is_ok_and(|v| v == "disk") { "on disk" } else { "in RAM" };
+        println!("flush {}: {:.0} s steady, 4 targets at 1 Hz, WAL index {index}", f.flush, f.secs);
         println!("  CPU        {:.3}% of one core, {:.0} µs per ping", f.cpu_s / f.secs * 100.0, per_ping(f.cpu_s));
         match f.fping_cpu_s {
             Some(fc) => println!(

@@ -12,6 +12,7 @@ pub mod read;
 pub mod retention;
 pub mod rollup;
 mod schema;
+pub mod shm;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
