@@ -474,10 +474,13 @@ async fn read_loop(fd: Arc<AsyncFd<Socket>>, v6: bool, kind: SockKind, ident: u1
             continue;
         };
         let raw = fd.get_ref().as_raw_fd();
+        // The error queue only when epoll says it holds something (EPOLLERR): an empty read
+        // of it after every reply was a third recvmsg per ping.
+        let errors = kind == SockKind::Dgram && guard.ready().is_error();
         loop {
             let got = recv(raw, &mut buf, false).map(|m| (m, false));
             let got = match got {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && kind == SockKind::Dgram => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && errors => {
                     recv(raw, &mut buf, true).map(|m| (m, true))
                 }
                 other => other,
