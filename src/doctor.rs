@@ -37,6 +37,7 @@ pub fn run(cfg: &Config, offline: bool) -> Vec<Check> {
         Err(e) => check("ICMP", Level::Fail, e.to_string()),
     });
     out.push(database(&cfg.db));
+    out.push(wal_index(&cfg.db));
 
     if cfg.display.enabled {
         let bus = cfg.display.i2c_bus;
@@ -97,6 +98,24 @@ fn database(path: &Path) -> Check {
                 format!("cannot create {}: {} is not writable", path.display(), dir.display()),
             )
         }
+    }
+}
+
+/// Where SQLite's WAL index lives: on the card it is most of what the agent writes.
+fn wal_index(db: &Path) -> Check {
+    let shm = crate::store::shm::shm_path(db);
+    if crate::store::shm::in_ram(&shm) || (!shm.exists() && crate::store::shm::in_ram(db.parent().unwrap_or(db))) {
+        check("WAL index", Level::Ok, format!("{} is in RAM", shm.display()))
+    } else {
+        check(
+            "WAL index",
+            Level::Warn,
+            format!(
+                "{} is on disk: about 30 MB/day more written to the card; run `sudo wanwatch shm-in-ram` \
+                 before the agent starts (the packaged unit does)",
+                shm.display()
+            ),
+        )
     }
 }
 

@@ -591,6 +591,9 @@ fn the_wal_index_in_ram_is_shared_by_the_agent_and_readers() {
     assert!(shm::in_ram(&shm::shm_path(&db)));
     let again = wanwatch(&["shm-in-ram", "--db", db.to_str().unwrap()]);
     assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).contains("already in RAM"));
+    let doctor = wanwatch(&["doctor", "--db", db.to_str().unwrap(), "--offline"]);
+    let said = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(said.lines().any(|l| l.contains("WAL index") && l.contains("is in RAM")), "{said}");
 
     let mut agent = bed::loopback_agent(&db)
         .args(["--interval", "10ms", "--flush-interval", "200ms", "--for", "5s"])
@@ -620,4 +623,7 @@ fn the_wal_index_in_ram_is_shared_by_the_agent_and_readers() {
     assert!(!refused.status.success(), "mounted under an open connection");
     assert!(stderr(&refused).contains("is open in another program"), "{}", stderr(&refused));
     assert!(!shm::in_ram(&shm::shm_path(&busy)));
+    let doctor = wanwatch(&["doctor", "--db", busy.to_str().unwrap(), "--offline"]);
+    let said = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(said.lines().any(|l| l.contains("WAL index") && l.contains("shm-in-ram")), "{said}");
 }
