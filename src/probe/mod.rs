@@ -17,6 +17,7 @@ pub mod ping;
 pub mod syslog;
 pub mod syslog_tcp;
 pub mod system;
+pub mod ticker;
 pub mod udp_trace;
 pub mod weather;
 
