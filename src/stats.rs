@@ -14,6 +14,20 @@ pub fn quantile_sorted<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> Option<f64>
     Some(a + (b - a) * (pos - lo as f64))
 }
 
+/// The median of `v` in any order, as [`quantile_sorted`] gives it (the two middle values'
+/// mean when even), reordering `v` in O(n) instead of sorting it.
+pub fn median_select<T: Copy + Ord + Into<f64>>(v: &mut [T]) -> Option<f64> {
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let (_, &mut hi, _) = v.select_nth_unstable(n / 2);
+    let lo = if n % 2 == 1 { hi } else { *v[..n / 2].iter().max().expect("n >= 2") };
+    let (a, b) = (lo.into(), hi.into());
+    let frac = if n % 2 == 1 { 0.0 } else { 0.5 };
+    Some(a + (b - a) * frac)
+}
+
 /// The `q` quantile of the finite values, in any order.
 pub fn quantile(values: impl IntoIterator<Item = f64>, q: f64) -> Option<f64> {
     let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
@@ -35,6 +49,23 @@ pub fn median_in_place(v: &mut [f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_in_place_median_is_the_sorted_one() {
+        let mut seed = 7u64;
+        for n in 0..60 {
+            let v: Vec<u32> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (seed >> 40) as u32 % 500
+                })
+                .collect();
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            let mut shuffled = v.clone();
+            assert_eq!(super::median_select(&mut shuffled), super::quantile_sorted(&sorted, 0.5), "{v:?}");
+        }
+    }
 
     #[test]
     fn quantiles_match_numpy() {

@@ -66,6 +66,8 @@ pub struct StateMachine {
     tracks: Vec<Track>,
     /// Anchor results in the window: (send time, rtt or lost).
     window: VecDeque<(Instant, Option<u32>)>,
+    /// The window's RTTs, for the median.
+    scratch: Vec<u32>,
     state: LinkState,
     outage: Option<(OutageKind, Mark)>,
     /// During a LAN outage: when the gateway answered again. The anchors get `down_after`
@@ -87,6 +89,7 @@ impl StateMachine {
             names: targets.iter().map(ToString::to_string).collect(),
             tracks,
             window: VecDeque::new(),
+            scratch: Vec::new(),
             state: LinkState::Unknown,
             outage: None,
             gateway_back: None,
@@ -237,7 +240,7 @@ impl StateMachine {
             LinkState::Ipv4Down
         } else if family_down(true) {
             LinkState::Ipv6Down
-        } else if self.degraded() {
+        } else if degraded(&self.window, &mut self.scratch, &self.cfg) {
             LinkState::Degraded
         } else {
             LinkState::Up
@@ -267,18 +270,6 @@ impl StateMachine {
             _ => at,
         };
         self.transition(next, change)
-    }
-
-    fn degraded(&self) -> bool {
-        let n = self.window.len();
-        if n < MIN_WINDOW_SAMPLES {
-            return false;
-        }
-        let mut rtts: Vec<u32> = self.window.iter().filter_map(|(_, r)| *r).collect();
-        let loss = (n - rtts.len()) as f64 / n as f64;
-        rtts.sort_unstable();
-        let median_ms = crate::stats::quantile_sorted(&rtts, 0.5).map(|us| us / 1000.0);
-        loss > self.cfg.degraded_loss || median_ms.is_some_and(|m| m > self.cfg.degraded_rtt_ms)
     }
 
     fn transition(&mut self, next: LinkState, change: Mark) -> Vec<Record> {
@@ -343,6 +334,20 @@ impl StateMachine {
     pub fn window(&self) -> Duration {
         self.cfg.window
     }
+}
+
+/// Loss or median RTT over the thresholds in the window. Judged at every ping: a reused
+/// buffer and a selection, not a fresh sorted copy of the window.
+fn degraded(window: &VecDeque<(Instant, Option<u32>)>, scratch: &mut Vec<u32>, cfg: &StateConfig) -> bool {
+    let n = window.len();
+    if n < MIN_WINDOW_SAMPLES {
+        return false;
+    }
+    scratch.clear();
+    scratch.extend(window.iter().filter_map(|(_, r)| *r));
+    let loss = (n - scratch.len()) as f64 / n as f64;
+    let median_ms = crate::stats::median_select(scratch).map(|us| us / 1000.0);
+    loss > cfg.degraded_loss || median_ms.is_some_and(|m| m > cfg.degraded_rtt_ms)
 }
 
 #[cfg(test)]
