@@ -111,7 +111,7 @@ fn wal_index(db: &Path) -> Check {
             "WAL index",
             Level::Warn,
             format!(
-                "{} is on disk: about 30 MB/day more written to the card; run `sudo wanwatch shm-in-ram` \
+                "{} is on disk: about 25 MB/day more written to the card at the default flush; run `sudo wanwatch shm-in-ram` \
                  before the agent starts (the packaged unit does)",
                 shm.display()
             ),
