@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::MissedTickBehavior;
 
 use super::icmp::{Pinger, SockKind, kinds_to_try};
 use crate::config::PingTarget;
@@ -98,24 +97,12 @@ pub async fn run_target(
     let scope = t.iface.as_deref().map(scope_id).unwrap_or(0);
 
     // The kernel's timer, not tokio's: one wake-up per ping sent instead of two (ticker.rs).
-    let mut kernel_ticks = super::ticker::Ticker::new(start_delay, t.interval)
-        .inspect_err(|e| tracing::warn!(error = %e, "no timerfd; pinging on tokio's timer"))
-        .ok();
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + start_delay, t.interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = super::ticker::Ticker::new(start_delay, t.interval);
     let mut in_flight = JoinSet::new();
     let mut seq: u16 = rand::random();
     loop {
-        let tick = async {
-            if let Some(k) = &mut kernel_ticks
-                && k.tick().await.is_ok()
-            {
-                return;
-            }
-            ticks.tick().await;
-        };
         tokio::select! {
-            _ = tick => {}
+            _ = ticks.tick() => {}
             _ = stop.changed() => break,
         }
         if *stop.borrow() {
