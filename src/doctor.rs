@@ -88,7 +88,7 @@ fn database(path: &Path) -> Check {
             Err(e) => check("database", Level::Fail, e.to_string()),
         }
     } else {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = crate::store::folder_of(path);
         if nix_access(dir, libc::W_OK) {
             check("database", Level::Ok, format!("{} will be created", path.display()))
         } else {
@@ -104,7 +104,7 @@ fn database(path: &Path) -> Check {
 /// Where SQLite's WAL index lives: on the card it is most of what the agent writes.
 fn wal_index(db: &Path) -> Check {
     let shm = crate::store::shm::shm_path(db);
-    if crate::store::shm::in_ram(&shm) || (!shm.exists() && crate::store::shm::in_ram(db.parent().unwrap_or(db))) {
+    if crate::store::shm::in_ram(&shm) || (!shm.exists() && crate::store::shm::in_ram(crate::store::folder_of(db))) {
         check("WAL index", Level::Ok, format!("{} is in RAM", shm.display()))
     } else {
         check(
@@ -120,8 +120,7 @@ fn wal_index(db: &Path) -> Check {
 }
 
 fn nix_access(path: &Path, mode: libc::c_int) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = crate::store::c_path(path) else { return false };
     // SAFETY: a valid NUL-terminated path.
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }

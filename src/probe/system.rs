@@ -61,8 +61,7 @@ pub fn read(sys: &mut System, sysfs: &Path, db: &Path) -> Readings {
         m.push((series::MEM_USED, sys.used_memory() as f64 / sys.total_memory() as f64 * 100.0));
     }
     // Free space where the database lives: the longest mount point that contains it.
-    let db_dir = std::fs::canonicalize(db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
-        .unwrap_or_else(|_| PathBuf::from("/"));
+    let db_dir = std::fs::canonicalize(crate::store::folder_of(db)).unwrap_or_else(|_| PathBuf::from("/"));
     let disks = Disks::new_with_refreshed_list();
     if let Some(d) = disks
         .as_ref()

@@ -50,12 +50,21 @@ pub enum StoreError {
     Missing { path: PathBuf },
 }
 
+/// The folder a file is in: "." for a bare file name (whose `parent()` is "").
+pub(crate) fn folder_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// A path as a C string, for libc calls.
+pub(crate) fn c_path(path: &Path) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)
+}
+
 /// The file system holding `path` (or, for a file not made yet, its folder): statvfs(3).
 pub(crate) fn fs_stats(path: &Path) -> Option<libc::statvfs> {
-    use std::os::unix::ffi::OsStrExt;
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let probe = if path.exists() { path } else { folder };
-    let c = std::ffi::CString::new(probe.as_os_str().as_bytes()).ok()?;
+    let probe = if path.exists() { path } else { folder_of(path) };
+    let c = c_path(probe).ok()?;
     // SAFETY: a valid path and a zeroed struct for the kernel to fill.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then_some(st)

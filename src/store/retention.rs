@@ -75,7 +75,7 @@ const FS_SHARE: f64 = 0.5;
 
 /// The cap in force: the configured one, or half the database's file system if that is smaller.
 pub fn effective_cap(store: &Store, configured: u64) -> u64 {
-    let folder = store.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let folder = super::folder_of(&store.path);
     match super::fs_stats(folder) {
         Some(st) => configured.min(((st.f_blocks * st.f_frsize) as f64 * FS_SHARE) as u64),
         None => configured,

@@ -14,7 +14,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -62,7 +61,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ShmError + '_ {
 }
 
 fn fs_type(path: &Path) -> io::Result<i64> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let c = super::c_path(path)?;
     // SAFETY: a valid C path and a zeroed struct for the kernel to fill.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
@@ -96,7 +95,7 @@ fn in_use(file: &File) -> io::Result<bool> {
 /// over it. Idempotent; refuses while any connection has the index open.
 pub fn keep_in_ram(db: &Path, ram_dir: &Path) -> Result<Outcome, ShmError> {
     let shm = shm_path(db);
-    let folder = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let folder = super::folder_of(db);
     let owner = std::fs::metadata(folder).map_err(io_err(folder))?;
     if shm.exists() && in_ram(&shm) {
         return Ok(Outcome::Already);
@@ -126,8 +125,7 @@ pub fn keep_in_ram(db: &Path, ram_dir: &Path) -> Result<Outcome, ShmError> {
     let source = ram_dir.join(format!("wanwatch-{:x}-{:x}.shm", meta.dev(), meta.ino()));
     let ram = make(&source)?;
     ram.set_len(0).map_err(io_err(&source))?;
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
-    let (src, dst) = (c(&source).map_err(io_err(&source))?, c(&shm).map_err(io_err(&shm))?);
+    let (src, dst) = (super::c_path(&source).map_err(io_err(&source))?, super::c_path(&shm).map_err(io_err(&shm))?);
     // SAFETY: valid C strings; a plain bind mount with no data.
     let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
     if rc != 0 {
@@ -140,7 +138,7 @@ pub fn keep_in_ram(db: &Path, ram_dir: &Path) -> Result<Outcome, ShmError> {
 
 /// Undo [`keep_in_ram`] (for tests): unmount and remove the RAM file.
 pub fn release(db: &Path, source: &Path) -> io::Result<()> {
-    let dst = std::ffi::CString::new(shm_path(db).as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let dst = super::c_path(&shm_path(db))?;
     // SAFETY: a valid C path.
     if unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) } != 0 {
         return Err(io::Error::last_os_error());
