@@ -17,12 +17,17 @@ pub fn quantile_sorted<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> Option<f64>
 /// The median of `v` in any order, as [`quantile_sorted`] gives it (the two middle values'
 /// mean when even), reordering `v` in O(n) instead of sorting it.
 pub fn median_select<T: Copy + Ord + Into<f64>>(v: &mut [T]) -> Option<f64> {
+    median_by(v, T::cmp)
+}
+
+/// [`median_select`] under any total order.
+fn median_by<T: Copy + Into<f64>>(v: &mut [T], cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> Option<f64> {
     let n = v.len();
     if n == 0 {
         return None;
     }
-    let (_, &mut hi, _) = v.select_nth_unstable(n / 2);
-    let lo = if n % 2 == 1 { hi } else { *v[..n / 2].iter().max().expect("n >= 2") };
+    let (left, &mut hi, _) = v.select_nth_unstable_by(n / 2, &cmp);
+    let lo = if n % 2 == 1 { hi } else { *left.iter().max_by(|a, b| cmp(a, b)).expect("n >= 2") };
     let (a, b) = (lo.into(), hi.into());
     let frac = if n % 2 == 1 { 0.0 } else { 0.5 };
     Some(a + (b - a) * frac)
@@ -40,10 +45,9 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     quantile(values, 0.5)
 }
 
-/// The median, sorting `v` in place (the detectors' hot path: no allocation); NaN when empty.
+/// The median, reordering `v` in place (the detectors' hot path: no allocation); NaN when empty.
 pub fn median_in_place(v: &mut [f64]) -> f64 {
-    v.sort_unstable_by(f64::total_cmp);
-    quantile_sorted(v, 0.5).unwrap_or(f64::NAN)
+    median_by(v, f64::total_cmp).unwrap_or(f64::NAN)
 }
 
 #[cfg(test)]
@@ -63,7 +67,10 @@ mod tests {
             let mut sorted = v.clone();
             sorted.sort_unstable();
             let mut shuffled = v.clone();
-            assert_eq!(super::median_select(&mut shuffled), super::quantile_sorted(&sorted, 0.5), "{v:?}");
+            assert_eq!(median_select(&mut shuffled), quantile_sorted(&sorted, 0.5), "{v:?}");
+            let mut floats: Vec<f64> = v.iter().map(|&x| f64::from(x) / 7.0).collect();
+            let want = quantile_sorted(&sorted.iter().map(|&x| f64::from(x) / 7.0).collect::<Vec<_>>(), 0.5);
+            assert_eq!(Some(median_in_place(&mut floats)).filter(|m| !m.is_nan()), want, "{v:?}");
         }
     }
 
