@@ -30,6 +30,11 @@ fn field_of(text: &str, key: &str) -> u64 {
 
 /// CPU time of all the process's threads, in seconds, from the scheduler's nanosecond
 /// accounting (utime/stime in clock ticks round a light process down to zero).
+/// Bytes the process sent to storage, less those of files truncated before they were written back.
+fn written_bytes(pid: u32) -> u64 {
+    proc_field(pid, "io", "write_bytes:").saturating_sub(proc_field(pid, "io", "cancelled_write_bytes:"))
+}
+
 fn cpu_seconds(pid: u32) -> f64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0.0;
@@ -149,8 +154,7 @@ fn run_once(flush: &str, secs: u64) -> Figures {
         cpu = cpu_seconds(pid);
         fcpu = fping.as_ref().map_or(0.0, |f| cpu_seconds(f.id()));
         hwm = proc_field(pid, "status", "VmHWM:");
-        // Bytes sent to storage, less those of files truncated before they were written back.
-        written = proc_field(pid, "io", "write_bytes:").saturating_sub(proc_field(pid, "io", "cancelled_write_bytes:"));
+        written = written_bytes(pid);
         if warm.is_none() && start.elapsed() >= Duration::from_secs(warm_s) {
             warm = Some((cpu, fcpu, written, threads(pid)));
         }
@@ -159,16 +163,14 @@ fn run_once(flush: &str, secs: u64) -> Figures {
     let elapsed = start.elapsed().as_secs_f64();
     // What stopping writes: the last flush and a checkpoint of the WAL so far (copying its
     // pages into the database file), read off the exited process before it is reaped.
-    let before_stop =
-        proc_field(pid, "io", "write_bytes:").saturating_sub(proc_field(pid, "io", "cancelled_write_bytes:"));
+    let before_stop = written_bytes(pid);
     let run_secs = start.elapsed().as_secs_f64();
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let mut stop_bytes = 0;
     for _ in 0..200 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
-            let all =
-                proc_field(pid, "io", "write_bytes:").saturating_sub(proc_field(pid, "io", "cancelled_write_bytes:"));
+            let all = written_bytes(pid);
             stop_bytes = all.saturating_sub(before_stop);
             break;
         }
