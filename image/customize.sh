@@ -25,6 +25,10 @@ KERNEL=="gpiomem", GROUP="gpio", MODE="0660"
 SUBSYSTEM=="gpio", GROUP="gpio", MODE="0660"
 RULES
 chroot "$root" systemd-sysusers
+# The set-up page rewrites the configuration (a new file renamed over the old one).
+chroot "$root" chgrp wanwatch /etc/wanwatch /etc/wanwatch/wanwatch.toml
+chmod 0775 "$root/etc/wanwatch"
+chmod 0664 "$root/etc/wanwatch/wanwatch.toml"
 echo wanwatch > "$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\twanwatch\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
 # No default password anywhere: root is locked, ssh is key-only (keys come from the FAT).

@@ -37,6 +37,8 @@ const LOSS_LOOKBACK_MS: i64 = 10_000;
 pub struct RunReport {
     pub samples: u64,
     pub writer: WriterReport,
+    /// The set-up page saved new settings: run again on the file as it is now.
+    pub restart: bool,
 }
 
 /// Run the agent until `run_for` elapses or SIGINT/SIGTERM arrives. Must be called inside a
@@ -91,6 +93,8 @@ struct Agent {
     /// Turned true at shutdown: the ping tasks stop sending.
     stop_pings: watch::Sender<bool>,
     report: RunReport,
+    /// The set-up page saved the file: stop cleanly so the caller starts again on it.
+    applied: Arc<tokio::sync::Notify>,
     _lock: crate::store::lock::AgentLock,
 }
 
@@ -133,6 +137,7 @@ impl Agent {
             heard_errors: vec![None; targets.len()],
             stop_pings: watch::channel(false).0,
             report: RunReport::default(),
+            applied: Arc::new(tokio::sync::Notify::new()),
             clock,
             writer,
             sockets,
@@ -175,7 +180,14 @@ impl Agent {
         }
         let plan = crate::report::Plan::of(&cfg.report);
         if cfg.web.enabled {
-            match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, self.clock.clone()) {
+            // The set-up page edits the file the agent was started from; with built-in defaults
+            // there is none, and the page says so.
+            let setup = cfg.file.clone().map(|file| {
+                let geocoder = cfg.probes.weather.url.clone().unwrap_or_else(|| crate::setup::GEOCODER.into());
+                let pin = crate::setup::pin::path_for(&cfg.db);
+                crate::web::setup::Setup::new(file, pin, geocoder, self.applied.clone())
+            });
+            match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, self.clock.clone(), setup) {
                 Ok(w) => services.push(Box::new(w)),
                 Err(e) => {
                     tracing::warn!("{e}; carrying on without the dashboard");
@@ -232,6 +244,7 @@ impl Agent {
         let deadline = run_for.map(|d| tokio::time::Instant::now() + d);
         let stop_signal = shutdown_signal();
         tokio::pin!(stop_signal);
+        let applied = self.applied.clone();
         loop {
             tokio::select! {
                 Some(s) = inputs.samples.recv() => self.handle(s),
@@ -250,6 +263,11 @@ impl Agent {
                 _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => break,
                 sig = &mut stop_signal => {
                     tracing::info!("{sig}: stopping");
+                    break;
+                }
+                _ = applied.notified() => {
+                    tracing::info!("new settings from the set-up page: restarting on them");
+                    self.report.restart = true;
                     break;
                 }
             }

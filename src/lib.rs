@@ -38,6 +38,7 @@ pub mod report;
 pub mod sample;
 pub mod series;
 pub mod service;
+pub mod setup;
 pub mod stats;
 pub mod status;
 pub mod store;

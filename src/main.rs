@@ -60,6 +60,12 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Print the PIN the set-up page (http://wanwatch.local:9099/setup) asks for, as the
+    /// display's address page shows it; for a Pi without a display.
+    SetupPin {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Export a table as CSV or JSON lines to stdout, or the whole database as SQLite.
     Export {
         #[command(flatten)]
@@ -237,15 +243,38 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Run { common, targets, gateway, interval, timeout, flush_interval, probes, run_for } => {
-            let cfg =
-                common.load(Overrides { db: None, targets, gateway, interval, timeout, flush_interval, probes })?;
-            let rt =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-            let result = rt.block_on(agent::run(cfg, run_for));
-            // Do not wait for a blocking probe call (a speed test) that was abandoned at stop.
-            rt.shutdown_timeout(Duration::from_secs(1));
-            result?;
-            Ok(())
+            let over = Overrides { db: None, targets, gateway, interval, timeout, flush_interval, probes };
+            let deadline = run_for.map(|d| std::time::Instant::now() + d);
+            loop {
+                // Read afresh each time round: the set-up page restarts the agent on a new file.
+                let cfg = common.load(over.clone())?;
+                let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the runtime")?;
+                let result = rt.block_on(agent::run(cfg, left));
+                // Do not wait for a blocking probe call (a speed test) that was abandoned at stop.
+                rt.shutdown_timeout(Duration::from_secs(1));
+                if !result?.restart {
+                    return Ok(());
+                }
+            }
+        }
+        Command::SetupPin { common } => {
+            let path = wanwatch::setup::pin::path_for(&common.db()?);
+            match wanwatch::setup::pin::read(&path) {
+                Some(pin) => {
+                    println!("{pin}");
+                    eprintln!("(the set-up page's PIN; it changes after every save and after 20 wrong tries)");
+                    Ok(())
+                }
+                None if path.exists() => bail!("{} holds no PIN; restart the agent to make a new one", path.display()),
+                None => bail!(
+                    "no PIN yet at {}: the agent makes one when it starts with the dashboard on ([web] enabled)",
+                    path.display()
+                ),
+            }
         }
         Command::Status { common } => {
             let store = Store::open_read_only(&common.db()?)?;

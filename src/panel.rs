@@ -84,6 +84,7 @@ impl Panel {
         let mut refreshed = Instant::now() - REFRESH;
         let (mut page_at, mut page_idx) = (Instant::now(), 0usize);
         let ip = local_ip(self.gateway);
+        let pin_file = crate::setup::pin::path_for(&self.db);
         let mut last_state = (LinkState::Unknown, Instant::now());
         let mut stale = false;
         loop {
@@ -133,7 +134,10 @@ impl Panel {
                 if store.is_none() {
                     store = Store::open_read_only(&self.db).ok();
                 }
-                snap = store.as_ref().and_then(|s| Snapshot::from_store(s, wall, ip.clone()).ok());
+                snap = store.as_ref().and_then(|s| Snapshot::from_store(s, wall, ip.clone()).ok()).map(|mut s| {
+                    s.setup_pin = crate::setup::pin::read(&pin_file);
+                    s
+                });
                 if snap.is_none() {
                     store = None; // reopen next time
                 }
@@ -229,6 +233,7 @@ mod tests {
             signal: None,
             notice: notice.map(|k| (k, "x".to_string())),
             ip: None,
+            setup_pin: None,
         }
     }
 

@@ -46,6 +46,7 @@ fn snapshot() -> Snapshot {
             "p95 latency to 1.1.1.1 likely 3x usual in the next 20 min (Sunday 18:00 pattern)".into(),
         )),
         ip: Some("192.168.12.20".into()),
+        setup_pin: Some("042917".into()),
     }
 }
 

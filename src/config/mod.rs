@@ -60,6 +60,8 @@ pub struct Config {
     pub notify: outputs::NotifyConfig,
     /// Where the configuration came from, for `wanwatch config` and logs.
     pub source: String,
+    /// The file it was read from (None: built-in defaults); the set-up page rewrites it.
+    pub file: Option<PathBuf>,
 }
 
 /// What the command line can override.
@@ -95,12 +97,16 @@ pub fn default_db() -> PathBuf {
 /// Load the configuration: `path` if given (it must exist), else the system file if present,
 /// else built-in defaults; then apply the command line.
 pub fn load(path: Option<&Path>, over: &Overrides) -> Result<Config, ConfigError> {
-    let (text, source) = match path {
-        Some(p) => (read(p)?, p.to_path_buf()),
-        None if Path::new(SYSTEM_CONFIG).exists() => (read(Path::new(SYSTEM_CONFIG))?, PathBuf::from(SYSTEM_CONFIG)),
-        None => (String::new(), PathBuf::from("(built-in defaults)")),
+    let (text, source, file) = match path {
+        Some(p) => (read(p)?, p.to_path_buf(), true),
+        None if Path::new(SYSTEM_CONFIG).exists() => {
+            (read(Path::new(SYSTEM_CONFIG))?, PathBuf::from(SYSTEM_CONFIG), true)
+        }
+        None => (String::new(), PathBuf::from("(built-in defaults)"), false),
     };
-    from_str(&text, &source, over, &route::system_gateways())
+    let mut cfg = from_str(&text, &source, over, &route::system_gateways())?;
+    cfg.file = file.then_some(source);
+    Ok(cfg)
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -136,6 +142,7 @@ pub fn from_str(text: &str, path: &Path, over: &Overrides, gateways: &[route::Ga
         web: raw.web,
         notify: raw.notify,
         source: path.display().to_string(),
+        file: None,
     })
 }
 

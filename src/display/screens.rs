@@ -5,7 +5,7 @@
 //! 5G signal (when known), the current anomaly or prediction, and the address to ssh to.
 
 use embedded_graphics::mono_font::MonoTextStyle;
-use embedded_graphics::mono_font::ascii::{FONT_6X10, FONT_10X20};
+use embedded_graphics::mono_font::ascii::{FONT_5X8, FONT_6X10, FONT_10X20};
 use embedded_graphics::pixelcolor::BinaryColor;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{Line, PrimitiveStyle, Rectangle};
@@ -264,10 +264,31 @@ fn notice<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Result
 }
 
 fn address<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Result<(), D::Error> {
-    title(d, "ssh in")?;
-    text(d, "ssh wanwatch.local", 0, 16)?;
-    text(d, "or", 0, 28)?;
-    text(d, s.ip.as_deref().unwrap_or("(no address)"), 0, 40)?;
-    text(d, "then: wanwatch status", 0, 53)?;
+    let ip = s.ip.as_deref().unwrap_or("(no address)");
+    let Some(pin) = &s.setup_pin else {
+        title(d, "ssh in")?;
+        text(d, "ssh wanwatch.local", 0, 16)?;
+        text(d, "or", 0, 28)?;
+        text(d, ip, 0, 40)?;
+        text(d, "then: wanwatch status", 0, 53)?;
+        return Ok(());
+    };
+    // The set-up page's address and PIN, large enough to type from across the room; ssh below.
+    title(d, "Set up in a browser")?;
+    let url = format!("{ip}:9099/setup");
+    if url.len() <= 21 {
+        text(d, &url, 0, 15)?;
+    } else {
+        // 25 characters fit in the narrower font: any IPv4 address with the port and path.
+        let narrow = MonoTextStyle::new(&FONT_5X8, BinaryColor::On);
+        Text::with_baseline(&url, Point::new(0, 16), narrow, Baseline::Top).draw(d)?;
+    }
+    text(d, "PIN", 0, 32)?;
+    let shown = match (pin.get(..3), pin.get(3..)) {
+        (Some(a), Some(b)) => format!("{a} {b}"),
+        _ => pin.clone(),
+    };
+    Text::with_baseline(&shown, Point::new(24, 26), big(), Baseline::Top).draw(d)?;
+    text(d, &format!("ssh {ip}"), 0, 53)?;
     Ok(())
 }

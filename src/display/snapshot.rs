@@ -46,6 +46,8 @@ pub struct Snapshot {
     /// The newest anomaly, prediction, degradation or level shift of the last hour.
     pub notice: Option<(EventKind, String)>,
     pub ip: Option<String>,
+    /// The set-up page's PIN (the address page shows it), when the page is on.
+    pub setup_pin: Option<String>,
 }
 
 impl Snapshot {
@@ -104,6 +106,7 @@ impl Snapshot {
             signal,
             notice,
             ip,
+            setup_pin: None,
         })
     }
 }

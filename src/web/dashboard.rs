@@ -132,7 +132,8 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, PageError> {
         "<h2>Reports</h2>\n<p id=\"links\"><a href=\"/report.html?days=7\">Report for the ISP, last 7 days (HTML)</a> &middot; \
          <a href=\"/report.html?days=30\">last 30 days</a> &middot; <a href=\"/report.md?days=7\">Markdown for a support chat</a> \
          &middot; <a href=\"/sla.html\">Last month's service report (availability, outages by cause, speed against the plan)</a> \
-         &middot; <a href=\"/metrics\">Prometheus metrics</a></p>\n</body></html>\n",
+         &middot; <a href=\"/metrics\">Prometheus metrics</a></p>\n\
+         <p><a href=\"/setup\">Settings</a> (location, plan, alerts, gateway, targets; asks for the PIN on the display)</p>\n</body></html>\n",
     );
     Ok(out)
 }

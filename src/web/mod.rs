@@ -15,6 +15,7 @@
 
 pub mod dashboard;
 pub mod metrics;
+pub mod setup;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -89,11 +90,19 @@ struct Shared {
     now: crate::clock::WallClock,
     /// One report build at a time.
     reports: Arc<Semaphore>,
+    /// The set-up page, when the agent runs from a file it may rewrite.
+    setup: Option<Arc<setup::Setup>>,
 }
 
 impl Web {
     /// Listen on `listen` and answer from `db` on a thread of its own.
-    pub fn spawn(listen: &str, db: PathBuf, plan: Plan, now: crate::clock::WallClock) -> Result<Web, BindError> {
+    pub fn spawn(
+        listen: &str,
+        db: PathBuf,
+        plan: Plan,
+        now: crate::clock::WallClock,
+        setup: Option<setup::Setup>,
+    ) -> Result<Web, BindError> {
         let bind_err = |why: String| BindError { addr: listen.to_string(), why };
         let listener = std::net::TcpListener::bind(listen).map_err(|e| bind_err(e.to_string()))?;
         listener.set_nonblocking(true).map_err(|e| bind_err(e.to_string()))?;
@@ -105,7 +114,8 @@ impl Web {
             .build()
             .map_err(|e| bind_err(e.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
-        let shared = Arc::new(Shared { db, plan, now, reports: Arc::new(Semaphore::new(1)) });
+        let setup = setup.map(Arc::new);
+        let shared = Arc::new(Shared { db, plan, now, reports: Arc::new(Semaphore::new(1)), setup });
         let thread = std::thread::Builder::new()
             .name("web".into())
             .spawn(move || {
@@ -213,11 +223,14 @@ async fn respond(
     req: Request<hyper::body::Incoming>,
     shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let url = req.uri().to_string();
+    let path = req.uri().path().to_string();
+    if path == "/setup" {
+        return Ok(setup_page(req, &shared).await);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "read-only: GET only\n".into()));
     }
-    let url = req.uri().to_string();
-    let path = req.uri().path().to_string();
     let is_report = path.starts_with("/report.");
     // A report is the one expensive page: one at a time, and a second asker is told to wait
     // rather than queued (eight year-long reports must not hold up a Prometheus scrape).
@@ -248,6 +261,49 @@ async fn respond(
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     })
+}
+
+/// `/setup`: the form (GET) and a save (POST), on a blocking thread (file and geocoder).
+async fn setup_page(req: Request<hyper::body::Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let Some(setup) = shared.setup.clone() else {
+        let why = "the set-up page is off: the agent runs without a configuration file (start it with --config FILE)\n";
+        return text(StatusCode::NOT_FOUND, why.into());
+    };
+    let post = match *req.method() {
+        Method::GET | Method::HEAD => None,
+        Method::POST => {
+            let limited = http_body_util::Limited::new(req.into_body(), setup::MAX_FORM);
+            match limited.collect().await {
+                Ok(b) => Some(b.to_bytes()),
+                Err(_) => {
+                    return text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("a form is at most {} bytes\n", setup::MAX_FORM),
+                    );
+                }
+            }
+        }
+        _ => return text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n".into()),
+    };
+    let page = tokio::task::spawn_blocking(move || match post {
+        Some(body) => setup.post(&body),
+        None => setup.get(),
+    })
+    .await;
+    match page {
+        Ok((status, html)) => {
+            let mut r = reply(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "text/html; charset=utf-8",
+                html,
+            );
+            // Not to be framed by another page (clickjacking the Save button).
+            r.headers_mut().insert("X-Frame-Options", hyper::header::HeaderValue::from_static("DENY"));
+            r
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
 }
 
 fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
