@@ -7,6 +7,7 @@
 //! | down | fast blink (150 ms) |
 //! | trouble predicted | double blink every 2 s |
 //! | agent fault | SOS |
+//! | placement mode | even blink, faster as the gateway's signal improves (800 ms to 80 ms) |
 //!
 //! Driven through embedded-hal's `OutputPin`, with time passed in, so tests use a recording
 //! fake pin and a clock they move by hand; on the Pi the pin is rppal's ([`crate::hw`]).
@@ -23,6 +24,8 @@ pub enum Pattern {
     Down,
     Predicted,
     Fault,
+    /// Placement mode: an even blink with this half-period (`placement::blink_ms`).
+    Signal(u32),
 }
 
 const DOT: u64 = 200;
@@ -31,6 +34,7 @@ const DASH: u64 = 600;
 /// The pattern as (on, milliseconds) segments; it repeats.
 fn segments(p: Pattern) -> &'static [(bool, u64)] {
     match p {
+        Pattern::Signal(_) => &[], // computed in `level`
         Pattern::Off => &[(false, 1000)],
         Pattern::Up => &[(true, 1000)],
         Pattern::Degraded => &[(true, 1000), (false, 1000)],
@@ -61,6 +65,9 @@ fn segments(p: Pattern) -> &'static [(bool, u64)] {
 
 /// Whether the LED is lit `t` after the pattern started.
 pub fn level(p: Pattern, t: Duration) -> bool {
+    if let Pattern::Signal(half) = p {
+        return (t.as_millis() as u64 / u64::from(half.max(20))).is_multiple_of(2);
+    }
     let segs = segments(p);
     let period: u64 = segs.iter().map(|(_, ms)| ms).sum();
     let mut at = t.as_millis() as u64 % period;

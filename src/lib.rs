@@ -32,6 +32,7 @@ pub mod led;
 pub mod logging;
 pub mod notify;
 pub mod panel;
+pub mod placement;
 pub mod probe;
 pub mod replay;
 pub mod report;

@@ -176,11 +176,34 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Placement mode: record the gateway's radio at a spot (once a second), or rank the spots
+    /// tried, best first (5G SINR, then RSRP; LTE where there is no 5G).
+    Placement {
+        #[command(flatten)]
+        common: Common,
+        /// The name of the spot the gateway is at now ("kitchen-window").
+        #[arg(long, value_name = "NAME", required_unless_present = "list")]
+        spot: Option<String>,
+        /// How long to record the spot.
+        #[arg(long = "for", value_parser = parse_duration, value_name = "DUR", default_value = "60s")]
+        record_for: Duration,
+        /// Rank the spots recorded so far instead.
+        #[arg(long, conflicts_with = "spot")]
+        list: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ListFormat,
+    },
     /// Print the configuration in effect (after the file and the command line).
     Config {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -345,6 +368,58 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Placement { common, spot, record_for, list, format } => {
+            let cfg = common.load(Overrides::default())?;
+            if list {
+                let store = Store::open_read_only(&cfg.db)?;
+                let spots = wanwatch::placement::rank(&store.placement_rows(0)?);
+                let out = match format {
+                    ListFormat::Json => serde_json::to_string_pretty(&spots)? + "\n",
+                    ListFormat::Text => wanwatch::placement::text(&spots),
+                };
+                io::stdout().lock().write_all(out.as_bytes())?;
+                return Ok(());
+            }
+            let spot = spot.expect("clap requires --spot without --list");
+            let gw = &cfg.probes.gateway_api;
+            let base = match gw.url.as_str() {
+                "auto" => {
+                    let addr = cfg.targets.iter().find(|t| t.target.role == wanwatch::sample::Role::Gateway);
+                    let Some(addr) = addr.map(|t| t.target.addr) else {
+                        return Err(wanwatch::placement::PlacementError::NoAddress.into());
+                    };
+                    format!("http://{addr}")
+                }
+                url => url.trim_end_matches('/').to_string(),
+            };
+            let store = Store::open(&cfg.db, cfg.store.journal_size_limit_bytes)?;
+            let clock = clock::WallClock::system();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            eprintln!(
+                "recording spot \"{spot}\" for {}; leave the gateway still",
+                humantime::format_duration(record_for)
+            );
+            let mut progress = |rows: &[wanwatch::store::placement::Row]| {
+                let shown: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
+                        format!("{} SINR {} dB RSRP {} dBm", r.radio.to_uppercase(), f(r.sinr_db), f(r.rsrp_dbm))
+                    })
+                    .collect();
+                eprintln!("  {}", shown.join("   "));
+            };
+            let n = rt.block_on(wanwatch::placement::record(
+                &store,
+                &wanwatch::placement::Gateway { base, kind: gw.kind, timeout: gw.timeout },
+                &spot,
+                record_for,
+                &|| clock.now(),
+                &mut progress,
+            ))?;
+            eprintln!("{n} readings kept for \"{spot}\"; compare the spots with: wanwatch placement --list");
             Ok(())
         }
         Command::Doctor { common, offline } => {

@@ -21,6 +21,7 @@ use crate::store::Store;
 
 const TICK: Duration = Duration::from_millis(20);
 const REFRESH: Duration = Duration::from_secs(2);
+const PLACEMENT_REFRESH: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(60);
 
 /// The LED pattern for a snapshot (`None`: the agent's data could not be read).
@@ -28,6 +29,9 @@ pub fn pattern(s: Option<&Snapshot>, stale: bool) -> Pattern {
     let Some(s) = s else { return Pattern::Fault };
     if stale {
         return Pattern::Fault;
+    }
+    if let Some(p) = &s.placement {
+        return Pattern::Signal(crate::placement::blink_ms(p.sinr_db_median));
     }
     match s.state {
         LinkState::LanDown | LinkState::WanDown => Pattern::Down,
@@ -128,7 +132,9 @@ impl Panel {
             }
             let wall = self.now.now();
             // Nothing to show on: no database reads either.
-            let fresh = (led.is_some() || oled.is_some()) && now.duration_since(refreshed) >= REFRESH;
+            // Placement mode reads every second: someone is moving the gateway and watching.
+            let every = if snap.as_ref().is_some_and(|s| s.placement.is_some()) { PLACEMENT_REFRESH } else { REFRESH };
+            let fresh = (led.is_some() || oled.is_some()) && now.duration_since(refreshed) >= every;
             if fresh {
                 refreshed = now;
                 if store.is_none() {
@@ -192,7 +198,7 @@ impl Panel {
                 now + TICK
             } else if oled.is_some() {
                 // (Never sooner than a tick: a page not turned for lack of data is not due again and again.)
-                (refreshed + REFRESH).min(page_at + page).max(now + TICK)
+                (refreshed + every).min(page_at + page).max(now + TICK)
             } else {
                 let retry = |enabled: bool, at: Instant| enabled.then_some(at);
                 [retry(self.led.enabled, led_retry), retry(self.display.enabled, oled_retry)]
@@ -234,6 +240,7 @@ mod tests {
             notice: notice.map(|k| (k, "x".to_string())),
             ip: None,
             setup_pin: None,
+            placement: None,
         }
     }
 

@@ -47,6 +47,7 @@ fn snapshot() -> Snapshot {
         )),
         ip: Some("192.168.12.20".into()),
         setup_pin: Some("042917".into()),
+        placement: None,
     }
 }
 
@@ -265,4 +266,29 @@ fn shifted_frames_move_the_picture() {
     let g = f.shifted(2, 1);
     assert_eq!(g.get(2 + 5, 1 + 5), f.get(5, 5));
     assert!(g.lit() <= f.lit());
+}
+
+#[test]
+fn the_placement_page_shows_the_signal_large() {
+    let s = Snapshot {
+        placement: Some(wanwatch::placement::Spot {
+            rank: 1,
+            spot: "kitchen-window".into(),
+            radio: "5g".into(),
+            sinr_db_median: Some(21.0),
+            sinr_db_p25: None,
+            sinr_db_p75: None,
+            rsrp_dbm_median: Some(-88.0),
+            rsrp_dbm_p25: None,
+            rsrp_dbm_p75: None,
+            samples: 34,
+            bands: "n41".into(),
+            first_ts: NOW - 34_000,
+            last_ts: NOW,
+        }),
+        ..snapshot()
+    };
+    assert_eq!(screens::rotation(&s), [Page::Placement]);
+    let f = render(Page::Placement, &s);
+    check_golden("placement", &f);
 }

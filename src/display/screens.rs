@@ -23,6 +23,7 @@ pub enum Page {
     Signal,
     Notice,
     Address,
+    Placement,
 }
 
 impl Page {
@@ -34,6 +35,7 @@ impl Page {
             Page::Signal => "signal",
             Page::Notice => "notice",
             Page::Address => "address",
+            Page::Placement => "placement",
         }
     }
 }
@@ -41,6 +43,10 @@ impl Page {
 /// The pages worth showing for this snapshot, in rotation order. The main page comes back
 /// between every other page, so a glance is never more than one page away from it.
 pub fn rotation(s: &Snapshot) -> Vec<Page> {
+    // Placement mode: the household is moving the gateway and watching this page only.
+    if s.placement.is_some() {
+        return vec![Page::Placement];
+    }
     let mut others = vec![Page::Sparkline];
     if s.speed.is_some() {
         others.push(Page::Speed);
@@ -93,6 +99,7 @@ pub fn draw<D: DrawTarget<Color = BinaryColor>>(d: &mut D, page: Page, s: &Snaps
         Page::Signal => signal(d, s),
         Page::Notice => notice(d, s),
         Page::Address => address(d, s),
+        Page::Placement => placement(d, s),
     }
 }
 
@@ -290,5 +297,20 @@ fn address<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Resul
     };
     Text::with_baseline(&shown, Point::new(24, 26), big(), Baseline::Top).draw(d)?;
     text(d, &format!("ssh {ip}"), 0, 53)?;
+    Ok(())
+}
+
+/// Placement mode: the signal large, for someone carrying the gateway round the room.
+fn placement<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Result<(), D::Error> {
+    let Some(p) = &s.placement else { return Ok(()) };
+    let head: String = format!("Spot: {}", p.spot).chars().take(21).collect();
+    title(d, &head)?;
+    let f = |x: Option<f64>| x.map_or("--".to_string(), |v| format!("{v:.0}"));
+    text(d, "SINR", 0, 19)?;
+    Text::with_baseline(&format!("{} dB", f(p.sinr_db_median)), Point::new(36, 14), big(), Baseline::Top).draw(d)?;
+    text(d, "RSRP", 0, 39)?;
+    Text::with_baseline(&f(p.rsrp_dbm_median), Point::new(36, 34), big(), Baseline::Top).draw(d)?;
+    let foot = format!("{} {} n={}", p.radio.to_uppercase(), p.bands, p.samples);
+    text(d, &foot.chars().take(21).collect::<String>(), 0, 54)?;
     Ok(())
 }

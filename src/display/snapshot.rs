@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub ip: Option<String>,
     /// The set-up page's PIN (the address page shows it), when the page is on.
     pub setup_pin: Option<String>,
+    /// A gateway spot being recorded now (`wanwatch placement`): the panel shows only it.
+    pub placement: Option<crate::placement::Spot>,
 }
 
 impl Snapshot {
@@ -107,6 +109,7 @@ impl Snapshot {
             notice,
             ip,
             setup_pin: None,
+            placement: crate::placement::live(store, now)?,
         })
     }
 }

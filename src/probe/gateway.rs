@@ -149,7 +149,8 @@ pub fn changes(prev: &Reading, now: &Reading) -> Vec<(EventKind, String)> {
     out
 }
 
-async fn fetch(base: &str, kind: GatewayKind, timeout: Duration) -> Result<Reading, ProbeError> {
+/// One reading of the API `kind` at `base`.
+pub async fn fetch(base: &str, kind: GatewayKind, timeout: Duration) -> Result<Reading, ProbeError> {
     let (a, url) = (agent_without_redirects(timeout), format!("{base}{}", path(kind)));
     let f = blocking(timeout + Duration::from_secs(1), move || get(&a, &url, 1 << 20)).await??;
     if f.status != 200 {

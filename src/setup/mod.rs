@@ -217,11 +217,7 @@ fn url_encode(s: &str) -> String {
 pub type Geocoder<'a> = dyn Fn(&str) -> Result<(f64, f64), String> + 'a;
 
 /// Write the page's settings into `doc`. `geocode` turns a postcode into coordinates.
-pub fn apply(
-    s: &Settings,
-    doc: &mut DocumentMut,
-    geocode: &Geocoder<'_>,
-) -> Result<(), SetupError> {
+pub fn apply(s: &Settings, doc: &mut DocumentMut, geocode: &Geocoder<'_>) -> Result<(), SetupError> {
     // Location: coordinates as given, or looked up; kept coarse either way.
     let at = match s.location.as_str() {
         "" => None,

@@ -7,6 +7,7 @@
 pub mod export;
 pub mod lock;
 pub mod pings;
+pub mod placement;
 pub mod query;
 pub mod read;
 pub mod retention;

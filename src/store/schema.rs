@@ -157,6 +157,20 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE outages ADD COLUMN located TEXT;
     ALTER TABLE outages ADD COLUMN located_reached INTEGER NOT NULL DEFAULT 0;
     ",
+    // 7: gateway placement: the radio read once a second while the household tries a spot
+    // (`wanwatch placement --spot NAME`), one row per reading and radio.
+    "
+    CREATE TABLE placement (
+        ts       INTEGER NOT NULL,  -- ms since the Unix epoch
+        spot     TEXT NOT NULL,     -- the household's name for the spot
+        radio    TEXT NOT NULL,     -- 5g | 4g
+        sinr_db  REAL,
+        rsrp_dbm REAL,
+        rsrq_db  REAL,
+        bands    TEXT               -- as the gateway lists them, comma-separated
+    );
+    CREATE INDEX placement_spot ON placement(spot, ts);
+    ",
 ];
 
 /// Samples moved per transaction by the conversion: a day of 4 targets at 1 Hz is ~350,000

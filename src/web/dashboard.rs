@@ -128,6 +128,33 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, PageError> {
         }
         out.push_str("</table>\n");
     }
+    let spots = crate::placement::rank(&store.placement_rows(0)?);
+    if !spots.is_empty() {
+        out.push_str(
+            "<h2>Where to put the gateway</h2>\n<p>Spots tried with <code>wanwatch placement --spot NAME</code>, best first \
+             (5G SINR, then RSRP; LTE where there was no 5G). Median, with the middle half of the readings.</p>\n\
+             <table id=\"placement\"><tr><th>#</th><th>spot</th><th>radio</th><th>SINR dB</th><th>RSRP dBm</th><th>readings</th><th>tried</th></tr>\n",
+        );
+        let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
+        for p in &spots {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ({} to {})</td><td>{} ({} to {})</td><td>{}</td><td>{}</td></tr>",
+                p.rank,
+                esc(&p.spot),
+                p.radio.to_uppercase(),
+                f(p.sinr_db_median),
+                f(p.sinr_db_p25),
+                f(p.sinr_db_p75),
+                f(p.rsrp_dbm_median),
+                f(p.rsrp_dbm_p25),
+                f(p.rsrp_dbm_p75),
+                p.samples,
+                local(p.last_ts)
+            );
+        }
+        out.push_str("</table>\n");
+    }
     out.push_str(
         "<h2>Reports</h2>\n<p id=\"links\"><a href=\"/report.html?days=7\">Report for the ISP, last 7 days (HTML)</a> &middot; \
          <a href=\"/report.html?days=30\">last 30 days</a> &middot; <a href=\"/report.md?days=7\">Markdown for a support chat</a> \
