@@ -60,6 +60,13 @@ pub const WEATHER_POLL: Series = s("weather", "poll", "");
 // The LAN and the router's log.
 pub const DEVICES: Series = s("devices", "neighbours", "count");
 pub const SYSLOG_DROPPED: Series = s("syslog", "dropped_lines", "lines");
+/// LAN clients in a session of each kind (from DNS query logs; subject "lan"), and the DNS
+/// queries seen in the interval (subject: the source), so "none" is told from "not watched".
+pub const STREAMING: Series = s("sessions", "streaming_clients", "clients");
+pub const GAMING: Series = s("sessions", "gaming_clients", "clients");
+pub const CALLS: Series = s("sessions", "video_call_clients", "clients");
+pub const UPDATES: Series = s("sessions", "update_clients", "clients");
+pub const DNS_QUERIES_SEEN: Series = s("sessions", "queries_seen", "queries");
 
 // The Pi itself: subject "pi".
 pub const CPU: Series = s("system", "cpu_pct", "%");

@@ -30,6 +30,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub system: super::probes::SystemConfig,
     #[serde(default)]
+    pub sessions: super::probes::SessionsConfig,
+    #[serde(default)]
     pub display: super::panel::DisplayConfig,
     #[serde(default)]
     pub led: super::panel::LedConfig,

@@ -288,6 +288,52 @@ impl Default for SystemConfig {
     }
 }
 
+/// Streaming, gaming, video calls and updates on the LAN, from DNS query logs: dnsmasq
+/// `log-queries` lines arriving by syslog (needs `[syslog]`), and Pi-hole's query database when
+/// it is on this Pi. Only counts leave this probe: how many LAN clients are in each kind of
+/// session; no site and no address is stored.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    pub enabled: bool,
+    /// Pi-hole's long-term query database; read when it exists.
+    pub pihole_db: PathBuf,
+    /// How often the counts are written (and Pi-hole's database read).
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
+    pub interval: Duration,
+    /// A client is in a session until this long after its last query of that kind (apps look
+    /// their servers up again every few minutes while they play).
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
+    pub gap: Duration,
+}
+
+pub const SESSIONS_PIHOLE_DB: &str = "/etc/pihole/pihole-FTL.db";
+pub const SESSIONS_INTERVAL: Duration = secs(60);
+pub const SESSIONS_GAP: Duration = secs(600);
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            enabled: true,
+            pihole_db: PathBuf::from(SESSIONS_PIHOLE_DB),
+            interval: SESSIONS_INTERVAL,
+            gap: SESSIONS_GAP,
+        }
+    }
+}
+
+impl SessionsConfig {
+    fn check(&self, doc: &Doc) -> Result<(), ConfigError> {
+        if self.interval < secs(5) {
+            return Err(doc.bad("sessions", "interval", "must be at least 5s"));
+        }
+        if self.gap < self.interval {
+            return Err(doc.bad("sessions", "gap", "must be at least the interval"));
+        }
+        Ok(())
+    }
+}
+
 /// All the context probes' settings.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -300,6 +346,7 @@ pub struct ProbesConfig {
     pub syslog: SyslogConfig,
     pub devices: DevicesConfig,
     pub system: SystemConfig,
+    pub sessions: SessionsConfig,
 }
 
 /// "1.1.1.1", "1.1.1.1:53", "[2606:4700::1111]:53", "2606:4700::1111" -> a socket address.
@@ -349,6 +396,7 @@ switched_section! {
     SyslogConfig => "syslog", check;
     DevicesConfig => "devices";
     SystemConfig => "system";
+    SessionsConfig => "sessions", check;
 }
 
 /// Weather has no switch: it is on when a place is given.
@@ -371,7 +419,7 @@ impl ProbeSection for WeatherConfig {
 impl ProbesConfig {
     /// Every probe's section. A new probe adds its section here, to `file::RawConfig` and to
     /// `probe::spawn_context` (a test there checks that every section here starts).
-    pub fn sections(&self) -> [&dyn ProbeSection; 8] {
+    pub fn sections(&self) -> [&dyn ProbeSection; 9] {
         [
             &self.dns,
             &self.http,
@@ -381,10 +429,11 @@ impl ProbesConfig {
             &self.syslog,
             &self.devices,
             &self.system,
+            &self.sessions,
         ]
     }
 
-    fn sections_mut(&mut self) -> [&mut dyn ProbeSection; 8] {
+    fn sections_mut(&mut self) -> [&mut dyn ProbeSection; 9] {
         [
             &mut self.dns,
             &mut self.http,
@@ -394,6 +443,7 @@ impl ProbesConfig {
             &mut self.syslog,
             &mut self.devices,
             &mut self.system,
+            &mut self.sessions,
         ]
     }
 
@@ -413,6 +463,7 @@ impl ProbesConfig {
             syslog: raw.syslog.clone(),
             devices: raw.devices.clone(),
             system: raw.system.clone(),
+            sessions: raw.sessions.clone(),
         };
         for section in p.sections() {
             section.validate(doc)?;

@@ -14,6 +14,7 @@ pub mod http;
 pub mod icmp;
 pub mod path;
 pub mod ping;
+pub mod sessions;
 pub mod syslog;
 pub mod syslog_tcp;
 pub mod system;
@@ -39,6 +40,8 @@ pub struct Ctx {
     stop: watch::Receiver<bool>,
     /// The agent's database (read-only use: the bandwidth budget).
     pub db: std::path::PathBuf,
+    /// Where classified DNS queries go (the sessions probe), when it runs.
+    sessions: Option<mpsc::Sender<sessions::Seen>>,
 }
 
 impl Ctx {
@@ -48,7 +51,15 @@ impl Ctx {
         stop: watch::Receiver<bool>,
         db: std::path::PathBuf,
     ) -> Ctx {
-        Ctx { clock, out, stop, db }
+        Ctx { clock, out, stop, db, sessions: None }
+    }
+
+    /// Hand a classified DNS query to the sessions probe; dropped when it is behind (a flood of
+    /// queries must not hold up the log it came in with).
+    pub fn seen(&self, s: sessions::Seen) {
+        if let Some(tx) = &self.sessions {
+            let _ = tx.try_send(s);
+        }
     }
 
     pub fn now(&self) -> WallMs {
@@ -260,6 +271,15 @@ impl crate::service::Service for ContextThread {
 pub fn spawn_context(cfg: &Config, ctx: &Ctx) -> tokio::task::JoinSet<()> {
     let p = &cfg.probes;
     let mut set = tokio::task::JoinSet::new();
+    // The sessions probe first: the syslog probe hands it dnsmasq's queries.
+    let mut ctx = ctx.clone();
+    if p.sessions.enabled {
+        let (tx, rx) = mpsc::channel(1024);
+        ctx.sessions = Some(tx);
+        let (c, ctx) = (p.sessions.clone(), ctx.clone());
+        set.spawn(async move { sessions::run(c, rx, ctx).await });
+    }
+    let ctx = &ctx;
     // Stagger the first runs so start-up is not a burst.
     if p.dns.enabled {
         let (c, ctx) = (p.dns.clone(), ctx.clone());

@@ -536,6 +536,16 @@ pub(super) async fn handle(
         return;
     }
     let p = parse(raw);
+    // dnsmasq's query log is the household's browsing, not a router event: a classified query
+    // goes to the sessions probe as a count, and no query line is stored.
+    if super::sessions::is_dnsmasq_query_log(p.app.as_deref(), &p.message) {
+        if let Some((domain, client)) = super::sessions::parse_dnsmasq_query(&p.message)
+            && let Some(activity) = super::sessions::classify(domain)
+        {
+            ctx.seen(super::sessions::Seen { ts: ctx.now(), client: client.to_string(), activity });
+        }
+        return;
+    }
     let class = classify(p.app.as_deref(), &p.message);
     let esc = |s: &str| escape_controls(s).into_owned();
     let line = SyslogLine {

@@ -487,6 +487,12 @@ pub fn analyse(minutes: &[Minute], offset_s: impl Fn(WallMs) -> i64 + Copy) -> A
         }),
         split(minutes, "weekends", "weekdays", same_hour, |m| Some(weekday(m) >= 5)),
     ];
+    // Sessions, where the household's DNS log is watched (`probe::sessions`).
+    if minutes.iter().any(|m| m.ctx.streaming.is_some()) {
+        splits
+            .push(split(minutes, "during streaming", "no streaming", same_hour, |m| m.ctx.streaming.map(|n| n > 0.0)));
+        splits.push(split(minutes, "during gaming", "no gaming", same_hour, |m| m.ctx.gaming.map(|n| n > 0.0)));
+    }
     if let Some(q) = devices_q3 {
         let label = format!("more than {q:.0} devices on the LAN");
         splits.push(split(minutes, &label, "fewer", same_hour, |m| m.ctx.devices.map(|d| d > q)));
@@ -668,6 +674,42 @@ mod tests {
             .collect();
         let s = split(&wet, "rain", "dry", Strata::HourOfDay(&hour), |m| m.ctx.precip_mm_h.map(|p| p > 1.0));
         assert!((s.loss.ratio - 3.0).abs() < 0.4 && s.loss.verdict == Verdict::Higher, "{:?}", s.loss);
+    }
+
+    #[test]
+    fn streaming_and_gaming_are_splits_only_where_sessions_are_watched() {
+        // Streaming mostly in the evenings (which are worse anyway) and sometimes by day; the
+        // loss doubles while someone streams. Gaming happens at random and does nothing.
+        let mut rng = StdRng::seed_from_u64(9);
+        let ms: Vec<Minute> = (0..14 * 1440)
+            .map(|i| {
+                let ts = 1_795_392_000_000 + i as i64 * MINUTE_MS;
+                let hour = (ts / HOUR_MS) % 24;
+                let evening = (19..23).contains(&hour);
+                // Sessions last whole hours, as evenings of TV do.
+                let mut hrng = StdRng::seed_from_u64((ts / HOUR_MS) as u64);
+                let streaming = hrng.random::<f64>() < if evening { 0.7 } else { 0.2 };
+                let gaming = hrng.random::<f64>() < 0.3;
+                let p = 0.01 * if evening { 1.5 } else { 1.0 } * if streaming { 2.0 } else { 1.0 };
+                let lost = (0..60).filter(|_| rng.random::<f64>() < p).count() as u32;
+                let ctx = Context {
+                    streaming: Some(if streaming { 2.0 } else { 0.0 }),
+                    gaming: Some(if gaming { 1.0 } else { 0.0 }),
+                    ..Context::default()
+                };
+                Minute { ts, sent: 60, lost, median_ms: Some(30.0), p95_ms: None, down: false, ctx }
+            })
+            .collect();
+        let a = analyse(&ms, |_| 0);
+        let find = |label: &str| a.splits.iter().find(|s| s.label == label).unwrap_or_else(|| panic!("{label}"));
+        let streaming = find("during streaming");
+        assert!(streaming.same_hour);
+        assert_eq!(streaming.loss.verdict, Verdict::Higher, "{:?}", streaming.loss);
+        assert!((streaming.loss.ratio - 2.0).abs() < 0.4, "{:?}", streaming.loss);
+        assert_eq!(find("during gaming").loss.verdict, Verdict::NoClearDifference);
+        // Without a DNS log there is no such line at all (not "too little data" in every report).
+        let unwatched: Vec<Minute> = ms.iter().map(|m| Minute { ctx: Context::default(), ..m.clone() }).collect();
+        assert!(analyse(&unwatched, |_| 0).splits.iter().all(|s| !s.label.contains("streaming")));
     }
 
     #[test]

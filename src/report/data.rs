@@ -26,6 +26,9 @@ pub struct Context {
     pub rsrp_dbm: Option<f64>,
     /// The gateway's band list, e.g. "n41" or "b2,b66".
     pub band: Option<String>,
+    /// LAN clients streaming video / in an online game (from DNS query logs; None: not watched).
+    pub streaming: Option<f64>,
+    pub gaming: Option<f64>,
 }
 
 /// One minute of the internet link as the anchors saw it.
@@ -100,6 +103,8 @@ fn outlook_outcomes(store: &Store, since: WallMs, until: WallMs) -> Result<Vec<(
 const WEATHER_AGE_MS: i64 = 90 * MINUTE_MS;
 const GATEWAY_AGE_MS: i64 = 10 * MINUTE_MS;
 const DEVICES_AGE_MS: i64 = 30 * MINUTE_MS;
+/// Session counts are written every minute; a few missed ones are still the same session.
+const SESSIONS_AGE_MS: i64 = 5 * MINUTE_MS;
 
 impl Data {
     /// The onsets of the level shifts in the period (the timeline marks them).
@@ -115,13 +120,15 @@ impl Data {
         let outages = store.outages_between(since, until)?;
         mark_down(&mut minutes, &outages, until);
         type Setter = fn(&mut Context, f64);
-        let sources: [(Series, i64, Setter); 6] = [
+        let sources: [(Series, i64, Setter); 8] = [
             (series::PRECIP, WEATHER_AGE_MS, |c, v| c.precip_mm_h = Some(v)),
             (series::WIND, WEATHER_AGE_MS, |c, v| c.wind_kmh = Some(v)),
             (series::TEMP, WEATHER_AGE_MS, |c, v| c.temp_c = Some(v)),
             (series::DEVICES, DEVICES_AGE_MS, |c, v| c.devices = Some(v)),
             (series::SINR, GATEWAY_AGE_MS, |c, v| c.sinr_db = Some(v)),
             (series::RSRP, GATEWAY_AGE_MS, |c, v| c.rsrp_dbm = Some(v)),
+            (series::STREAMING, SESSIONS_AGE_MS, |c, v| c.streaming = Some(v)),
+            (series::GAMING, SESSIONS_AGE_MS, |c, v| c.gaming = Some(v)),
         ];
         for (key, age, set) in sources {
             let readings = store.readings(key, since - age, until)?;
