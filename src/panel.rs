@@ -22,6 +22,8 @@ use crate::store::Store;
 const TICK: Duration = Duration::from_millis(20);
 const REFRESH: Duration = Duration::from_secs(2);
 const PLACEMENT_REFRESH: Duration = Duration::from_secs(1);
+/// How often the best download window is worked out again.
+const BEST_EVERY: Duration = Duration::from_secs(3600);
 const RETRY: Duration = Duration::from_secs(60);
 
 /// The LED pattern for a snapshot (`None`: the agent's data could not be read).
@@ -89,6 +91,7 @@ impl Panel {
         let (mut page_at, mut page_idx) = (Instant::now(), 0usize);
         let ip = local_ip(self.gateway);
         let pin_file = crate::setup::pin::path_for(&self.db);
+        let mut best: Option<(Instant, Option<String>)> = None;
         let mut last_state = (LinkState::Unknown, Instant::now());
         let mut stale = false;
         loop {
@@ -140,8 +143,16 @@ impl Panel {
                 if store.is_none() {
                     store = Store::open_read_only(&self.db).ok();
                 }
+                // The best download window changes with the hour: worked out hourly, not every refresh.
+                if let Some(st) = store.as_ref()
+                    && best.as_ref().is_none_or(|(at, _)| now.duration_since(*at) >= BEST_EVERY)
+                {
+                    let w = crate::report::next_download_window(st, wall).ok().flatten();
+                    best = Some((now, w.map(|w| w.label())));
+                }
                 snap = store.as_ref().and_then(|s| Snapshot::from_store(s, wall, ip.clone()).ok()).map(|mut s| {
                     s.setup_pin = crate::setup::pin::read(&pin_file);
+                    s.best_download = best.as_ref().and_then(|(_, w)| w.clone());
                     s
                 });
                 if snap.is_none() {
@@ -240,6 +251,7 @@ mod tests {
             notice: notice.map(|k| (k, "x".to_string())),
             ip: None,
             setup_pin: None,
+            best_download: None,
             placement: None,
         }
     }

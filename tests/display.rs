@@ -47,6 +47,7 @@ fn snapshot() -> Snapshot {
         )),
         ip: Some("192.168.12.20".into()),
         setup_pin: Some("042917".into()),
+        best_download: Some("03:00-06:00 tomorrow".into()),
         placement: None,
     }
 }
@@ -106,7 +107,7 @@ fn check_golden(name: &str, f: &Frame) {
 #[test]
 fn every_page_matches_its_golden_image() {
     let s = snapshot();
-    for page in [Page::Main, Page::Sparkline, Page::Speed, Page::Signal, Page::Notice, Page::Address] {
+    for page in [Page::Main, Page::Sparkline, Page::Speed, Page::Signal, Page::Notice, Page::Address, Page::BestTimes] {
         let f = render(page, &s);
         assert!(f.lit() > 40, "{} page is (nearly) blank", page.name());
         check_golden(page.name(), &f);
@@ -139,10 +140,12 @@ fn rotation_skips_what_is_unknown_and_returns_to_main() {
             Page::Main,
             Page::Notice,
             Page::Main,
+            Page::BestTimes,
+            Page::Main,
             Page::Address
         ]
     );
-    let bare = Snapshot { speed: None, signal: None, ip: None, ..s };
+    let bare = Snapshot { speed: None, signal: None, ip: None, best_download: None, ..s };
     assert_eq!(screens::rotation(&bare), [Page::Main, Page::Sparkline, Page::Main, Page::Notice]);
 }
 

@@ -96,6 +96,13 @@ fn dashboard_report_and_errors() {
     assert!(page.contains("<figure id=\"timeline\"><svg"), "24 h plot inline");
     assert!(page.contains("gateway uptime fell") || page.contains("agent_start"), "events table");
     assert!(page.contains("example.com@192.168.12.1"), "context table");
+    // When to start a big download: never in the fixture's bad evenings (19-23 UTC).
+    let best =
+        page.split("Best for big downloads: <b>").nth(1).expect("best times shown").split("</b>").next().unwrap();
+    let start: usize = best[..2].parse().unwrap();
+    if wanwatch::calendar::local_offset_s(wanwatch::clock::WallClock::system().now()) == 0 {
+        assert!(!(17..23).contains(&start), "{best} overlaps the evening");
+    }
     for needle in ["<script", "src=", "<link", "url("] {
         assert!(!page.contains(needle), "dashboard refers outside itself: {needle}");
     }

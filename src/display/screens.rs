@@ -24,6 +24,7 @@ pub enum Page {
     Notice,
     Address,
     Placement,
+    BestTimes,
 }
 
 impl Page {
@@ -36,6 +37,7 @@ impl Page {
             Page::Notice => "notice",
             Page::Address => "address",
             Page::Placement => "placement",
+            Page::BestTimes => "best_times",
         }
     }
 }
@@ -55,6 +57,9 @@ pub fn rotation(s: &Snapshot) -> Vec<Page> {
         others.push(Page::Signal);
     }
     others.push(Page::Notice);
+    if s.best_download.is_some() {
+        others.push(Page::BestTimes);
+    }
     if s.ip.is_some() {
         others.push(Page::Address);
     }
@@ -100,6 +105,7 @@ pub fn draw<D: DrawTarget<Color = BinaryColor>>(d: &mut D, page: Page, s: &Snaps
         Page::Notice => notice(d, s),
         Page::Address => address(d, s),
         Page::Placement => placement(d, s),
+        Page::BestTimes => best_times(d, s),
     }
 }
 
@@ -312,5 +318,19 @@ fn placement<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Res
     Text::with_baseline(&f(p.rsrp_dbm_median), Point::new(36, 34), big(), Baseline::Top).draw(d)?;
     let foot = format!("{} {} n={}", p.radio.to_uppercase(), p.bands, p.samples);
     text(d, &foot.chars().take(21).collect::<String>(), 0, 54)?;
+    Ok(())
+}
+
+/// When to start the big download: the quietest 3 hours of the coming day, by the last weeks.
+fn best_times<D: DrawTarget<Color = BinaryColor>>(d: &mut D, s: &Snapshot) -> Result<(), D::Error> {
+    let Some(label) = &s.best_download else { return Ok(()) };
+    title(d, "Big downloads: best")?;
+    let (hours, when) = match label.split_once(' ') {
+        Some((h, w)) => (h, w),
+        None => (label.as_str(), "today"),
+    };
+    Text::with_baseline(hours, Point::new(9, 20), big(), Baseline::Top).draw(d)?;
+    text(d, when, 0, 44)?;
+    text(d, "(quietest 3h, 4 wks)", 0, 54)?;
     Ok(())
 }

@@ -48,6 +48,9 @@ pub struct Snapshot {
     pub ip: Option<String>,
     /// The set-up page's PIN (the address page shows it), when the page is on.
     pub setup_pin: Option<String>,
+    /// The best 3 hours for big downloads in the coming day ("03:00-06:00 tomorrow"); the
+    /// panel works it out hourly (`report::next_download_window`).
+    pub best_download: Option<String>,
     /// A gateway spot being recorded now (`wanwatch placement`): the panel shows only it.
     pub placement: Option<crate::placement::Spot>,
 }
@@ -109,6 +112,7 @@ impl Snapshot {
             notice,
             ip,
             setup_pin: None,
+            best_download: None,
             placement: crate::placement::live(store, now)?,
         })
     }

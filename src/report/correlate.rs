@@ -514,6 +514,39 @@ pub fn analyse(minutes: &[Minute], offset_s: impl Fn(WallMs) -> i64 + Copy) -> A
     Analysis { splits, correlations, week, best, worst, bands: by_band(minutes) }
 }
 
+/// The best `hours`-long stretch that starts within the next day (from the next full hour
+/// after `now_how`, an hour of the week): "best for big downloads: 03:00-06:00" on the OLED and
+/// the dashboard. None until the hours have been measured (20 minutes each), as for the report.
+pub fn next_best(cells: &[Cell], now_how: usize, hours: usize) -> Option<NextWindow> {
+    let (best, _) = best_and_worst(cells, hours, 168);
+    let ahead = |start: usize| (start + 168 - (now_how + 1) % 168) % 168;
+    let w = best
+        .into_iter()
+        .filter(|w| ahead(w.start) < 24)
+        .min_by(|a, b| a.bad_share.total_cmp(&b.bad_share).then(ahead(a.start).cmp(&ahead(b.start))))?;
+    let today_start = now_how - now_how % 24;
+    let tomorrow = (w.start + 168 - today_start) % 168 >= 24;
+    Some(NextWindow { start_hour: w.start % 24, end_hour: (w.start + w.hours) % 24, tomorrow, bad_share: w.bad_share })
+}
+
+/// A window of the coming day, in local hours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextWindow {
+    pub start_hour: usize,
+    pub end_hour: usize,
+    /// It starts tomorrow (local time), not today.
+    pub tomorrow: bool,
+    /// Share of its minutes that were bad, over the weeks measured.
+    pub bad_share: f64,
+}
+
+impl NextWindow {
+    /// "03:00-06:00", with " tomorrow" when it is.
+    pub fn label(&self) -> String {
+        format!("{:02}:00-{:02}:00{}", self.start_hour, self.end_hour, if self.tomorrow { " tomorrow" } else { "" })
+    }
+}
+
 /// "Tue 20:00-23:00" for a window (hour of week, local time).
 pub fn window_label(w: &Window) -> String {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -710,6 +743,34 @@ mod tests {
         // Without a DNS log there is no such line at all (not "too little data" in every report).
         let unwatched: Vec<Minute> = ms.iter().map(|m| Minute { ctx: Context::default(), ..m.clone() }).collect();
         assert!(analyse(&unwatched, |_| 0).splits.iter().all(|s| !s.label.contains("streaming")));
+    }
+
+    #[test]
+    fn the_next_best_window_is_in_the_coming_day() {
+        // Two weeks where every hour is fine except the evenings, and 02:00-05:00 is the quietest.
+        let start = 1_795_392_000_000; // Monday 00:00 UTC
+        let ms: Vec<Minute> = (0..14 * 1440)
+            .map(|i| {
+                let ts = start + i as i64 * MINUTE_MS;
+                let h = hour_of_week(ts, 0) % 24;
+                let lost = match h {
+                    19..=22 => 5,
+                    2..=4 => 0,
+                    _ => u32::from(i % 7 == 0) * 2,
+                };
+                Minute { ts, sent: 60, lost, median_ms: Some(30.0), p95_ms: None, down: false, ctx: Context::default() }
+            })
+            .collect();
+        let cells = time_of_week(&ms, |_| 0);
+        // At Wednesday 10:00 the next 02:00 is tomorrow's.
+        let w = next_best(&cells, 2 * 24 + 10, 3).unwrap();
+        assert_eq!((w.start_hour, w.end_hour, w.tomorrow), (2, 5, true));
+        assert_eq!(w.label(), "02:00-05:00 tomorrow");
+        // At Wednesday 00:30 it is today's.
+        let w = next_best(&cells, 2 * 24, 3).unwrap();
+        assert_eq!((w.start_hour, w.tomorrow), (2, false));
+        // Unmeasured hours give no advice.
+        assert!(next_best(&time_of_week(&ms[..600], |_| 0), 10, 3).is_none());
     }
 
     #[test]

@@ -157,6 +157,15 @@ impl Data {
     }
 }
 
+/// The link's minutes of `[since, until)` with the WAN outages marked, and no context: what the
+/// time-of-week advice needs (the panel and the dashboard ask for it).
+pub fn link_minutes(store: &Store, since: WallMs, until: WallMs) -> Result<Vec<Minute>, StoreError> {
+    let anchors = !store.anchor_names()?.is_empty();
+    let mut minutes = internet_minutes(store, since, until, anchors)?;
+    mark_down(&mut minutes, &store.outages_between(since, until)?, until);
+    Ok(minutes)
+}
+
 /// The anchors' minutes folded into one (all targets when there are no anchors).
 fn internet_minutes(
     store: &Store,

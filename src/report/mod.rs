@@ -131,6 +131,18 @@ pub struct Report {
 }
 
 /// Read, summarise and analyse `[since, until)`; `progress` hears each stage's name.
+/// Weeks of history the "best for big downloads" advice looks at.
+pub const ADVICE_WEEKS: i64 = 4;
+
+/// The best 3 hours for big downloads starting within the next day, from the last
+/// [`ADVICE_WEEKS`] weeks, in local time (the OLED's and the dashboard's "best times").
+pub fn next_download_window(store: &Store, now: WallMs) -> Result<Option<correlate::NextWindow>, StoreError> {
+    let minutes = data::link_minutes(store, now - ADVICE_WEEKS * 7 * crate::calendar::DAY_MS, now)?;
+    let cells = correlate::time_of_week(&minutes, crate::calendar::local_offset_s);
+    let now_how = crate::calendar::hour_of_week(now, crate::calendar::local_offset_s(now));
+    Ok(correlate::next_best(&cells, now_how, 3))
+}
+
 pub fn build(
     store: &Store,
     since: WallMs,

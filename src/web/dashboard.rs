@@ -49,6 +49,17 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, PageError> {
         local(now)
     );
 
+    // The one piece of advice a household acts on: when to start the big download.
+    if let Some(w) = crate::report::next_download_window(store, now)? {
+        let _ = writeln!(
+            out,
+            "<p id=\"best\">Best for big downloads: <b>{}</b> (the quietest 3 hours of the coming day over the last {} weeks: {:.0}% of those minutes were bad)</p>",
+            w.label(),
+            crate::report::ADVICE_WEEKS,
+            w.bad_share * 100.0
+        );
+    }
+
     let summaries = store.summaries(now - 15 * 60_000, now + 1)?;
     out.push_str("<h2>Last 15 minutes</h2>\n<table id=\"targets\"><tr><th>target</th><th>role</th><th>loss</th><th>median</th><th>p95</th></tr>\n");
     for s in &summaries {
