@@ -84,6 +84,71 @@ fn both_pihole_layouts_are_read_from_where_the_last_read_ended() {
     assert_eq!(sessions::classify(&rows[0].2), Some(sessions::Activity::Calls));
 }
 
+/// A Pi-hole 6 API as its OpenAPI spec describes it: `/api/auth` hands out a session for the
+/// right password, `/api/queries` answers with the session's `sid` (from, length) and 401
+/// otherwise. `sid` is what the current session is; the test can expire it.
+fn pihole_api(sid: std::sync::Arc<std::sync::Mutex<String>>, now_s: f64) -> bed::http::Server {
+    bed::http::Server::start("127.0.0.1:0", None, move |r| {
+        let current = sid.lock().unwrap().clone();
+        if r.method == "POST" && r.target == "/api/auth" {
+            return if r.body.contains("\"app-password-1\"") {
+                let body = format!(
+                    r#"{{"session":{{"valid":true,"totp":false,"sid":"{current}","csrf":"Ux87YTIiMOf/GKCefVIOMw=","validity":300}},"took":0.0002}}"#
+                );
+                bed::http::Reply::json(200, &body)
+            } else {
+                bed::http::Reply::json(
+                    401,
+                    r#"{"error":{"key":"unauthorized","message":"Unauthorized","hint":null},"took":0.003}"#,
+                )
+            };
+        }
+        if r.target.starts_with("/api/queries?") {
+            let q = r.target.split_once('?').unwrap().1;
+            let given = form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sid").map(|(_, v)| v.into_owned());
+            if given.as_deref() != Some(current.as_str()) {
+                return bed::http::Reply::json(
+                    401,
+                    r#"{"error":{"key":"unauthorized","message":"Unauthorized","hint":null},"took":0.001}"#,
+                );
+            }
+            let body = format!(
+                r#"{{"queries":[
+                  {{"time":{t2},"type":"A","domain":"us04web.zoom.us","cname":null,"status":"FORWARDED","client":{{"ip":"192.168.1.60","name":"laptop.lan"}},"dnssec":"INSECURE","reply":{{"type":"IP","time":19}},"list_id":null,"upstream":"1.1.1.1#53","id":112421356,"ede":{{"code":0,"text":null}}}},
+                  {{"time":{t1},"type":"AAAA","domain":"api.github.com","cname":null,"status":"FORWARDED","client":{{"ip":"192.168.1.61","name":null}},"dnssec":"UNKNOWN","reply":{{"type":"IP","time":12.3}},"list_id":null,"upstream":"1.1.1.1#53","id":112421355,"ede":{{"code":0,"text":null}}}}
+                ],"cursor":112421356,"recordsTotal":2,"recordsFiltered":2,"draw":0,"took":0.001}}"#,
+                t1 = now_s - 20.0,
+                t2 = now_s - 10.0
+            );
+            return bed::http::Reply::json(200, &body);
+        }
+        bed::http::Reply::text(404, "no such route")
+    })
+}
+
+#[test]
+fn pihole_6_api_logs_in_reads_new_queries_once_and_logs_in_again_when_the_session_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let now_s = bed::wall_ms() as f64 / 1000.0;
+    let sid = std::sync::Arc::new(std::sync::Mutex::new("vFA+EP4MQ5JJvJg+3Q2Jnw=".to_string()));
+    let server = pihole_api(sid.clone(), now_s);
+    let password = dir.path().join("pihole-password");
+    std::fs::write(&password, "app-password-1\n").unwrap();
+    let mut api = sessions::PiholeApi::new(&server.url(), Some(password.clone()), Duration::from_secs(5));
+    let rows = api.fetch(now_s - 600.0).unwrap();
+    let got: Vec<(&str, &str)> = rows.iter().map(|r| (r.2.as_str(), r.3.as_str())).collect();
+    assert_eq!(got, [("api.github.com", "192.168.1.61"), ("us04web.zoom.us", "192.168.1.60")], "oldest first");
+    assert!(api.fetch(now_s - 600.0).unwrap().is_empty(), "the same queries are not read twice");
+    // The session expires: one new login, no error.
+    *sid.lock().unwrap() = "Nw2PB9TE1x1fDwkSW7ldCg=".into();
+    assert!(api.fetch(now_s - 600.0).unwrap().is_empty());
+    // A wrong password is an error that says where to look.
+    std::fs::write(&password, "wrong").unwrap();
+    let mut api = sessions::PiholeApi::new(&server.url(), Some(password), Duration::from_secs(5));
+    let e = api.fetch(now_s - 600.0).unwrap_err();
+    assert!(e.contains("pihole_password_file"), "{e}");
+}
+
 fn metric(db: &Path, name: &str) -> Option<f64> {
     let c = Connection::open(db).ok()?;
     c.query_row(
@@ -104,13 +169,20 @@ fn an_agent_counts_sessions_from_dnsmasq_syslog_and_pihole_and_keeps_no_site() {
     let pihole = dir.path().join("pihole-FTL.db");
     let ftl = pihole6(&pihole);
     let syslog_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // And a Pi-hole 6 elsewhere on the LAN, through its API: a laptop on a Zoom call.
+    let api = pihole_api(std::sync::Arc::new(std::sync::Mutex::new("c2lkLTE=".into())), bed::wall_ms() as f64 / 1000.0);
+    let password = dir.path().join("pihole-password");
+    std::fs::write(&password, "app-password-1").unwrap();
     let cfg = dir.path().join("w.toml");
     std::fs::write(
         &cfg,
         format!(
             "[syslog]\nlisten = \"127.0.0.1:{syslog_port}\"\nallow_from = [\"127.0.0.1\"]\n\
-             [sessions]\npihole_db = \"{}\"\ninterval = \"5s\"\n[report]\nweekly = false\n[web]\nenabled = false\n",
-            pihole.display()
+             [sessions]\npihole_db = \"{}\"\ninterval = \"5s\"\npihole_url = \"{}\"\npihole_password_file = \"{}\"\n\
+             [report]\nweekly = false\n[web]\nenabled = false\n",
+            pihole.display(),
+            api.url(),
+            password.display()
         ),
     )
     .unwrap();
@@ -142,7 +214,7 @@ fn an_agent_counts_sessions_from_dnsmasq_syslog_and_pihole_and_keeps_no_site() {
         std::thread::sleep(Duration::from_millis(500));
         streaming = metric(&db, "streaming_clients");
         gaming = metric(&db, "gaming_clients");
-        if streaming == Some(1.0) && gaming == Some(1.0) {
+        if streaming == Some(1.0) && gaming == Some(1.0) && metric(&db, "video_call_clients") == Some(1.0) {
             break;
         }
     }
@@ -151,7 +223,8 @@ fn an_agent_counts_sessions_from_dnsmasq_syslog_and_pihole_and_keeps_no_site() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // One streaming client (the TV, counted once for two services), one gamer.
     assert_eq!((streaming, gaming), (Some(1.0), Some(1.0)), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(metric(&db, "video_call_clients"), Some(0.0));
+    assert_eq!(metric(&db, "video_call_clients"), Some(1.0));
+    assert_eq!(metric(&db, "update_clients"), Some(0.0));
 
     // The router's own event is kept; its DNS log is not, and no site or client is anywhere.
     let c = Connection::open(&db).unwrap();
@@ -166,7 +239,16 @@ fn an_agent_counts_sessions_from_dnsmasq_syslog_and_pihole_and_keeps_no_site() {
     drop(c);
     let bytes = std::fs::read(&db).unwrap();
     let wal = std::fs::read(dir.path().join("w.db-wal")).unwrap_or_default();
-    for needle in ["nflxvideo", "googlevideo", "example.org", "playstation", "192.168.1.40", "192.168.1.50"] {
+    for needle in [
+        "nflxvideo",
+        "googlevideo",
+        "example.org",
+        "playstation",
+        "zoom",
+        "192.168.1.40",
+        "192.168.1.50",
+        "192.168.1.60",
+    ] {
         let found = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle.as_bytes());
         assert!(!found(&bytes) && !found(&wal), "{needle} is in the database");
     }

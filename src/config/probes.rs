@@ -298,6 +298,10 @@ pub struct SessionsConfig {
     pub enabled: bool,
     /// Pi-hole's long-term query database; read when it exists.
     pub pihole_db: PathBuf,
+    /// Pi-hole 6 on another machine: its web address ("http://192.168.1.2"); empty: none.
+    pub pihole_url: String,
+    /// A file holding Pi-hole's (application) password, when it has one. Never logged.
+    pub pihole_password_file: Option<PathBuf>,
     /// How often the counts are written (and Pi-hole's database read).
     #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
     pub interval: Duration,
@@ -316,6 +320,8 @@ impl Default for SessionsConfig {
         SessionsConfig {
             enabled: true,
             pihole_db: PathBuf::from(SESSIONS_PIHOLE_DB),
+            pihole_url: String::new(),
+            pihole_password_file: None,
             interval: SESSIONS_INTERVAL,
             gap: SESSIONS_GAP,
         }
@@ -329,6 +335,12 @@ impl SessionsConfig {
         }
         if self.gap < self.interval {
             return Err(doc.bad("sessions", "gap", "must be at least the interval"));
+        }
+        if !self.pihole_url.is_empty()
+            && !self.pihole_url.starts_with("http://")
+            && !self.pihole_url.starts_with("https://")
+        {
+            return Err(doc.bad("sessions", "pihole_url", "must start with http:// or https://"));
         }
         Ok(())
     }

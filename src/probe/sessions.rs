@@ -243,10 +243,110 @@ pub fn read_pihole(path: &Path, after: Option<i64>, since_s: f64) -> rusqlite::R
     rows.collect()
 }
 
+/// Pi-hole 6's API on another machine (`/api/queries`, as its OpenAPI spec describes it): a
+/// session from `/api/auth` with the password when one is set, renewed when it expires.
+pub struct PiholeApi {
+    base: String,
+    password_file: Option<std::path::PathBuf>,
+    sid: Option<String>,
+    agent: ureq::Agent,
+    /// The newest query id read so far.
+    after: Option<i64>,
+}
+
+/// Queries read from the API per interval at most.
+const API_BATCH: u32 = 10_000;
+
+impl PiholeApi {
+    pub fn new(base: &str, password_file: Option<std::path::PathBuf>, timeout: Duration) -> PiholeApi {
+        let base = base.trim_end_matches('/').to_string();
+        PiholeApi { base, password_file, sid: None, agent: super::http::agent_without_redirects(timeout), after: None }
+    }
+
+    fn login(&mut self) -> Result<(), String> {
+        let Some(file) = &self.password_file else {
+            // No password set on the Pi-hole: no session needed.
+            self.sid = None;
+            return Ok(());
+        };
+        let password = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the Pi-hole password file {}: {}", file.display(), e.kind()))?;
+        let body = serde_json::json!({ "password": password.trim() }).to_string();
+        let mut r = self
+            .agent
+            .post(&format!("{}/api/auth", self.base))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| format!("Pi-hole login: {}", super::ProbeError::from(e)))?;
+        let status = r.status().as_u16();
+        let text = r.body_mut().with_config().limit(1 << 16).read_to_string().unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|_| format!("Pi-hole login: HTTP {status}, not JSON"))?;
+        match v.pointer("/session/sid").and_then(serde_json::Value::as_str) {
+            Some(sid) if status == 200 => {
+                self.sid = Some(sid.to_string());
+                Ok(())
+            }
+            _ => Err(format!("Pi-hole refused the password (HTTP {status}); check pihole_password_file")),
+        }
+    }
+
+    /// Queries since the last call (the first time: since `since_s`, unix seconds):
+    /// (id, unix seconds, domain, client address).
+    pub fn fetch(&mut self, since_s: f64) -> Result<Vec<(i64, f64, String, String)>, String> {
+        if self.sid.is_none() && self.password_file.is_some() {
+            self.login()?;
+        }
+        for attempt in 0..2 {
+            let mut url = format!("{}/api/queries?from={since_s:.3}&length={API_BATCH}", self.base);
+            if let Some(sid) = &self.sid {
+                url.push_str(&format!("&sid={}", form_urlencoded::byte_serialize(sid.as_bytes()).collect::<String>()));
+            }
+            let f = super::http::get(&self.agent, &url, 16 << 20).map_err(|e| format!("Pi-hole API: {e}"))?;
+            if f.status == 401 && attempt == 0 && self.password_file.is_some() {
+                // The session expired: log in again, once.
+                self.login()?;
+                continue;
+            }
+            if f.status != 200 {
+                return Err(format!("Pi-hole API: HTTP {}", f.status));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&f.body).map_err(|e| format!("Pi-hole API: {e}"))?;
+            let list = v.get("queries").and_then(serde_json::Value::as_array).ok_or("Pi-hole API: no `queries`")?;
+            let mut rows: Vec<(i64, f64, String, String)> = list
+                .iter()
+                .filter_map(|q| {
+                    Some((
+                        q.get("id")?.as_i64()?,
+                        q.get("time")?.as_f64()?,
+                        q.get("domain")?.as_str()?.to_string(),
+                        q.pointer("/client/ip")?.as_str()?.to_string(),
+                    ))
+                })
+                .filter(|r| self.after.is_none_or(|a| r.0 > a))
+                .collect();
+            rows.sort_by_key(|r| r.0);
+            if let Some(last) = rows.last() {
+                self.after = Some(last.0);
+            }
+            return Ok(rows);
+        }
+        Err("Pi-hole API: unauthorized".into())
+    }
+}
+
 /// Track sessions from the syslog probe's dnsmasq lines (`queries`) and Pi-hole's database,
 /// and write the counts every interval while a source is alive.
 pub async fn run(cfg: SessionsConfig, mut queries: mpsc::Receiver<Seen>, ctx: Ctx) {
     let mut tracker = Tracker::new(cfg.gap);
+    let api = (!cfg.pihole_url.is_empty()).then(|| {
+        std::sync::Arc::new(std::sync::Mutex::new(PiholeApi::new(
+            &cfg.pihole_url,
+            cfg.pihole_password_file.clone(),
+            Duration::from_secs(10),
+        )))
+    });
+    let (mut api_since, mut api_warned): (Option<f64>, bool) = (None, false);
     let mut pihole_after: Option<i64> = None;
     let mut pihole_warned = false;
     let mut ticks = tokio::time::interval(cfg.interval);
@@ -294,6 +394,35 @@ pub async fn run(cfg: SessionsConfig, mut queries: mpsc::Receiver<Seen>, ctx: Ct
                         }
                         Some(_) => {}
                         None => pihole_warned = false,
+                    }
+                }
+                if let Some(api) = &api {
+                    let since = api_since.unwrap_or((now - cfg.gap.as_millis() as i64) as f64 / 1000.0);
+                    let a = api.clone();
+                    let read = super::blocking(Duration::from_secs(30), move || {
+                        a.lock().unwrap_or_else(|e| e.into_inner()).fetch(since)
+                    })
+                    .await;
+                    match read.map_err(|e| e.to_string()).and_then(|r| r) {
+                        Ok(rows) => {
+                            api_warned = false;
+                            from_pihole = Some(from_pihole.unwrap_or(0) + rows.len() as u64);
+                            // Next time from a minute before the newest seen (Pi-hole may store a
+                            // query a little late); the ids drop what was read already.
+                            let newest = rows.iter().map(|r| r.1).fold(since, f64::max);
+                            api_since = Some((newest - 60.0).max(since));
+                            for (_, ts_s, domain, client) in rows {
+                                if let Some(activity) = classify(&domain) {
+                                    tracker.observe(Seen { ts: (ts_s * 1000.0) as WallMs, client, activity });
+                                }
+                            }
+                        }
+                        Err(why) => {
+                            if !api_warned {
+                                tracing::warn!("sessions: {why}");
+                                api_warned = true;
+                            }
+                        }
                     }
                 }
                 let syslog_alive = last_syslog.is_some_and(|t| now - t < 3_600_000);
