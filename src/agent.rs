@@ -199,6 +199,10 @@ impl Agent {
         if let Some(n) = crate::notify::Notifier::spawn(cfg.notify.clone(), cfg.db.clone(), self.clock.clone()) {
             services.push(Box::new(n));
         }
+        // Off unless the household opted in: then hourly rollups to the community's receiver.
+        if let Some(p) = crate::community::push::spawn(cfg.community.clone(), cfg.db.clone(), self.clock.clone()) {
+            services.push(Box::new(p));
+        }
         if cfg.report.weekly {
             let dir =
                 cfg.report.dir.clone().unwrap_or_else(|| cfg.db.parent().unwrap_or(Path::new(".")).join("reports"));

@@ -21,6 +21,7 @@
 pub mod agent;
 pub mod calendar;
 pub mod clock;
+pub mod community;
 pub mod config;
 pub mod detect;
 pub mod display;

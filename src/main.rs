@@ -193,6 +193,24 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: ListFormat,
     },
+    /// Community comparison (opt-in, `[community]`): where this home stands in its region,
+    /// asked of the community's engine with PromQL; or push the pending hours now; or take a new
+    /// random install id.
+    Community {
+        #[command(flatten)]
+        common: Common,
+        /// Push the hours not yet sent, now (the agent does this every push_interval).
+        #[arg(long, conflicts_with = "rotate_id")]
+        push: bool,
+        /// Use a new random install id from now on.
+        #[arg(long)]
+        rotate_id: bool,
+        /// The window compared, in days.
+        #[arg(long, default_value = "7")]
+        days: u32,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ListFormat,
+    },
     /// Print the configuration in effect (after the file and the command line).
     Config {
         #[command(flatten)]
@@ -420,6 +438,33 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 &mut progress,
             ))?;
             eprintln!("{n} readings kept for \"{spot}\"; compare the spots with: wanwatch placement --list");
+            Ok(())
+        }
+        Command::Community { common, push, rotate_id, days, format } => {
+            use wanwatch::community::{push as community_push, query};
+            let cfg = common.load(Overrides::default())?;
+            let state_path = community_push::state_path(&cfg.db);
+            if rotate_id {
+                let s = community_push::rotate_id(&state_path)?;
+                println!("new install id: {}", s.install);
+                return Ok(());
+            }
+            if !cfg.community.enabled {
+                return Err(community_push::CommunityError::NotEnabled.into());
+            }
+            if push {
+                let p = community_push::push_pending(&cfg.community, &cfg.db, clock::WallClock::system().now())?;
+                println!("pushed {} hours ({} samples in {} series)", p.hours, p.samples, p.series);
+                return Ok(());
+            }
+            let state = community_push::load_state(&state_path);
+            let engine = query::Engine::new(&cfg.community.query_base(), community_push::token(&cfg.community)?);
+            let c = query::compare(&engine, &cfg.community, &state.install, days)?;
+            let out = match format {
+                ListFormat::Json => serde_json::to_string_pretty(&c)? + "\n",
+                ListFormat::Text => query::text(&c),
+            };
+            io::stdout().lock().write_all(out.as_bytes())?;
             Ok(())
         }
         Command::Doctor { common, offline } => {

@@ -43,4 +43,6 @@ pub struct RawConfig {
     pub web: super::outputs::WebConfig,
     #[serde(default)]
     pub notify: super::outputs::NotifyConfig,
+    #[serde(default)]
+    pub community: super::outputs::CommunityConfig,
 }

@@ -58,6 +58,7 @@ pub struct Config {
     pub report: outputs::ReportConfig,
     pub web: outputs::WebConfig,
     pub notify: outputs::NotifyConfig,
+    pub community: outputs::CommunityConfig,
     /// Where the configuration came from, for `wanwatch config` and logs.
     pub source: String,
     /// The file it was read from (None: built-in defaults); the set-up page rewrites it.
@@ -129,6 +130,7 @@ pub fn from_str(text: &str, path: &Path, over: &Overrides, gateways: &[route::Ga
     raw.report.validate(&doc)?;
     raw.web.validate(&doc)?;
     raw.notify.validate(&doc)?;
+    raw.community.validate(&doc)?;
     Ok(Config {
         db: over.db.clone().or_else(|| raw.db.as_ref().map(PathBuf::from)).unwrap_or_else(default_db),
         targets,
@@ -141,6 +143,7 @@ pub fn from_str(text: &str, path: &Path, over: &Overrides, gateways: &[route::Ga
         report: raw.report,
         web: raw.web,
         notify: raw.notify,
+        community: raw.community,
         source: path.display().to_string(),
         file: None,
     })

@@ -166,3 +166,84 @@ impl NotifyConfig {
         Ok(())
     }
 }
+
+/// `[community]`: opt-in, anonymised hourly rollups pushed to a Prometheus remote-write receiver
+/// the community runs (`crate::community`). Off until the household turns it on.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommunityConfig {
+    pub enabled: bool,
+    /// The receiver: Prometheus `.../api/v1/write`, VictoriaMetrics `.../insert/0/prometheus/api/v1/write`, ...
+    pub remote_write_url: String,
+    /// Where `wanwatch community` asks (the engine's Prometheus query API base, e.g.
+    /// `http://host:8481/select/0/prometheus`); empty: the write URL less `/api/v1/write`.
+    pub query_url: String,
+    /// A file holding a bearer token for both, if the server wants one. Never logged.
+    pub bearer_token_file: Option<PathBuf>,
+    /// A coarse area the household chooses (a 3-digit postcode prefix, a district).
+    pub region: String,
+    /// The internet provider, as the household names it ("T-Mobile").
+    pub carrier: String,
+    #[serde(deserialize_with = "super::duration::de", serialize_with = "super::duration::ser")]
+    pub push_interval: Duration,
+    /// A region is compared only with at least this many homes in it (k-anonymity).
+    pub min_homes: u32,
+}
+
+pub const COMMUNITY_PUSH_INTERVAL: Duration = Duration::from_secs(3600);
+pub const COMMUNITY_MIN_HOMES: u32 = 5;
+pub const COMMUNITY_CARRIER: &str = "unknown";
+
+impl Default for CommunityConfig {
+    fn default() -> Self {
+        CommunityConfig {
+            enabled: false,
+            remote_write_url: String::new(),
+            query_url: String::new(),
+            bearer_token_file: None,
+            region: String::new(),
+            carrier: COMMUNITY_CARRIER.into(),
+            push_interval: COMMUNITY_PUSH_INTERVAL,
+            min_homes: COMMUNITY_MIN_HOMES,
+        }
+    }
+}
+
+impl CommunityConfig {
+    /// The query API's base URL.
+    pub fn query_base(&self) -> String {
+        if !self.query_url.is_empty() {
+            return self.query_url.trim_end_matches('/').to_string();
+        }
+        self.remote_write_url.trim_end_matches('/').trim_end_matches("/api/v1/write").to_string()
+    }
+
+    pub fn validate(&self, doc: &Doc) -> Result<(), ConfigError> {
+        let http = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        if !self.remote_write_url.is_empty() && !http(&self.remote_write_url) {
+            return Err(doc.bad("community", "remote_write_url", "must start with http:// or https://"));
+        }
+        if !self.query_url.is_empty() && !http(&self.query_url) {
+            return Err(doc.bad("community", "query_url", "must start with http:// or https://"));
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.remote_write_url.is_empty() {
+            return Err(doc.bad("community", "remote_write_url", "is needed when enabled"));
+        }
+        if let Err(why) = crate::community::labels::check_region(&self.region) {
+            return Err(doc.bad("community", "region", why));
+        }
+        if let Err(why) = crate::community::labels::check_carrier(&self.carrier) {
+            return Err(doc.bad("community", "carrier", why));
+        }
+        if self.push_interval < Duration::from_secs(60) {
+            return Err(doc.bad("community", "push_interval", "must be at least 1m"));
+        }
+        if self.min_homes < 2 {
+            return Err(doc.bad("community", "min_homes", "must be at least 2"));
+        }
+        Ok(())
+    }
+}

@@ -69,7 +69,7 @@ impl Config {
         root.insert("store".into(), Value::Table(store));
 
         let p = &self.probes;
-        let sections: [(&str, Result<Table, toml::ser::Error>); 14] = [
+        let sections: [(&str, Result<Table, toml::ser::Error>); 16] = [
             ("dns", Table::try_from(&p.dns)),
             ("http", Table::try_from(&p.http)),
             ("bandwidth", Table::try_from(&p.bandwidth)),
@@ -78,12 +78,14 @@ impl Config {
             ("syslog", Table::try_from(&p.syslog)),
             ("devices", Table::try_from(&p.devices)),
             ("system", Table::try_from(&p.system)),
+            ("sessions", Table::try_from(&p.sessions)),
             ("display", Table::try_from(&self.display)),
             ("led", Table::try_from(&self.led)),
             ("detect", Table::try_from(&self.detect)),
             ("report", Table::try_from(&self.report)),
             ("web", Table::try_from(&self.web)),
             ("notify", Table::try_from(&self.notify)),
+            ("community", Table::try_from(&self.community)),
         ];
         for (name, t) in sections {
             // Every section is plain data; a failure here is a bug worth seeing, not a panic.

@@ -39,11 +39,28 @@ pub struct Settings {
     pub gateway_kind: String,
     /// Anchors, separated by spaces or commas; empty: the built-in ones.
     pub anchors: String,
+    /// Community sharing: "off" or "on", and where and as what.
+    pub community: String,
+    pub community_url: String,
+    pub community_region: String,
+    pub community_carrier: String,
 }
 
 /// The form's field names, in the order the page shows them.
-pub const FIELDS: [&str; 8] =
-    ["location", "plan_down_mbps", "plan_up_mbps", "ntfy_url", "webhook_url", "mqtt", "gateway_kind", "anchors"];
+pub const FIELDS: [&str; 12] = [
+    "location",
+    "plan_down_mbps",
+    "plan_up_mbps",
+    "ntfy_url",
+    "webhook_url",
+    "mqtt",
+    "gateway_kind",
+    "anchors",
+    "community",
+    "community_url",
+    "community_region",
+    "community_carrier",
+];
 
 impl Settings {
     pub fn get(&self, field: &str) -> &str {
@@ -56,6 +73,10 @@ impl Settings {
             "mqtt" => &self.mqtt,
             "gateway_kind" => &self.gateway_kind,
             "anchors" => &self.anchors,
+            "community" => &self.community,
+            "community_url" => &self.community_url,
+            "community_region" => &self.community_region,
+            "community_carrier" => &self.community_carrier,
             _ => "",
         }
     }
@@ -71,6 +92,10 @@ impl Settings {
             "mqtt" => &mut self.mqtt,
             "gateway_kind" => &mut self.gateway_kind,
             "anchors" => &mut self.anchors,
+            "community" => &mut self.community,
+            "community_url" => &mut self.community_url,
+            "community_region" => &mut self.community_region,
+            "community_carrier" => &mut self.community_carrier,
             _ => return,
         };
         *slot = v.trim().to_string();
@@ -108,6 +133,11 @@ impl Settings {
             mqtt,
             gateway_kind: text("gateway_api", "kind").unwrap_or_else(|| "auto".into()),
             anchors,
+            community: if get("community", "enabled").and_then(Item::as_bool) == Some(true) { "on" } else { "off" }
+                .into(),
+            community_url: text("community", "remote_write_url").unwrap_or_default(),
+            community_region: text("community", "region").unwrap_or_default(),
+            community_carrier: text("community", "carrier").unwrap_or_default(),
         }
     }
 }
@@ -305,6 +335,20 @@ pub fn apply(s: &Settings, doc: &mut DocumentMut, geocode: &Geocoder<'_>) -> Res
     }
     let list = (!anchors.is_empty()).then(|| toml_edit::Value::Array(anchors.iter().copied().collect()));
     put(doc, "ping", "anchors", list);
+
+    // Community sharing: written only when the household turns it on or has set it before.
+    let on = match s.community.as_str() {
+        "" | "off" => false,
+        "on" => true,
+        v => return Err(bad("community", format!("\"{v}\" is not on or off"))),
+    };
+    if on || doc.get("community").is_some() {
+        put(doc, "community", "enabled", Some(on.into()));
+        let text = |v: &str| (!v.is_empty()).then(|| toml_edit::Value::from(v));
+        put(doc, "community", "remote_write_url", text(&s.community_url));
+        put(doc, "community", "region", text(&s.community_region));
+        put(doc, "community", "carrier", text(&s.community_carrier));
+    }
     Ok(())
 }
 
@@ -438,6 +482,27 @@ mod tests {
                 other => panic!("{field}={v}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn community_sharing_is_written_only_when_turned_on_and_checked_like_the_file() {
+        let mut doc: DocumentMut = FILE.parse().unwrap();
+        apply(&Settings::of(&doc), &mut doc, &no_geocoder).unwrap();
+        assert!(!doc.to_string().contains("[community]"), "nothing about it until the household asks");
+        let mut s = Settings::of(&doc);
+        for (f, v) in
+            [("community", "on"), ("community_url", "https://c.example/api/v1/write"), ("community_region", "98101")]
+        {
+            s.set(f, v.into());
+        }
+        apply(&s, &mut doc, &no_geocoder).unwrap();
+        let e = config::from_str(&doc.to_string(), Path::new("w.toml"), &Overrides::default(), &[]).unwrap_err();
+        assert!(e.to_string().contains("community.region") && e.to_string().contains("exact postcode"), "{e}");
+        s.set("community_region", "981".into());
+        apply(&s, &mut doc, &no_geocoder).unwrap();
+        let cfg = config::from_str(&doc.to_string(), Path::new("w.toml"), &Overrides::default(), &[]).unwrap();
+        assert!(cfg.community.enabled && cfg.community.region == "981");
+        assert_eq!(Settings::of(&doc).community, "on");
     }
 
     #[test]

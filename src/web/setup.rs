@@ -175,8 +175,13 @@ impl Setup {
         for f in FIELDS {
             let (label, hint) = describe(f);
             let v = esc(s.get(f));
-            let input = if f == "gateway_kind" {
-                let opts: String = ["auto", "tmobile", "nokia"]
+            let choices: &[&str] = match f {
+                "gateway_kind" => &["auto", "tmobile", "nokia"],
+                "community" => &["off", "on"],
+                _ => &[],
+            };
+            let input = if !choices.is_empty() {
+                let opts: String = choices
                     .iter()
                     .map(|k| format!("<option{}>{k}</option>", if s.get(f) == *k { " selected" } else { "" }))
                     .collect();
@@ -219,6 +224,18 @@ fn describe(field: &str) -> (&'static str, &'static str) {
         "mqtt" => ("MQTT broker", "host or host:port (Home Assistant discovery)"),
         "gateway_kind" => ("Gateway", "auto finds T-Mobile and Nokia gateways by themselves"),
         "anchors" => ("Internet anchors", "addresses to ping, separated by spaces; empty: the built-in ones"),
+        "community" => (
+            "Share with the community (off unless you turn it on)",
+            "sends, once an hour: pings sent and lost, median and 95th-percentile latency, minutes measured, \
+             outage minutes by kind, speed-test means, the 5G band and a SINR bucket, labelled with the region \
+             and carrier below, 5G/LTE, a random id and the hour of day. Never an address, device, site or exact place.",
+        ),
+        "community_url" => (
+            "Community server (remote-write URL)",
+            "e.g. https://community.example.org/insert/0/prometheus/api/v1/write",
+        ),
+        "community_region" => ("Your region", "coarse: a 3-digit postcode prefix or a district, never a full postcode"),
+        "community_carrier" => ("Your internet provider", "e.g. T-Mobile"),
         _ => ("", ""),
     }
 }
