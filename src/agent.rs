@@ -187,7 +187,8 @@ impl Agent {
                 let pin = crate::setup::pin::path_for(&cfg.db);
                 crate::web::setup::Setup::new(file, pin, geocoder, self.applied.clone())
             });
-            match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, self.clock.clone(), setup) {
+            let community = Some(cfg.community.clone());
+            match crate::web::Web::spawn(&cfg.web.listen, cfg.db.clone(), plan, self.clock.clone(), setup, community) {
                 Ok(w) => services.push(Box::new(w)),
                 Err(e) => {
                     tracing::warn!("{e}; carrying on without the dashboard");

@@ -222,6 +222,21 @@ fn homes_push_to_prometheus_and_compare_through_promql_losing_nothing_while_it_i
     assert!(worst.iter().all(|h| (19..23).contains(h)), "{worst:?}");
     let text = String::from_utf8(wanwatch(cfg2, db2, &[]).stdout).unwrap();
     assert!(text.contains("Region 981: 5 homes") && text.contains("60% of homes"), "{text}");
+    // The dashboard's page asks the same engine.
+    let community = wanwatch::config::outputs::CommunityConfig {
+        enabled: true,
+        remote_write_url: write.clone(),
+        region: "981".into(),
+        min_homes: 3,
+        ..Default::default()
+    };
+    let clock = wanwatch::clock::WallClock::system();
+    let web = wanwatch::web::Web::spawn("127.0.0.1:0", db2.clone(), Default::default(), clock, None, Some(community))
+        .unwrap();
+    let mut r = http().get(&format!("http://{}/community", web.addr)).call().unwrap();
+    let page = r.body_mut().read_to_string().unwrap();
+    assert!(page.contains("Region 981: 5 homes") && page.contains("60% of homes"), "{page}");
+    web.stop();
 
     // Region 100 has two homes: not shown (k-anonymity), whatever is asked.
     let (cfg6, db6) = &homes[6];

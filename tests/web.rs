@@ -25,7 +25,7 @@ fn serve(dir: &Path) -> (Web, i64) {
     let db = dir.join("wanwatch.db");
     household::write(&db, end - 14 * 24 * HOUR, 14);
     let plan = wanwatch::report::Plan { down_mbps: Some(300.0), up_mbps: None };
-    let web = Web::spawn("127.0.0.1:0", db, plan, WallClock::from_fn(move || now), None).unwrap();
+    let web = Web::spawn("127.0.0.1:0", db, plan, WallClock::from_fn(move || now), None, None).unwrap();
     (web, now)
 }
 
@@ -140,14 +140,15 @@ fn dashboard_report_and_errors() {
 #[test]
 fn a_missing_database_is_a_503_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let web = Web::spawn("127.0.0.1:0", dir.path().join("none.db"), Default::default(), WallClock::from_fn(|| 0), None)
-        .unwrap();
+    let web =
+        Web::spawn("127.0.0.1:0", dir.path().join("none.db"), Default::default(), WallClock::from_fn(|| 0), None, None)
+            .unwrap();
     let (status, _, body) = get(&format!("http://{}/", web.addr));
     assert_eq!(status, 503);
     assert!(body.contains("none.db") && body.contains("does not exist"), "{body}");
     // A port in use is a clear error naming it.
     let addr = web.addr.to_string();
-    let e = Web::spawn(&addr, dir.path().join("none.db"), Default::default(), WallClock::from_fn(|| 0), None)
+    let e = Web::spawn(&addr, dir.path().join("none.db"), Default::default(), WallClock::from_fn(|| 0), None, None)
         .err()
         .unwrap();
     assert!(e.to_string().contains(&addr), "{e}");

@@ -171,7 +171,7 @@ pub fn render(store: &Store, now: WallMs) -> Result<String, PageError> {
          <a href=\"/report.html?days=30\">last 30 days</a> &middot; <a href=\"/report.md?days=7\">Markdown for a support chat</a> \
          &middot; <a href=\"/sla.html\">Last month's service report (availability, outages by cause, speed against the plan)</a> \
          &middot; <a href=\"/metrics\">Prometheus metrics</a></p>\n\
-         <p><a href=\"/setup\">Settings</a> (location, plan, alerts, gateway, targets; asks for the PIN on the display)</p>\n</body></html>\n",
+         <p><a href=\"/community\">Your area against others</a> (when community sharing is on) &middot; <a href=\"/setup\">Settings</a> (location, plan, alerts, gateway, targets; asks for the PIN on the display)</p>\n</body></html>\n",
     );
     Ok(out)
 }

@@ -92,6 +92,8 @@ struct Shared {
     reports: Arc<Semaphore>,
     /// The set-up page, when the agent runs from a file it may rewrite.
     setup: Option<Arc<setup::Setup>>,
+    /// Community sharing, when the household opted in (`/community` asks its engine).
+    community: Option<crate::config::outputs::CommunityConfig>,
 }
 
 impl Web {
@@ -102,6 +104,7 @@ impl Web {
         plan: Plan,
         now: crate::clock::WallClock,
         setup: Option<setup::Setup>,
+        community: Option<crate::config::outputs::CommunityConfig>,
     ) -> Result<Web, BindError> {
         let bind_err = |why: String| BindError { addr: listen.to_string(), why };
         let listener = std::net::TcpListener::bind(listen).map_err(|e| bind_err(e.to_string()))?;
@@ -115,7 +118,8 @@ impl Web {
             .map_err(|e| bind_err(e.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
         let setup = setup.map(Arc::new);
-        let shared = Arc::new(Shared { db, plan, now, reports: Arc::new(Semaphore::new(1)), setup });
+        let community = community.filter(|c| c.enabled);
+        let shared = Arc::new(Shared { db, plan, now, reports: Arc::new(Semaphore::new(1)), setup, community });
         let thread = std::thread::Builder::new()
             .name("web".into())
             .spawn(move || {
@@ -252,6 +256,9 @@ async fn respond(
     let s = shared.clone();
     let rendered = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        if path == "/community" {
+            return community_page(&url, &s);
+        }
         route(&url, &s.db, s.plan, s.now.now())
     })
     .await;
@@ -304,6 +311,33 @@ async fn setup_page(req: Request<hyper::body::Incoming>, shared: &Shared) -> Res
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
+}
+
+/// `/community`: this home against its region, asked of the community engine (PromQL).
+fn community_page(url: &str, s: &Shared) -> (u16, &'static str, String) {
+    use crate::community::{push, query};
+    let Some(cfg) = &s.community else {
+        return (404, "text/plain; charset=utf-8", "community sharing is off ([community] enabled = false)\n".into());
+    };
+    let days = query_param(url, "days").and_then(|d| d.parse::<u32>().ok()).unwrap_or(7).clamp(1, 90);
+    let install = push::load_state(&push::state_path(&s.db)).install;
+    let token = match push::token(cfg) {
+        Ok(t) => t,
+        Err(e) => return (500, "text/plain; charset=utf-8", format!("{e}\n")),
+    };
+    let body = match query::compare(&query::Engine::new(&cfg.query_base(), token), cfg, &install, days) {
+        Ok(c) => crate::report::render::esc(&query::text(&c)),
+        Err(e) => crate::report::render::esc(&e.to_string()),
+    };
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>wanwatch: your area vs others</title>\
+         <style>body{{font-family:sans-serif;max-width:50em;margin:1em auto;padding:0 1em}}</style></head><body>\
+         <h1>Your area against others</h1><pre id=\"community\">{body}</pre>\
+         <p><small>Asked of the community server's own query API; a region is shown only with at least {} homes. \
+         <a href=\"/\">Dashboard</a></small></p></body></html>",
+        cfg.min_homes
+    );
+    (200, "text/html; charset=utf-8", html)
 }
 
 fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
