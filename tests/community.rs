@@ -11,22 +11,12 @@ use std::time::{Duration, Instant};
 
 use rusqlite::params;
 
+use bed::{free_port, http_client as http};
+
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 /// Hours of history each home has.
 const HOURS: i64 = 30;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
 
 /// Prometheus with the remote-write receiver, samples up to 30 days old accepted (a home that
 /// was offline pushes its backlog late), its data in `dir`.

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use bed::{free_port, http_client as http};
+
 const FILE: &str = "# the kitchen Pi\n\
 [ping]\n\
 gateway = \"none\"\n\
@@ -20,18 +22,6 @@ anchors = [\"127.0.0.1\"]\n\
 \n\
 [report]\n\
 weekly = false # no Monday report in a test\n";
-
-fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let until = Instant::now() + Duration::from_secs(secs);

@@ -61,6 +61,20 @@ pub fn can_ping(test: &str) -> bool {
     ok
 }
 
+/// A TCP port free on loopback right now (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An HTTP client for the tests: every status is an answer, 10 s at most.
+pub fn http_client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
 /// `wanwatch run` pinging loopback only (no context probes, no gateway) into `db`.
 pub fn loopback_agent(db: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wanwatch"));
