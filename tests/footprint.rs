@@ -8,6 +8,12 @@
 //!
 //! fping (`apt install fping`) runs beside the agent to the same targets, so CPU is also given
 //! as a ratio to fping's measured at the same moment.
+//!
+//! On the Pi's architecture under qemu-user: `make aarch64`, an arm64 fping
+//! (`dpkg --add-architecture arm64; apt-get update; apt-get download fping:arm64; dpkg-deb -x
+//! fping_*_arm64.deb DIR`), then `WANWATCH_FOOTPRINT_QEMU=DIR/usr/bin/fping` with the command
+//! above: both run under `qemu-aarch64`, so the CPU ratio compares like with like, and the RSS
+//! is the qemu process's (the emulator's own memory included; fping's figure shows how much).
 
 mod bed;
 
@@ -79,6 +85,7 @@ struct Figures {
     cpu_s: f64,
     fping_cpu_s: Option<f64>,
     rss_mb: f64,
+    fping_rss_mb: f64,
     mb_per_day: f64,
     wakeups_per_s: Vec<(String, f64)>,
     /// CPU seconds per thread name over the steady stretch.
@@ -107,6 +114,14 @@ impl Drop for RamIndex {
     }
 }
 
+const QEMU: &str = "qemu-aarch64";
+const QEMU_ROOT: &str = "/usr/aarch64-linux-gnu";
+
+/// The arm64 fping to run beside the aarch64 agent, when the bench runs under qemu-user.
+fn qemu() -> Option<String> {
+    std::env::var("WANWATCH_FOOTPRINT_QEMU").ok().filter(|s| !s.is_empty())
+}
+
 fn run_once(flush: &str, secs: u64) -> Figures {
     let mut bed = Bed::new("steady.toml");
     // As on the appliance: Debian's systemd opens unprivileged ping sockets to every group
@@ -128,23 +143,38 @@ fn run_once(flush: &str, secs: u64) -> Figures {
     let ram = std::env::var("WANWATCH_FOOTPRINT_SHM").map_or(true, |v| v != "disk");
     let _index = ram.then(|| RamIndex::new(&db));
     bed.start_responder();
-    let mut child = bed
-        .wanwatch(&["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
-        .env("WANWATCH_LOG", "error")
-        .spawn()
-        .unwrap();
+    let run = ["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()];
+    let mut child = match qemu() {
+        Some(_) => {
+            let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/aarch64-unknown-linux-gnu/release/wanwatch");
+            assert!(std::path::Path::new(bin).exists(), "{bin}: run `make aarch64` first");
+            let mut c = bed.in_lan(&[QEMU, "-L", QEMU_ROOT, bin]);
+            c.args(run).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
+            c
+        }
+        None => bed.wanwatch(&run),
+    }
+    .env("WANWATCH_LOG", "error")
+    .spawn()
+    .unwrap();
     // fping to the same 4 targets at the same rate, in the same namespace, at the same time.
     let targets: Vec<String> =
         std::iter::once(bed::GATEWAY.to_string()).chain(bed.anchors().iter().map(|a| a.to_string())).collect();
     // fping as an unprivileged user, so it too pings on a datagram socket (as root it would take
     // a raw one and wake for the agent's replies as well).
-    let mut fping_args =
-        vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "fping", "-l", "-q", "-p", "1000"];
+    let arm_fping = qemu();
+    let mut fping_args = vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    if let Some(f) = &arm_fping {
+        fping_args.extend([QEMU, "-L", QEMU_ROOT, f.as_str()]);
+    } else {
+        fping_args.push("fping");
+    }
+    fping_args.extend(["-l", "-q", "-p", "1000"]);
     fping_args.extend(targets.iter().map(String::as_str));
     let mut fping = bed.in_lan(&fping_args).spawn().ok();
     let pid = child.id();
     let start = Instant::now();
-    let (mut cpu, mut fcpu, mut hwm, mut written) = (0.0, 0.0, 0, 0);
+    let (mut cpu, mut fcpu, mut hwm, mut written, mut fhwm) = (0.0, 0.0, 0, 0, 0);
     // Steady state: start-up (creating the file, the first pages of every table) is a one-off.
     let flush_s = humantime::parse_duration(flush).map(|d| d.as_secs()).unwrap_or(60);
     let warm_s: u64 = 60.max(2 * flush_s).min(secs / 2);
@@ -153,6 +183,7 @@ fn run_once(flush: &str, secs: u64) -> Figures {
         std::thread::sleep(Duration::from_secs(1));
         cpu = cpu_seconds(pid);
         fcpu = fping.as_ref().map_or(0.0, |f| cpu_seconds(f.id()));
+        fhwm = fping.as_ref().map_or(0, |f| proc_field(f.id(), "status", "VmHWM:"));
         hwm = proc_field(pid, "status", "VmHWM:");
         written = written_bytes(pid);
         if warm.is_none() && start.elapsed() >= Duration::from_secs(warm_s) {
@@ -197,6 +228,7 @@ fn run_once(flush: &str, secs: u64) -> Figures {
         cpu_s: cpu - cpu0,
         fping_cpu_s: fping_ran.then_some(fcpu - fcpu0),
         rss_mb: hwm as f64 / 1024.0,
+        fping_rss_mb: fhwm as f64 / 1024.0,
         mb_per_day: (written - written0) as f64 / steady * 86_400.0 / 1e6,
         wakeups_per_s,
         cpu_by_thread,
@@ -221,7 +253,8 @@ fn agent_footprint_4_targets_at_1hz() {
         let per_ping = |cpu: f64| cpu / f.pings as f64 * 1e6;
         let index =
             if std::env::var("WANWATCH_FOOTPRINT_SHM").is_ok_and(|v| v == "disk") { "on disk" } else { "in RAM" };
-        println!("flush {}: {:.0} s steady, 4 targets at 1 Hz, WAL index {index}", f.flush, f.secs);
+        let arch = if qemu().is_some() { "aarch64 under qemu-user" } else { std::env::consts::ARCH };
+        println!("flush {}: {:.0} s steady, 4 targets at 1 Hz, WAL index {index}, {arch}", f.flush, f.secs);
         println!("  CPU        {:.3}% of one core, {:.0} µs per ping", f.cpu_s / f.secs * 100.0, per_ping(f.cpu_s));
         match f.fping_cpu_s {
             Some(fc) => println!(
@@ -231,7 +264,7 @@ fn agent_footprint_4_targets_at_1hz() {
             ),
             None => println!("  fping      not installed: no ratio"),
         }
-        println!("  peak RSS   {:.1} MB", f.rss_mb);
+        println!("  peak RSS   {:.1} MB (fping beside it: {:.1} MB)", f.rss_mb, f.fping_rss_mb);
         println!("  written    {:.1} MB/day", f.mb_per_day);
         // SQLite checkpoints every 1000 WAL pages (~100 flushes at 60 s), after the steady
         // stretch; the stop's checkpoint of the WAL so far stands in for it, as if one came

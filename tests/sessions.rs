@@ -202,10 +202,19 @@ fn an_agent_counts_sessions_from_dnsmasq_syslog_and_pihole_and_keeps_no_site() {
         "<30>Dec  2 20:01:07 OpenWrt dnsmasq[2101]: reply ipv4-c002-lhr001-ix.1.oca.nflxvideo.net is 45.57.90.1",
         "<30>Dec  2 20:01:09 OpenWrt dnsmasq[2101]: 4117 192.168.1.40/41233 query[AAAA] rr1---sn-aigl6nze.googlevideo.com from 192.168.1.40",
         "<30>Dec  2 20:01:10 OpenWrt dnsmasq[2101]: query[HTTPS] www.example.org from 192.168.1.41",
-        "<30>Dec  2 20:01:11 OpenWrt netifd: Interface 'wan' is now up",
     ] {
         udp.send_to(line.as_bytes(), ("127.0.0.1", syslog_port)).unwrap();
     }
+    // A busy evening's DNS log (far over the router log's 20 lines a second) must not crowd out
+    // the router's own line after it.
+    for i in 0..600 {
+        let line = format!("<30>Dec  2 20:01:10 OpenWrt dnsmasq[2101]: query[A] host{i}.example.org from 192.168.1.41");
+        udp.send_to(line.as_bytes(), ("127.0.0.1", syslog_port)).unwrap();
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    udp.send_to(b"<30>Dec  2 20:01:11 OpenWrt netifd: Interface 'wan' is now up", ("127.0.0.1", syslog_port)).unwrap();
     // Pi-hole on this Pi: the console joins a match.
     pihole6_query(&ftl, bed::wall_ms() as f64 / 1000.0, "auth.np.ac.playstation.net", "192.168.1.50");
     let until = Instant::now() + Duration::from_secs(30);
@@ -236,6 +245,14 @@ fn an_agent_counts_sessions_from_dnsmasq_syslog_and_pihole_and_keeps_no_site() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(lines, ["Interface 'wan' is now up"]);
+    let dropped: i64 = c
+        .query_row(
+            "SELECT count(*) FROM metrics m JOIN series s ON s.id = m.series WHERE s.probe = 'syslog' AND m.value > 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dropped, 0, "the DNS log counted as dropped router lines");
     drop(c);
     let bytes = std::fs::read(&db).unwrap();
     let wal = std::fs::read(dir.path().join("w.db-wal")).unwrap_or_default();

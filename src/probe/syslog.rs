@@ -410,8 +410,8 @@ impl Events {
         }
     }
 
-    /// Whether a line from `source` may be stored; counts it if not.
-    fn admit(&mut self, source: Option<IpAddr>) -> bool {
+    /// Whether `source` may send at all; counts it if not.
+    fn allowed(&mut self, source: Option<IpAddr>) -> bool {
         if let Some(ip) = source
             && !self.admit.allows(ip)
         {
@@ -419,6 +419,11 @@ impl Events {
             self.refused_from = Some(ip.to_string());
             return false;
         }
+        true
+    }
+
+    /// Whether one more line fits the rate; counts it if not.
+    fn within_rate(&mut self) -> bool {
         if !self.lines.take() {
             self.dropped.rate += 1;
             return false;
@@ -531,19 +536,22 @@ pub(super) async fn handle(
     if raw.trim().is_empty() {
         return;
     }
-    let admitted = events.lock().await.admit(ip);
-    if !admitted {
+    if !events.lock().await.allowed(ip) {
         return;
     }
     let p = parse(raw);
     // dnsmasq's query log is the household's browsing, not a router event: a classified query
-    // goes to the sessions probe as a count, and no query line is stored.
+    // goes to the sessions probe as a count (its channel bounds it), no query line is stored,
+    // and a chatty DNS log does not use up the rate meant for the router's own lines.
     if super::sessions::is_dnsmasq_query_log(p.app.as_deref(), &p.message) {
         if let Some((domain, client)) = super::sessions::parse_dnsmasq_query(&p.message)
             && let Some(activity) = super::sessions::classify(domain)
         {
             ctx.seen(super::sessions::Seen { ts: ctx.now(), client: client.to_string(), activity });
         }
+        return;
+    }
+    if !events.lock().await.within_rate() {
         return;
     }
     let class = classify(p.app.as_deref(), &p.message);
