@@ -84,7 +84,7 @@ fn home(dir: &Path, name: &str, evening_lost: u32, outage_min: i64, now: i64) ->
     let mut c = rusqlite::Connection::open(&db).unwrap();
     let tx = c.transaction().unwrap();
     tx.execute("INSERT INTO targets (id, addr, name, role) VALUES (1, '1.1.1.1', 'cloudflare', 'anchor')", []).unwrap();
-    let end = now.div_euclid(HOUR) * HOUR;
+    let end = (now - wanwatch::community::push::SETTLE_MS).div_euclid(HOUR) * HOUR;
     for ts in ((end - HOURS * HOUR)..end).step_by(MINUTE as usize) {
         let lost = if evening(ts) { evening_lost } else { 0 };
         tx.execute(

@@ -25,6 +25,8 @@ use crate::store::Store;
 pub const STATE_FILE: &str = "community.json";
 /// On opting in, the past week is sent once; never more.
 pub const BACKFILL_MS: i64 = 7 * DAY_MS;
+/// An hour is pushed this long after it ended.
+pub const SETTLE_MS: i64 = 5 * 60_000;
 /// Hours per remote-write request.
 pub const MAX_HOURS_PER_REQUEST: usize = 24;
 /// After a failed push, try again this soon (or at the next interval, if sooner).
@@ -113,7 +115,9 @@ pub fn push_pending(cfg: &CommunityConfig, db: &Path, now: WallMs) -> Result<Pus
     let token = token(cfg)?;
     let store = Store::open_read_only(db)?;
     let id = Identity { region: cfg.region.clone(), carrier: cfg.carrier.clone(), install: state.install.clone() };
-    let last_complete = now.div_euclid(HOUR_MS) * HOUR_MS;
+    // An hour is sent once its last minutes are surely in the database (the writer flushes every
+    // minute), and never again.
+    let last_complete = (now - SETTLE_MS).div_euclid(HOUR_MS) * HOUR_MS;
     let floor = last_complete - BACKFILL_MS;
     let mut from = state.pushed_until.unwrap_or(floor).max(floor);
     let mut pushed = Pushed::default();
