@@ -161,14 +161,36 @@ fn homes_push_to_prometheus_and_compare_through_promql_losing_nothing_while_it_i
                 (config(&db, region, &write, true), db)
             })
             .collect();
+    // Home 6 is a running agent: its own pusher sends the backlog (30 s after start).
+    let agent = if bed::can_ping("homes_push_to_prometheus... (agent part)") {
+        let (cfg, db) = &homes[6];
+        Some(
+            bed::loopback_agent(db)
+                .args(["--config", cfg.to_str().unwrap(), "--for", "45s"])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    } else {
+        None
+    };
     for (k, (cfg, db)) in homes.iter().enumerate() {
-        if k == 3 {
-            continue; // pushes later, across the receiver's downtime
+        if k == 3 || (k == 6 && agent.is_some()) {
+            continue; // home 3 pushes later, across the receiver's downtime; home 6 is the agent
         }
         let o = wanwatch(cfg, db, &["--push"]);
         assert!(o.status.success(), "home{k}: {}", String::from_utf8_lossy(&o.stderr));
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains(&format!("pushed {HOURS} hours")), "home{k}: {out}");
+    }
+
+    if let Some(agent) = agent {
+        let out = agent.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let install6 = install_of(&homes[6].1);
+        let v = prom
+            .query(&format!("sum(count_over_time(wanwatch_community_measured_minutes{{install=\"{install6}\"}}[2d]))"));
+        assert_eq!(v["data"]["result"][0]["value"][1].as_str(), Some(HOURS.to_string().as_str()), "{v}");
     }
 
     // The receiver goes away: home 3's push fails and keeps everything for later.
