@@ -14,11 +14,14 @@ use tracing_subscriber::registry::LookupSpan;
 /// Install the process-wide subscriber (once, from `main`).
 pub fn init() {
     let journal = stderr_is_journal();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter());
     if journal {
-        builder.with_ansi(false).event_format(Priority(format().without_time())).init();
+        registry.with(layer.with_ansi(false).event_format(Priority(format().without_time()))).init();
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+        registry.with(layer.with_ansi(std::io::stderr().is_terminal())).init();
     }
 }
 
@@ -26,14 +29,19 @@ fn format() -> format::Format<format::Full, SystemTime> {
     format::Format::default().with_ansi(false).with_target(false)
 }
 
-/// WANWATCH_LOG (default "info"), with tract held at warnings unless named: its debug output is
-/// thousands of lines per model load, enough to fill a pipe and stall whoever logs next.
-fn filter() -> tracing_subscriber::EnvFilter {
+/// WANWATCH_LOG (default "info"; "debug", "wanwatch=debug,warn", ...: a level, and levels per
+/// module), with tract held at warnings unless named: its debug output is thousands of lines per
+/// model load, enough to fill a pipe and stall whoever logs next. A setting that does not parse
+/// is reported and "info" used.
+fn filter() -> tracing_subscriber::filter::Targets {
     let mut f = std::env::var("WANWATCH_LOG").unwrap_or_else(|_| "info".into());
     if !f.contains("tract") {
         f.push_str(",tract_hir=warn,tract_core=warn,tract_onnx=warn,tract_onnx_opl=warn,tract_linalg=warn");
     }
-    tracing_subscriber::EnvFilter::try_new(&f).unwrap_or_else(|_| "info".into())
+    f.parse().unwrap_or_else(|e| {
+        eprintln!("WANWATCH_LOG={f:?} is not a log filter ({e}); logging at info");
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+    })
 }
 
 /// True when systemd connected our stderr to the journal: `JOURNAL_STREAM` is "DEV:INODE" of
