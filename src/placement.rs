@@ -51,9 +51,12 @@ pub struct Spot {
 /// [`rank`] over its readings of the last hour, with the latest reading in place of the medians
 /// (what the panel shows large).
 pub fn live(store: &Store, now: WallMs) -> Result<Option<Spot>, StoreError> {
-    let recent = store.placement_rows(now - LIVE_FOR_MS)?;
-    let Some(spot) = recent.last().map(|r| r.spot.clone()) else { return Ok(None) };
-    let rows: Vec<Row> = store.placement_rows(now - 3_600_000)?.into_iter().filter(|r| r.spot == spot).collect();
+    // One read: the last hour; a spot is live when its newest reading is recent.
+    let hour = store.placement_rows(now - 3_600_000)?;
+    let Some(spot) = hour.last().filter(|r| r.ts >= now - LIVE_FOR_MS).map(|r| r.spot.clone()) else {
+        return Ok(None);
+    };
+    let rows: Vec<Row> = hour.into_iter().filter(|r| r.spot == spot).collect();
     Ok(rank(&rows).pop().map(|mut s| {
         if let Some(last) = rows.iter().rev().find(|r| r.radio == s.radio) {
             s.sinr_db_median = last.sinr_db;

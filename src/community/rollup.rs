@@ -75,9 +75,9 @@ pub fn hour_series(store: &Store, id: &Identity, hour: WallMs, local_hour: u32) 
     }
     // Outage minutes by kind, clipped to the hour (an ongoing one to the end of what was measured).
     let measured_end = minutes.last().map_or(end, |m| m.ts + MINUTE_MS).min(end);
+    let outages = store.outages_between(hour, end)?;
     for kind in OutageKind::ALL {
-        let ms: i64 = store
-            .outages_between(hour, end)?
+        let ms: i64 = outages
             .iter()
             .filter(|o| o.kind == kind)
             .map(|o| o.end.unwrap_or(measured_end).min(end) - o.start.max(hour))

@@ -32,14 +32,11 @@ impl Store {
 
     /// Every reading since `since`, oldest first (a household tries a handful of spots for a minute each).
     pub fn placement_rows(&self, since: WallMs) -> Result<Vec<Row>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT ts, spot, radio, sinr_db, rsrp_dbm, rsrq_db, coalesce(bands, '') FROM placement WHERE ts >= ?1 ORDER BY ts",
-            )
-            .map_err(|e| self.sql("placement", e))?;
-        let rows = stmt
-            .query_map([since], |r| {
+        self.rows(
+            "placement",
+            "SELECT ts, spot, radio, sinr_db, rsrp_dbm, rsrq_db, coalesce(bands, '') FROM placement WHERE ts >= ?1 ORDER BY ts",
+            [since],
+            |r| {
                 Ok(Row {
                     ts: r.get(0)?,
                     spot: r.get(1)?,
@@ -49,9 +46,7 @@ impl Store {
                     rsrq_db: r.get(5)?,
                     bands: r.get(6)?,
                 })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.sql("placement", e))?;
-        Ok(rows)
+            },
+        )
     }
 }

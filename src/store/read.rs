@@ -79,7 +79,7 @@ const EVENT_COLS: &str = "id, ts, kind, detail";
 
 impl Store {
     /// Run `sql` with `args` and collect its rows; `what` names the read in errors.
-    fn rows<T, P: rusqlite::Params>(
+    pub(super) fn rows<T, P: rusqlite::Params>(
         &self,
         what: &'static str,
         sql: &str,
