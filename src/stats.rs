@@ -14,13 +14,8 @@ pub fn quantile_sorted<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> Option<f64>
     Some(a + (b - a) * (pos - lo as f64))
 }
 
-/// The median of `v` in any order, as [`quantile_sorted`] gives it (the two middle values'
-/// mean when even), reordering `v` in O(n) instead of sorting it.
-pub fn median_select<T: Copy + Ord + Into<f64>>(v: &mut [T]) -> Option<f64> {
-    median_by(v, T::cmp)
-}
-
-/// [`median_select`] under any total order.
+/// The median of `v` in any order under `cmp`, as [`quantile_sorted`] gives it (the two middle
+/// values' mean when even), reordering `v` in O(n) instead of sorting it.
 fn median_by<T: Copy + Into<f64>>(v: &mut [T], cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> Option<f64> {
     let n = v.len();
     if n == 0 {
@@ -67,7 +62,7 @@ mod tests {
             let mut sorted = v.clone();
             sorted.sort_unstable();
             let mut shuffled = v.clone();
-            assert_eq!(median_select(&mut shuffled), quantile_sorted(&sorted, 0.5), "{v:?}");
+            assert_eq!(median_by(&mut shuffled, u32::cmp), quantile_sorted(&sorted, 0.5), "{v:?}");
             let mut floats: Vec<f64> = v.iter().map(|&x| f64::from(x) / 7.0).collect();
             let want = quantile_sorted(&sorted.iter().map(|&x| f64::from(x) / 7.0).collect::<Vec<_>>(), 0.5);
             assert_eq!(Some(median_in_place(&mut floats)).filter(|m| !m.is_nan()), want, "{v:?}");

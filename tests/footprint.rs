@@ -14,6 +14,16 @@
 //! fping_*_arm64.deb DIR`), then `WANWATCH_FOOTPRINT_QEMU=DIR/usr/bin/fping` with the command
 //! above: both run under `qemu-aarch64`, so the CPU ratio compares like with like, and the RSS
 //! is the qemu process's (the emulator's own memory included; fping's figure shows how much).
+//! With `WANWATCH_FOOTPRINT_GUEST_RSS=1` as well, `tests/fixtures/guest_rss.c` (built with
+//! aarch64-linux-gnu-gcc) is preloaded into both guests and prints the resident memory of the
+//! guest's own mappings, as on a Pi, sampled every 5 s; it costs CPU of its own, so take the
+//! CPU ratio from a run without it.
+//!
+//! `WANWATCH_FOOTPRINT_BIN=path` measures another build of the agent (an A/B comparison).
+//! `WANWATCH_FOOTPRINT_DETECT=off` runs the agent without detection (no models loaded);
+//! `WANWATCH_FOOTPRINT_HISTORY_DAYS=7` starts the agent on a database that already holds a week
+//! of minute rollups for its targets, so detection's warm start loads a full week of history
+//! (the RSS with "a week of detection history").
 
 mod bed;
 
@@ -86,6 +96,9 @@ struct Figures {
     fping_cpu_s: Option<f64>,
     rss_mb: f64,
     fping_rss_mb: f64,
+    /// Under qemu with the guest probe: (current, peak) MB of the guests' own mappings.
+    guest_rss_mb: Option<(f64, f64)>,
+    fping_guest_rss_mb: Option<(f64, f64)>,
     mb_per_day: f64,
     wakeups_per_s: Vec<(String, f64)>,
     /// CPU seconds per thread name over the steady stretch.
@@ -122,6 +135,50 @@ fn qemu() -> Option<String> {
     std::env::var("WANWATCH_FOOTPRINT_QEMU").ok().filter(|s| !s.is_empty())
 }
 
+/// Under qemu with `WANWATCH_FOOTPRINT_GUEST_RSS=1`: a folder anyone can write (fping runs as
+/// nobody) holding the guest-memory probe, built for aarch64.
+fn guest_rss_probe() -> Option<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    if qemu().is_none() || std::env::var("WANWATCH_FOOTPRINT_GUEST_RSS").map_or(true, |v| v != "1") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/guest_rss.c");
+    let so = dir.path().join("guest_rss.so");
+    let o = std::process::Command::new("aarch64-linux-gnu-gcc")
+        .args(["-shared", "-fPIC", "-O2", "-o", so.to_str().unwrap(), src, "-lpthread"])
+        .output()
+        .expect("aarch64-linux-gnu-gcc (apt install gcc-aarch64-linux-gnu)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(dir)
+}
+
+/// qemu's flags that preload the probe into a guest, writing to `name` in `dir`.
+fn guest_rss_flags(dir: &std::path::Path, name: &str) -> Vec<String> {
+    let so = dir.join("guest_rss.so");
+    let out = dir.join(name);
+    vec![
+        "-E".into(),
+        format!("LD_PRELOAD={}", so.display()),
+        "-E".into(),
+        format!("WANWATCH_GUEST_RSS_OUT={}", out.display()),
+    ]
+}
+
+/// What the probe wrote last: (current, peak) MB.
+fn guest_rss(dir: &std::path::Path, name: &str) -> Option<(f64, f64)> {
+    let text = std::fs::read_to_string(dir.join(name)).ok()?;
+    let mut kb = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some((kb.next()?? / 1024.0, kb.next()?? / 1024.0))
+}
+
+/// The agent to measure: `WANWATCH_FOOTPRINT_BIN`, else this checkout's build (aarch64 under
+/// qemu).
+fn agent_bin() -> Option<String> {
+    std::env::var("WANWATCH_FOOTPRINT_BIN").ok().filter(|s| !s.is_empty())
+}
+
 fn run_once(flush: &str, secs: u64) -> Figures {
     let mut bed = Bed::new("steady.toml");
     // As on the appliance: Debian's systemd opens unprivileged ping sockets to every group
@@ -134,25 +191,49 @@ fn run_once(flush: &str, secs: u64) -> Figures {
     let anchors: Vec<String> = bed.anchors().iter().map(|a| format!("\"{a}\"")).collect();
     // Defaults everywhere (1 s interval) but the targets (gateway + 3 anchors) and the flush.
     let store = if flush == "default" { String::new() } else { format!("[store]\nflush_interval = \"{flush}\"\n") };
+    // `WANWATCH_FOOTPRINT_DETECT=off`: the agent without detection (no models loaded).
+    let detect = if std::env::var("WANWATCH_FOOTPRINT_DETECT").is_ok_and(|v| v == "off") {
+        "[detect]\nenabled = false\n"
+    } else {
+        ""
+    };
     let cfg = w.write(
         "w.toml",
-        &format!("[ping]\ngateway = \"{}\"\nanchors = [{}]\n{store}", bed::GATEWAY, anchors.join(", ")),
+        &format!("[ping]\ngateway = \"{}\"\nanchors = [{}]\n{store}{detect}", bed::GATEWAY, anchors.join(", ")),
     );
     let db = w.path("w.db");
+    let history_days: i64 =
+        std::env::var("WANWATCH_FOOTPRINT_HISTORY_DAYS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    if history_days > 0 {
+        fill_history(&db, &bed, history_days);
+    }
     // As the packaged unit does (`wanwatch shm-in-ram`), unless WANWATCH_FOOTPRINT_SHM=disk.
     let ram = std::env::var("WANWATCH_FOOTPRINT_SHM").map_or(true, |v| v != "disk");
     let _index = ram.then(|| RamIndex::new(&db));
     bed.start_responder();
     let run = ["run", "--probes", "none", "--db", db.to_str().unwrap(), "--config", cfg.to_str().unwrap()];
+    let probe = guest_rss_probe();
     let mut child = match qemu() {
         Some(_) => {
-            let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/aarch64-unknown-linux-gnu/release/wanwatch");
-            assert!(std::path::Path::new(bin).exists(), "{bin}: run `make aarch64` first");
-            let mut c = bed.in_lan(&[QEMU, "-L", QEMU_ROOT, bin]);
-            c.args(run).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
+            let bin = agent_bin().unwrap_or_else(|| {
+                concat!(env!("CARGO_MANIFEST_DIR"), "/target/aarch64-unknown-linux-gnu/release/wanwatch").into()
+            });
+            assert!(std::path::Path::new(&bin).exists(), "{bin}: run `make aarch64` first");
+            let mut c = bed.in_lan(&[QEMU, "-L", QEMU_ROOT]);
+            if let Some(p) = &probe {
+                c.args(guest_rss_flags(p.path(), "agent.rss"));
+            }
+            c.arg(bin).args(run).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
             c
         }
-        None => bed.wanwatch(&run),
+        None => match agent_bin() {
+            Some(bin) => {
+                let mut c = bed.in_lan(&[bin.as_str()]);
+                c.args(run);
+                c
+            }
+            None => bed.wanwatch(&run),
+        },
     }
     .env("WANWATCH_LOG", "error")
     .spawn()
@@ -164,8 +245,11 @@ fn run_once(flush: &str, secs: u64) -> Figures {
     // a raw one and wake for the agent's replies as well).
     let arm_fping = qemu();
     let mut fping_args = vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    let fping_probe = probe.as_ref().map(|p| guest_rss_flags(p.path(), "fping.rss")).unwrap_or_default();
     if let Some(f) = &arm_fping {
-        fping_args.extend([QEMU, "-L", QEMU_ROOT, f.as_str()]);
+        fping_args.extend([QEMU, "-L", QEMU_ROOT]);
+        fping_args.extend(fping_probe.iter().map(String::as_str));
+        fping_args.push(f.as_str());
     } else {
         fping_args.push("fping");
     }
@@ -229,12 +313,42 @@ fn run_once(flush: &str, secs: u64) -> Figures {
         fping_cpu_s: fping_ran.then_some(fcpu - fcpu0),
         rss_mb: hwm as f64 / 1024.0,
         fping_rss_mb: fhwm as f64 / 1024.0,
+        guest_rss_mb: probe.as_ref().and_then(|p| guest_rss(p.path(), "agent.rss")),
+        fping_guest_rss_mb: probe.as_ref().and_then(|p| guest_rss(p.path(), "fping.rss")),
         mb_per_day: (written - written0) as f64 / steady * 86_400.0 / 1e6,
         wakeups_per_s,
         cpu_by_thread,
         stop_bytes,
         run_secs,
     }
+}
+
+/// `days` of minute rollups for the bed's gateway and anchors up to now, wobbling like a real
+/// link (a daily cycle, noise, a little loss), for detection's warm start to load.
+fn fill_history(db: &std::path::Path, bed: &Bed, days: i64) {
+    drop(wanwatch::store::Store::open(db, 16 << 20).unwrap());
+    let c = rusqlite::Connection::open(db).unwrap();
+    let anchors = bed.anchors();
+    let targets =
+        std::iter::once((bed::GATEWAY.to_string(), "gateway")).chain(anchors.iter().map(|a| (a.to_string(), "anchor")));
+    for (id, (addr, role)) in (1..).zip(targets) {
+        c.execute(
+            "INSERT INTO targets (id, addr, name, role) VALUES (?1, ?2, ?2, ?3)",
+            rusqlite::params![id, addr, role],
+        )
+        .unwrap();
+    }
+    let now = bed::wall_ms() / 60_000 * 60_000;
+    c.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2 * 1440),
+              v(i, m) AS (SELECT i, 20000 + abs(i % 1440 - 720) * 6 + abs(random()) % 3000 FROM n)
+         INSERT INTO minutes (ts, target, sent, lost, min_us, mean_us, median_us, p95_us, max_us, jitter_us)
+         SELECT ?1 - v.i * 60000, t.id, 60, (abs(random()) % 50 = 0) * (1 + abs(random()) % 3),
+                v.m - 2000, v.m + 500, v.m, v.m + 6000 + abs(random()) % 9000, v.m + 20000, 800 + abs(random()) % 1500
+         FROM v, targets t",
+        rusqlite::params![now, days],
+    )
+    .unwrap();
 }
 
 /// Bytes written, CPU per ping against fping's, peak RSS and wake-ups per thread, for each
@@ -265,6 +379,12 @@ fn agent_footprint_4_targets_at_1hz() {
             None => println!("  fping      not installed: no ratio"),
         }
         println!("  peak RSS   {:.1} MB (fping beside it: {:.1} MB)", f.rss_mb, f.fping_rss_mb);
+        if let Some((now, peak)) = f.guest_rss_mb {
+            let fping = f.fping_guest_rss_mb.map_or("-".into(), |(n, p)| format!("{n:.1} MB, peak {p:.1} MB"));
+            println!(
+                "  guest RSS  {now:.1} MB at the end, peak {peak:.1} MB, sampled every 5 s (fping: {fping}); CPU above includes the probe's"
+            );
+        }
         println!("  written    {:.1} MB/day", f.mb_per_day);
         // SQLite checkpoints every 1000 WAL pages (~100 flushes at 60 s), after the steady
         // stretch; the stop's checkpoint of the WAL so far stands in for it, as if one came

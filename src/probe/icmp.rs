@@ -315,11 +315,17 @@ pub struct Pinger(Arc<Shared>);
 
 struct Shared {
     fd: Arc<AsyncFd<Socket>>,
+    demux: Arc<Demux>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// Who is waiting for what comes in on one socket, and how to tell: replies and errors are
+/// matched to the ping that asked by (target, sequence).
+struct Demux {
     v6: bool,
     kind: SockKind,
     ident: u16,
-    pending: Arc<Pending>,
-    reader: tokio::task::JoinHandle<()>,
+    pending: Pending,
 }
 
 impl Drop for Shared {
@@ -372,28 +378,13 @@ impl Pinger {
         let fd = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE | Interest::ERROR) }
             .map_err(io::Error::from)?;
         let fd = Arc::new(fd);
-        let pending: Arc<Pending> = Arc::default();
-        let reader = tokio::spawn(read_loop(fd.clone(), v6, kind, ident, pending.clone()));
-        Ok(Pinger(Arc::new(Shared { fd, v6, kind, ident, pending, reader })))
+        let demux = Arc::new(Demux { v6, kind, ident, pending: Pending::default() });
+        let reader = tokio::spawn(read_loop(fd.clone(), demux.clone()));
+        Ok(Pinger(Arc::new(Shared { fd, demux, reader })))
     }
 
     pub fn kind(&self) -> SockKind {
-        self.0.kind
-    }
-
-    /// Send one echo to `addr` and wait up to `timeout` for what comes back. Returns the send
-    /// instant (for outage timing) and the RTT in microseconds or why there was none.
-    pub async fn ping(
-        &self,
-        addr: IpAddr,
-        scope_id: u32,
-        seq: u16,
-        payload: &[u8],
-        timeout: Duration,
-    ) -> (Instant, Result<u32, Failure>) {
-        let flight = self.send(addr, scope_id, seq, payload, None);
-        let mono = flight.mono;
-        (mono, flight.wait(timeout).await.result)
+        self.0.demux.kind
     }
 
     /// Send one echo now, with `ttl` as its TTL / hop limit if given (a path probe: the router
@@ -401,23 +392,24 @@ impl Pinger {
     /// on with a TTL must be used by one task only (the path probe opens its own).
     pub fn send(&self, addr: IpAddr, scope_id: u32, seq: u16, payload: &[u8], ttl: Option<u8>) -> Flight {
         let me = &self.0;
+        let d = &me.demux;
         let (tx, rx) = oneshot::channel();
-        me.pending.lock().unwrap_or_else(|e| e.into_inner()).insert((addr, seq), tx);
-        let packet = echo_request(me.v6, me.ident, seq, payload);
+        d.pending.lock().unwrap_or_else(|e| e.into_inner()).insert((addr, seq), tx);
+        let packet = echo_request(d.v6, d.ident, seq, payload);
         let dest: SockAddr = match addr {
             IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, 0, 0, scope_id)).into(),
             IpAddr::V4(a) => SocketAddr::from((a, 0)).into(),
         };
         let sock = me.fd.get_ref();
         let set_ttl = match ttl {
-            Some(t) if me.v6 => sock.set_unicast_hops_v6(u32::from(t)),
+            Some(t) if d.v6 => sock.set_unicast_hops_v6(u32::from(t)),
             Some(t) => sock.set_ttl_v4(u32::from(t)),
             None => Ok(()),
         };
         let send_ns = realtime_ns();
         let mono = Instant::now();
         let mut flight = Flight { pinger: self.clone(), addr, seq, send_ns, mono, rx: Some(rx) };
-        if let Err(e) = set_ttl.and_then(|()| sock.send_to(&packet, &dest)) {
+        if let Err(e) = set_ttl.and_then(|()| self.send_to(&packet, &dest)) {
             self.forget(addr, seq);
             tracing::debug!(%addr, error = %e, "ping not sent");
             flight.rx = None;
@@ -425,8 +417,32 @@ impl Pinger {
         flight
     }
 
+    /// `sendto`, past errors that were not this send's. The socket is shared, and an ICMP
+    /// error that came back for an earlier echo (to any target) is pending on it: the kernel
+    /// returns that error from the next send instead of sending (the echo is not sent). The
+    /// error's details wait on the error queue, so the errors queued there go to their pings
+    /// and the send is tried again; a send that fails with nothing queued failed itself (no
+    /// route, say), and one retry tells that apart on a raw socket, which has no queue.
+    fn send_to(&self, packet: &[u8], dest: &SockAddr) -> io::Result<usize> {
+        let sock = self.0.fd.get_ref();
+        let mut result = sock.send_to(packet, dest);
+        for _ in 0..4 {
+            let Err(e) = &result else { break };
+            if e.kind() == io::ErrorKind::WouldBlock {
+                break;
+            }
+            let queued = self.0.demux.drain_errors(sock.as_raw_fd());
+            tracing::trace!(error = %e, queued, "send met a pending socket error; sending again");
+            result = sock.send_to(packet, dest);
+            if queued == 0 {
+                break;
+            }
+        }
+        result
+    }
+
     fn forget(&self, addr: IpAddr, seq: u16) {
-        self.0.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&(addr, seq));
+        self.0.demux.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&(addr, seq));
     }
 }
 
@@ -466,7 +482,7 @@ fn set_icmp6_filter(sock: &Socket, types: &[u8]) -> io::Result<()> {
 
 /// Read everything the socket has (replies, then the error queue) whenever it is readable or
 /// has an error queued, and hand each answer to the ping waiting for it.
-async fn read_loop(fd: Arc<AsyncFd<Socket>>, v6: bool, kind: SockKind, ident: u16, pending: Arc<Pending>) {
+async fn read_loop(fd: Arc<AsyncFd<Socket>>, demux: Arc<Demux>) {
     let mut buf = [0u8; 1500];
     loop {
         let Ok(mut guard) = fd.ready(Interest::READABLE | Interest::ERROR).await else {
@@ -476,61 +492,81 @@ async fn read_loop(fd: Arc<AsyncFd<Socket>>, v6: bool, kind: SockKind, ident: u1
         let raw = fd.get_ref().as_raw_fd();
         // The error queue only when epoll says it holds something (EPOLLERR): an empty read
         // of it after every reply was a third recvmsg per ping.
-        let errors = kind == SockKind::Dgram && guard.ready().is_error();
+        let errors = demux.kind == SockKind::Dgram && guard.ready().is_error();
         loop {
-            let got = recv(raw, &mut buf, false).map(|m| (m, false));
-            let got = match got {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && errors => {
-                    recv(raw, &mut buf, true).map(|m| (m, true))
-                }
-                other => other,
-            };
-            let (msg, from_errqueue) = match got {
-                Ok(m) => m,
+            match recv(raw, &mut buf, false) {
+                Ok(msg) => demux.deliver(&msg, &buf[..msg.len], false),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // A pending socket error (ECONNREFUSED, ...) on a plain read: it is cleared
                     // by reading it; the error queue holds the details.
                     tracing::debug!(error = %e, "ICMP socket read");
-                    continue;
                 }
-            };
-            let at = Instant::now();
-            let data = &buf[..msg.len];
-            let heard = if from_errqueue {
-                msg.from.and_then(|target| parse_errqueue(&msg.ee, data, target))
-            } else {
-                match (v6, kind, msg.from) {
-                    (false, SockKind::Raw, _) => parse_v4_raw(data),
-                    (false, SockKind::Dgram, Some(from)) => parse_v4_icmp(data, from),
-                    (true, _, Some(from)) => parse_v6_icmp(data, from),
-                    _ => None,
-                }
-            };
-            let Some(heard) = heard else { continue };
-            let (key, answer) = match heard {
-                // A raw socket sees every process's pings: only ours count.
-                Heard::Reply { ident: i, .. } | Heard::Error { ident: i, .. }
-                    if kind == SockKind::Raw && i != ident =>
-                {
-                    continue;
-                }
-                Heard::Reply { from, seq, .. } => ((from, seq), Answer::Reply { kernel_ns: msg.kernel_ns, at }),
-                Heard::Error { target, seq, router, error, .. } => {
-                    let failure = Failure::Icmp { error, router };
-                    ((target, seq), Answer::Failed { failure, kernel_ns: msg.kernel_ns, at })
-                }
-                Heard::Local { target, seq } => {
-                    ((target, seq), Answer::Failed { failure: Failure::SendError, kernel_ns: None, at })
-                }
-            };
-            let waiting = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-            if let Some(tx) = waiting {
-                let _ = tx.send(answer);
             }
         }
+        if errors {
+            demux.drain_errors(raw);
+        }
         guard.clear_ready();
+    }
+}
+
+impl Demux {
+    /// Everything on the error queue (datagram sockets) to the pings it answers; how many
+    /// errors there were.
+    fn drain_errors(&self, raw: i32) -> usize {
+        if self.kind != SockKind::Dgram {
+            return 0;
+        }
+        let mut buf = [0u8; 1500];
+        let mut n = 0;
+        loop {
+            match recv(raw, &mut buf, true) {
+                Ok(msg) => {
+                    n += 1;
+                    self.deliver(&msg, &buf[..msg.len], true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return n,
+            }
+        }
+    }
+
+    /// One message read off the socket (or its error queue) to the ping it answers, if any.
+    fn deliver(&self, msg: &Msg, data: &[u8], from_errqueue: bool) {
+        let at = Instant::now();
+        let heard = if from_errqueue {
+            msg.from.and_then(|target| parse_errqueue(&msg.ee, data, target))
+        } else {
+            match (self.v6, self.kind, msg.from) {
+                (false, SockKind::Raw, _) => parse_v4_raw(data),
+                (false, SockKind::Dgram, Some(from)) => parse_v4_icmp(data, from),
+                (true, _, Some(from)) => parse_v6_icmp(data, from),
+                _ => None,
+            }
+        };
+        let Some(heard) = heard else { return };
+        let (key, answer) = match heard {
+            // A raw socket sees every process's pings: only ours count.
+            Heard::Reply { ident: i, .. } | Heard::Error { ident: i, .. }
+                if self.kind == SockKind::Raw && i != self.ident =>
+            {
+                return;
+            }
+            Heard::Reply { from, seq, .. } => ((from, seq), Answer::Reply { kernel_ns: msg.kernel_ns, at }),
+            Heard::Error { target, seq, router, error, .. } => {
+                let failure = Failure::Icmp { error, router };
+                ((target, seq), Answer::Failed { failure, kernel_ns: msg.kernel_ns, at })
+            }
+            Heard::Local { target, seq } => {
+                ((target, seq), Answer::Failed { failure: Failure::SendError, kernel_ns: None, at })
+            }
+        };
+        let waiting = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        if let Some(tx) = waiting {
+            let _ = tx.send(answer);
+        }
     }
 }
 

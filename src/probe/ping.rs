@@ -82,24 +82,28 @@ impl Sockets {
     }
 }
 
-/// Ping `t` (index `index` in the agent's list) every interval until `stop` turns true, then
-/// wait for the pings still in flight. Samples go to `out` with `ts` left for the agent to
-/// stamp from `mono`.
-pub async fn run_target(
-    index: usize,
-    t: PingTarget,
+/// Ping every target of `group` (with its index in the agent's list) on one tick every
+/// `interval`, the first tick after `start_delay`, until `stop` turns true, then wait for the
+/// pings still in flight. Samples go to `out` with `ts` left for the agent to stamp from `mono`.
+pub async fn run_group(
+    group: Vec<(usize, PingTarget)>,
     sockets: &Sockets,
     start_delay: Duration,
+    interval: Duration,
     out: mpsc::Sender<Sample>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let pinger = sockets.pinger(t.target.addr).clone();
-    let scope = t.iface.as_deref().map(scope_id).unwrap_or(0);
-
-    // The kernel's timer, not tokio's: one wake-up per ping sent instead of two (ticker.rs).
-    let mut ticks = super::ticker::Ticker::new(start_delay, t.interval);
+    let mut group: Vec<_> = group
+        .into_iter()
+        .map(|(index, t)| {
+            let pinger = sockets.pinger(t.target.addr).clone();
+            let scope = t.iface.as_deref().map(scope_id).unwrap_or(0);
+            (index, t, pinger, scope, rand::random::<u16>())
+        })
+        .collect();
+    // The kernel's timer, not tokio's: one wake-up per tick instead of two (ticker.rs).
+    let mut ticks = super::ticker::Ticker::new(start_delay, interval);
     let mut in_flight = JoinSet::new();
-    let mut seq: u16 = rand::random();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -108,13 +112,16 @@ pub async fn run_target(
         if *stop.borrow() {
             break;
         }
-        seq = seq.wrapping_add(1);
-        let (out, t) = (out.clone(), t.clone());
-        let pinger = pinger.clone();
-        in_flight.spawn(async move {
-            let (mono, rtt) = pinger.ping(t.target.addr, scope, seq, PAYLOAD, t.timeout).await;
-            let _ = out.send(Sample { target: index, ts: 0, mono, seq, rtt }).await;
-        });
+        for (index, t, pinger, scope, seq) in &mut group {
+            *seq = seq.wrapping_add(1);
+            let flight = pinger.send(t.target.addr, *scope, *seq, PAYLOAD, None);
+            let (out, timeout, index, seq) = (out.clone(), t.timeout, *index, *seq);
+            in_flight.spawn(async move {
+                let mono = flight.mono;
+                let rtt = flight.wait(timeout).await.result;
+                let _ = out.send(Sample { target: index, ts: 0, mono, seq, rtt }).await;
+            });
+        }
         // Reap finished pings so the set stays small.
         while in_flight.try_join_next().is_some() {}
     }
