@@ -215,9 +215,9 @@ impl Agent {
     /// One task per ping interval on the shared sockets: the targets that share an interval
     /// are pinged on one tick, back to back, as fping does. Each tick is a wake-up of the
     /// whole process; with the 4 default targets spread over the second instead, the agent
-    /// took 3.56x fping's CPU per ping under qemu-user against 2.56x ticking together (issue
-    /// 16). A send right after another's ICMP error meets that error pending on the shared
-    /// socket: `Pinger::send` takes it to its ping and sends again.
+    /// took 2.99x fping's CPU per ping under qemu-user against 2.14x ticking together (issue
+    /// 16, same session). A send right after another's ICMP error meets that error pending on
+    /// the shared socket: the pinger takes it to its ping and sends again.
     fn start_pings(&self, cfg: &Config) -> (mpsc::Receiver<Sample>, JoinSet<()>) {
         let (tx, rx) = mpsc::channel(1024);
         let stop_rx = self.stop_pings.subscribe();

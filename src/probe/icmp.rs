@@ -246,7 +246,7 @@ pub fn realtime_ns() -> i128 {
 
 /// What a waiting ping is told.
 #[derive(Debug)]
-enum Answer {
+pub enum Answer {
     Reply {
         kernel_ns: Option<i128>,
         at: Instant,
@@ -284,19 +284,8 @@ impl Flight {
         let Some(rx) = self.rx.take() else {
             return Landed { result: Err(Failure::SendError), rtt_us: None };
         };
-        let micros = |kernel_ns: Option<i128>, at: Instant| {
-            let rtt = choose_rtt(self.send_ns, kernel_ns, at.saturating_duration_since(self.mono));
-            rtt.as_micros().min(u128::from(u32::MAX)) as u32
-        };
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Answer::Reply { kernel_ns, at })) => {
-                let us = micros(kernel_ns, at);
-                Landed { result: Ok(us), rtt_us: Some(us) }
-            }
-            Ok(Ok(Answer::Failed { failure, kernel_ns, at })) => {
-                let timed = matches!(failure, Failure::Icmp { .. }).then(|| micros(kernel_ns, at));
-                Landed { result: Err(failure), rtt_us: timed }
-            }
+            Ok(Ok(answer)) => self.sent().landed(answer),
             _ => {
                 // A reply after this is dropped: a late reply is one lost ping, not two.
                 self.pinger.forget(self.addr, self.seq);
@@ -304,9 +293,65 @@ impl Flight {
             }
         }
     }
+
+    fn sent(&self) -> Sent {
+        Sent { mono: self.mono, send_ns: self.send_ns }
+    }
 }
 
-type Pending = Mutex<HashMap<(IpAddr, u16), oneshot::Sender<Answer>>>;
+/// When an echo left: the monotonic instant (outage timing) and the realtime clock (against the
+/// kernel's receive stamp).
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub mono: Instant,
+    send_ns: i128,
+}
+
+impl Sent {
+    /// The result and round trip of what came back for this echo.
+    pub fn landed(&self, answer: Answer) -> Landed {
+        let micros = |kernel_ns: Option<i128>, at: Instant| {
+            let rtt = choose_rtt(self.send_ns, kernel_ns, at.saturating_duration_since(self.mono));
+            rtt.as_micros().min(u128::from(u32::MAX)) as u32
+        };
+        match answer {
+            Answer::Reply { kernel_ns, at } => {
+                let us = micros(kernel_ns, at);
+                Landed { result: Ok(us), rtt_us: Some(us) }
+            }
+            Answer::Failed { failure, kernel_ns, at } => {
+                let timed = matches!(failure, Failure::Icmp { .. }).then(|| micros(kernel_ns, at));
+                Landed { result: Err(failure), rtt_us: timed }
+            }
+        }
+    }
+}
+
+/// Where the answers to the pings sent with [`Pinger::send_queued`] go: (target, sequence) and
+/// what came back.
+pub type Queue = tokio::sync::mpsc::UnboundedSender<((IpAddr, u16), Answer)>;
+
+/// Who waits for an echo's answer: one task for one ping ([`Flight`]), or a task that keeps
+/// many in flight and reads their answers off one queue.
+enum Waiter {
+    Once(oneshot::Sender<Answer>),
+    Queue(Queue),
+}
+
+impl Waiter {
+    fn tell(self, key: (IpAddr, u16), answer: Answer) {
+        match self {
+            Waiter::Once(tx) => {
+                let _ = tx.send(answer);
+            }
+            Waiter::Queue(q) => {
+                let _ = q.send((key, answer));
+            }
+        }
+    }
+}
+
+type Pending = Mutex<HashMap<(IpAddr, u16), Waiter>>;
 
 /// One ICMP socket (one address family) shared by every target of that family, with the task
 /// that reads it. Cheap to clone; the reader stops when the last clone is dropped.
@@ -391,30 +436,47 @@ impl Pinger {
     /// where it runs out answers "time exceeded"). The TTL is a socket option, so a socket sent
     /// on with a TTL must be used by one task only (the path probe opens its own).
     pub fn send(&self, addr: IpAddr, scope_id: u32, seq: u16, payload: &[u8], ttl: Option<u8>) -> Flight {
-        let me = &self.0;
-        let d = &me.demux;
         let (tx, rx) = oneshot::channel();
-        d.pending.lock().unwrap_or_else(|e| e.into_inner()).insert((addr, seq), tx);
+        let (sent, ok) = self.send_for(addr, scope_id, seq, payload, ttl, Waiter::Once(tx));
+        let Sent { mono, send_ns } = sent;
+        Flight { pinger: self.clone(), addr, seq, send_ns, mono, rx: ok.then_some(rx) }
+    }
+
+    /// Send one echo now; what comes back goes to `queue`, until [`Pinger::forget`] gives up on
+    /// it. Also returns whether it was sent (a send error is the ping's result).
+    pub fn send_queued(&self, addr: IpAddr, scope_id: u32, seq: u16, payload: &[u8], queue: &Queue) -> (Sent, bool) {
+        self.send_for(addr, scope_id, seq, payload, None, Waiter::Queue(queue.clone()))
+    }
+
+    fn send_for(
+        &self,
+        addr: IpAddr,
+        scope_id: u32,
+        seq: u16,
+        payload: &[u8],
+        ttl: Option<u8>,
+        waiter: Waiter,
+    ) -> (Sent, bool) {
+        let d = &self.0.demux;
+        d.pending.lock().unwrap_or_else(|e| e.into_inner()).insert((addr, seq), waiter);
         let packet = echo_request(d.v6, d.ident, seq, payload);
         let dest: SockAddr = match addr {
             IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, 0, 0, scope_id)).into(),
             IpAddr::V4(a) => SocketAddr::from((a, 0)).into(),
         };
-        let sock = me.fd.get_ref();
+        let sock = self.0.fd.get_ref();
         let set_ttl = match ttl {
             Some(t) if d.v6 => sock.set_unicast_hops_v6(u32::from(t)),
             Some(t) => sock.set_ttl_v4(u32::from(t)),
             None => Ok(()),
         };
-        let send_ns = realtime_ns();
-        let mono = Instant::now();
-        let mut flight = Flight { pinger: self.clone(), addr, seq, send_ns, mono, rx: Some(rx) };
+        let sent = Sent { send_ns: realtime_ns(), mono: Instant::now() };
         if let Err(e) = set_ttl.and_then(|()| self.send_to(&packet, &dest)) {
             self.forget(addr, seq);
             tracing::debug!(%addr, error = %e, "ping not sent");
-            flight.rx = None;
+            return (sent, false);
         }
-        flight
+        (sent, true)
     }
 
     /// `sendto`, past errors that were not this send's. The socket is shared, and an ICMP
@@ -441,7 +503,8 @@ impl Pinger {
         result
     }
 
-    fn forget(&self, addr: IpAddr, seq: u16) {
+    /// Stop waiting for the answer to (addr, seq): one that comes later is dropped.
+    pub fn forget(&self, addr: IpAddr, seq: u16) {
         self.0.demux.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&(addr, seq));
     }
 }
@@ -564,8 +627,8 @@ impl Demux {
             }
         };
         let waiting = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        if let Some(tx) = waiting {
-            let _ = tx.send(answer);
+        if let Some(w) = waiting {
+            w.tell(key, answer);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! ICMP echo to each target: one socket per address family shared by all targets (see
-//! [`super::icmp`] for what counts as an answer and how the RTT is timed), one task per target
-//! sending on its own interval, every ping in flight awaited on its own so a slow reply never
-//! delays the next ping.
+//! [`super::icmp`] for what counts as an answer and how the RTT is timed), one task per ping
+//! interval sending to all of that interval's targets on one tick, every ping in flight waited
+//! for on its own deadline so a slow reply never delays the next ping.
 //!
 //! Replies are matched by (host, sequence), so a reply that arrives after the timeout is
 //! dropped, never counted against a later ping: a late reply is one lost ping, not two.
@@ -11,11 +11,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
-use super::icmp::{Pinger, SockKind, kinds_to_try};
+use super::icmp::{Pinger, Sent, SockKind, kinds_to_try};
 use crate::config::PingTarget;
-use crate::sample::Sample;
+use crate::sample::{Failure, Sample};
 
 /// 16 bytes: small enough to be cheap on a metered 5G plan, large enough to carry a marker.
 const PAYLOAD: &[u8; 16] = b"wanwatch-probe\0\0";
@@ -82,9 +81,21 @@ impl Sockets {
     }
 }
 
+/// A ping on its way: whose it is and when it is given up.
+struct InFlight {
+    slot: usize,
+    seq: u16,
+    sent: Sent,
+    deadline: tokio::time::Instant,
+}
+
 /// Ping every target of `group` (with its index in the agent's list) on one tick every
 /// `interval`, the first tick after `start_delay`, until `stop` turns true, then wait for the
 /// pings still in flight. Samples go to `out` with `ts` left for the agent to stamp from `mono`.
+///
+/// Every ping in flight is waited for on its own deadline, so a slow reply never delays the
+/// next ping; the answers come on one queue to this one task (a task per ping cost a spawn,
+/// a oneshot channel and a timer each, for the few pings of a tick).
 pub async fn run_group(
     group: Vec<(usize, PingTarget)>,
     sockets: &Sockets,
@@ -101,31 +112,59 @@ pub async fn run_group(
             (index, t, pinger, scope, rand::random::<u16>())
         })
         .collect();
+    let (queue, mut answers) = mpsc::unbounded_channel();
+    // Sent in order with one timeout per target: mostly in deadline order, not always
+    // (targets may have different timeouts), so the earliest is looked for, not assumed.
+    let mut in_flight: Vec<InFlight> = Vec::new();
     // The kernel's timer, not tokio's: one wake-up per tick instead of two (ticker.rs).
     let mut ticks = super::ticker::Ticker::new(start_delay, interval);
-    let mut in_flight = JoinSet::new();
+    let mut stopping = *stop.borrow();
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.changed() => break,
-        }
-        if *stop.borrow() {
+        let next_deadline = in_flight.iter().map(|f| f.deadline).min();
+        if stopping && next_deadline.is_none() {
             break;
         }
-        for (index, t, pinger, scope, seq) in &mut group {
-            *seq = seq.wrapping_add(1);
-            let flight = pinger.send(t.target.addr, *scope, *seq, PAYLOAD, None);
-            let (out, timeout, index, seq) = (out.clone(), t.timeout, *index, *seq);
-            in_flight.spawn(async move {
-                let mono = flight.mono;
-                let rtt = flight.wait(timeout).await.result;
-                let _ = out.send(Sample { target: index, ts: 0, mono, seq, rtt }).await;
-            });
+        let mut landed = Vec::new();
+        tokio::select! {
+            Some((key, answer)) = answers.recv() => {
+                let (addr, seq): (IpAddr, u16) = key;
+                if let Some(i) = in_flight.iter().position(|f| f.seq == seq && group[f.slot].1.target.addr == addr) {
+                    let f = in_flight.swap_remove(i);
+                    landed.push((f.slot, f.seq, f.sent, f.sent.landed(answer).result));
+                }
+            }
+            _ = ticks.tick(), if !stopping => {
+                for (slot, (_, t, pinger, scope, seq)) in group.iter_mut().enumerate() {
+                    *seq = seq.wrapping_add(1);
+                    let (sent, ok) = pinger.send_queued(t.target.addr, *scope, *seq, PAYLOAD, &queue);
+                    if ok {
+                        let deadline = tokio::time::Instant::from_std(sent.mono) + t.timeout;
+                        in_flight.push(InFlight { slot, seq: *seq, sent, deadline });
+                    } else {
+                        landed.push((slot, *seq, sent, Err(Failure::SendError)));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(tokio::time::Instant::now)), if next_deadline.is_some() => {
+                let now = tokio::time::Instant::now();
+                in_flight.retain(|f| {
+                    if f.deadline > now {
+                        return true;
+                    }
+                    // A reply after this is dropped: a late reply is one lost ping, not two.
+                    let (_, t, pinger, ..) = &group[f.slot];
+                    pinger.forget(t.target.addr, f.seq);
+                    landed.push((f.slot, f.seq, f.sent, Err(Failure::Timeout)));
+                    false
+                });
+            }
+            // Changed, or the agent gone: either way, no more pings.
+            _ = stop.changed(), if !stopping => stopping = true,
         }
-        // Reap finished pings so the set stays small.
-        while in_flight.try_join_next().is_some() {}
+        for (slot, seq, sent, rtt) in landed {
+            let _ = out.send(Sample { target: group[slot].0, ts: 0, mono: sent.mono, seq, rtt }).await;
+        }
     }
-    while in_flight.join_next().await.is_some() {}
 }
 
 fn scope_id(iface: &str) -> u32 {
