@@ -264,9 +264,7 @@ pub struct Flight {
     pinger: Pinger,
     addr: IpAddr,
     seq: u16,
-    send_ns: i128,
-    /// When it was sent.
-    pub mono: Instant,
+    sent: Sent,
     rx: Option<oneshot::Receiver<Answer>>,
 }
 
@@ -285,17 +283,13 @@ impl Flight {
             return Landed { result: Err(Failure::SendError), rtt_us: None };
         };
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => self.sent().landed(answer),
+            Ok(Ok(answer)) => self.sent.landed(answer),
             _ => {
                 // A reply after this is dropped: a late reply is one lost ping, not two.
                 self.pinger.forget(self.addr, self.seq);
                 Landed { result: Err(Failure::Timeout), rtt_us: None }
             }
         }
-    }
-
-    fn sent(&self) -> Sent {
-        Sent { mono: self.mono, send_ns: self.send_ns }
     }
 }
 
@@ -438,8 +432,7 @@ impl Pinger {
     pub fn send(&self, addr: IpAddr, scope_id: u32, seq: u16, payload: &[u8], ttl: Option<u8>) -> Flight {
         let (tx, rx) = oneshot::channel();
         let (sent, ok) = self.send_for(addr, scope_id, seq, payload, ttl, Waiter::Once(tx));
-        let Sent { mono, send_ns } = sent;
-        Flight { pinger: self.clone(), addr, seq, send_ns, mono, rx: ok.then_some(rx) }
+        Flight { pinger: self.clone(), addr, seq, sent, rx: ok.then_some(rx) }
     }
 
     /// Send one echo now; what comes back goes to `queue`, until [`Pinger::forget`] gives up on

@@ -90,7 +90,7 @@ struct InFlight {
 }
 
 /// Ping every target of `group` (with its index in the agent's list) on one tick every
-/// `interval`, the first tick after `start_delay`, until `stop` turns true, then wait for the
+/// `interval`, the first after `start_delay`, until `stop` turns true, then wait for the
 /// pings still in flight. Samples go to `out` with `ts` left for the agent to stamp from `mono`.
 ///
 /// Every ping in flight is waited for on its own deadline, so a slow reply never delays the
