@@ -56,6 +56,7 @@ fn everything_at_once_for_a_minute_stays_bounded_and_on_time() {
             )
             .unwrap();
     }
+    println!("prefilled: the database file at {:.1} MB", std::fs::metadata(&db).unwrap().len() as f64 / 1048576.0);
     let syslog_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let web_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.path().join("w.toml");
@@ -213,6 +214,12 @@ fn everything_at_once_for_a_minute_stays_bounded_and_on_time() {
         end as f64 / 1048576.0,
         sent_udp.load(Ordering::Relaxed),
     );
+    // Shown only when an assertion below fails: what the agent said, for a failure seen only in CI.
+    let lines: Vec<&str> = log.lines().collect();
+    println!("agent log ({} lines), first 40 and last 40:", lines.len());
+    for l in lines.iter().take(40).chain(lines.iter().skip(lines.len().saturating_sub(40).max(40))) {
+        println!("  {l}");
+    }
     let stopped_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     println!(
         "samples from +{} ms to +{} ms of a {} ms run",
