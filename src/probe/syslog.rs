@@ -612,60 +612,92 @@ pub fn kernel_udp_drops(port: u16) -> Option<u64> {
     total
 }
 
+/// How long a listener that could not bind waits before trying again.
+const REBIND_EVERY: Duration = Duration::from_secs(30);
+
+/// `bind` until it works or the agent stops: a port held for a moment by another program (an
+/// old agent still stopping, a client that happened to take it) must not leave the router's
+/// log unheard until the next restart. Says so once, and again when it works.
+async fn bind_retrying<T, F, Fut>(ctx: &Ctx, what: &str, mut bind: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<T>>,
+{
+    let mut failed = false;
+    loop {
+        match bind().await {
+            Ok(sock) => {
+                if failed {
+                    tracing::info!("syslog: listening on {what} now");
+                }
+                return Some(sock);
+            }
+            Err(e) if !failed => {
+                failed = true;
+                tracing::warn!(
+                    "syslog: cannot listen on {what}: {e}; trying again every {}",
+                    humantime::format_duration(REBIND_EVERY)
+                );
+            }
+            Err(_) => {}
+        }
+        if !ctx.sleep(REBIND_EVERY).await {
+            return None;
+        }
+    }
+}
+
 pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
     let admit = Admit::new(&cfg.allow_from, &gateways).expect("validated in config");
     let events = std::sync::Arc::new(tokio::sync::Mutex::new(Events::new(&cfg, admit)));
     let listen: SocketAddr = cfg.listen.parse().expect("validated in config");
     let mut tasks = tokio::task::JoinSet::new();
-    // The UDP socket, also held by the drop reporter: the kernel's drop count lives only as
-    // long as the socket, and the last count is taken at stop.
-    let mut udp: Option<std::sync::Arc<UdpSocket>> = None;
-    match bind_udp(listen, cfg.fallback_port).await {
-        Ok(sock) => {
-            let sock = std::sync::Arc::new(sock);
-            udp = Some(sock.clone());
-            let (ctx, events) = (ctx.clone(), events.clone());
+    // The UDP socket once bound, also held by the drop reporter: the kernel's drop count lives
+    // only as long as the socket, and the last count is taken at stop.
+    let udp: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<UdpSocket>>> = Default::default();
+    {
+        let (ctx, events, udp) = (ctx.clone(), events.clone(), udp.clone());
+        let fallback = cfg.fallback_port;
+        tasks.spawn(async move {
+            let what = format!("udp {listen}");
+            let Some(sock) = bind_retrying(&ctx, &what, || bind_udp(listen, fallback)).await else { return };
+            let sock = udp.get_or_init(|| std::sync::Arc::new(sock)).clone();
             tracing::info!("syslog: receiving on udp {}", sock.local_addr().map(|a| a.to_string()).unwrap_or_default());
-            tasks.spawn(async move {
-                // The largest datagram there is: a long line is cut to MAX_LEN and counted,
-                // never cut silently by a short buffer.
-                let mut buf = vec![0u8; 65_536];
-                loop {
-                    let mut stop = ctx.stop.clone();
-                    tokio::select! {
-                        r = sock.recv_from(&mut buf) => match r {
-                            Ok((n, from)) => {
-                                let text = String::from_utf8_lossy(&buf[..n]);
-                                for line in text.lines() {
-                                    handle(&ctx, &events, &from.ip().to_string(), Some(from.ip()), line).await;
-                                }
+            // The largest datagram there is: a long line is cut to MAX_LEN and counted,
+            // never cut silently by a short buffer.
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let mut stop = ctx.stop.clone();
+                tokio::select! {
+                    r = sock.recv_from(&mut buf) => match r {
+                        Ok((n, from)) => {
+                            let text = String::from_utf8_lossy(&buf[..n]);
+                            for line in text.lines() {
+                                handle(&ctx, &events, &from.ip().to_string(), Some(from.ip()), line).await;
                             }
-                            Err(e) => tracing::debug!("syslog recv: {e}"),
-                        },
-                        _ = stop.changed() => return,
-                    }
+                        }
+                        Err(e) => tracing::debug!("syslog recv: {e}"),
+                    },
+                    _ = stop.changed() => return,
                 }
-            });
-        }
-        Err(e) => tracing::warn!("syslog: cannot listen on udp {listen}: {e}; receiver off"),
+            }
+        });
     }
     if cfg.tcp {
-        match TcpListener::bind(listen).await {
-            Ok(l) => {
-                let (ctx, events) = (ctx.clone(), events.clone());
-                let idle = cfg.tcp_idle;
-                tasks.spawn(async move { super::syslog_tcp::serve(l, idle, ctx, events).await });
-            }
-            Err(e) => tracing::warn!("syslog: cannot listen on tcp {listen}: {e}"),
-        }
+        let (ctx, events) = (ctx.clone(), events.clone());
+        let idle = cfg.tcp_idle;
+        tasks.spawn(async move {
+            let what = format!("tcp {listen}");
+            let Some(l) = bind_retrying(&ctx, &what, || TcpListener::bind(listen)).await else { return };
+            tracing::info!("syslog: receiving on {what}");
+            super::syslog_tcp::serve(l, idle, ctx, events).await
+        });
     }
     {
         // Drop totals are written every 10 s (metrics) and said once a minute (an event), even
         // when the flood has stopped.
         let (ctx, events) = (ctx.clone(), events.clone());
-        let udp_port = udp.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port());
         tasks.spawn(async move {
-            let _keep = udp;
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             let mut stop = ctx.stop.clone();
             loop {
@@ -675,6 +707,7 @@ pub async fn run(cfg: SyslogConfig, gateways: Vec<IpAddr>, ctx: Ctx) {
                 }
                 let last = *stop.borrow();
                 let mut ev = events.lock().await;
+                let udp_port = udp.get().and_then(|s| s.local_addr().ok()).map(|a| a.port());
                 if let Some(n) = udp_port.and_then(kernel_udp_drops) {
                     ev.count_kernel_drops(n);
                 }
@@ -732,6 +765,39 @@ async fn follow(path: PathBuf, ctx: Ctx, events: std::sync::Arc<tokio::sync::Mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A port held by another socket at start: the listener waits and binds once it is free,
+    /// and gives up only when the agent stops.
+    #[test]
+    fn a_listener_whose_port_is_taken_binds_once_it_is_free() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let (out, _rx) = tokio::sync::mpsc::channel(8);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let ctx = Ctx::new(crate::clock::WallClock::system(), out, stop_rx, "unused.db".into());
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = holder.local_addr().unwrap();
+        let mut holder = Some(holder);
+        let mut tries = 0;
+        let bound = rt.block_on(bind_retrying(&ctx, "tcp", || {
+            tries += 1;
+            let r = std::net::TcpListener::bind(addr);
+            // Freed after the second refusal.
+            if tries == 2 {
+                holder = None;
+            }
+            std::future::ready(r)
+        }));
+        assert_eq!(bound.unwrap().local_addr().unwrap(), addr);
+        assert_eq!(tries, 3);
+        assert!(holder.is_none());
+
+        // Still taken when the agent stops: no listener, and no endless wait.
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = holder.local_addr().unwrap();
+        stop.send(true).unwrap();
+        let bound = rt.block_on(bind_retrying(&ctx, "tcp", || std::future::ready(std::net::TcpListener::bind(addr))));
+        assert!(bound.is_none());
+    }
 
     #[test]
     fn rfc5424() {
