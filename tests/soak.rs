@@ -107,7 +107,7 @@ fn everything_at_once_for_a_minute_stays_bounded_and_on_time() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..100 {
-                    let line = if i % 2 == 0 {
+                    let line = if i.is_multiple_of(2) {
                         format!(
                             "<30>Nov 25 18:02:11 OpenWrt dnsmasq[1]: query[A] host{i}.example from 192.168.1.{}",
                             i % 250
