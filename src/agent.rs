@@ -27,8 +27,13 @@ use crate::service::Service;
 use crate::store::Store;
 use crate::store::writer::{Writer, WriterReport};
 
-/// A gap this long between two turns of the once-a-second loop is a blind spot.
+/// A gap this long between two turns of the once-a-second housekeeping is a blind spot.
 const STALL: Duration = Duration::from_secs(5);
+/// The housekeeping (watchdog, clock check, stall check) runs this often, on the turn of a
+/// ping sample that finds it due; its own timer fires only when no sample came for
+/// `HOUSEKEEPING_QUIET` (long ping intervals, or pings stuck), well inside `STALL`.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+const HOUSEKEEPING_QUIET: Duration = Duration::from_secs(2);
 /// A loss episode's witnesses: ICMP errors from this long before it was called.
 const LOSS_LOOKBACK_MS: i64 = 10_000;
 
@@ -212,23 +217,29 @@ impl Agent {
         services
     }
 
-    /// One task per target on the shared sockets, spread over one interval so the pings do not
-    /// leave in a burst. Ticking them together (one task per interval) cut the CPU per ping
-    /// under qemu-user from 2.99x fping's to 2.14x (issue 16, same session), and a send that
-    /// meets another ping's pending ICMP error is now handled by the pinger; but in the network
-    /// bed the burst read anchor RTTs 0.14-0.2 ms above ping's at the same moment (the
-    /// RTT-under-load test, 4 failures in 4 runs), so the pings stay spread until that is
-    /// understood.
+    /// One task per ping interval on the shared sockets: the targets that share an interval
+    /// are pinged on one tick, a millisecond apart, as fping does (10 ms apart there). Each
+    /// tick is a wake-up of the whole process; with the 4 default targets spread over the
+    /// second instead, the agent took 2.99x fping's CPU per ping under qemu-user against 2.14x
+    /// ticking together (issue 16). Sent back to back, the anchors read 0.14-0.2 ms above
+    /// ping's RTTs at the same moment (the RTT-under-load test), as each packet queued behind
+    /// the one before; the gap is what `ping::run_group` pauses between sends. A send right after
+    /// another's ICMP error meets that error pending on the shared socket: `Pinger::send_to`
+    /// takes it to its ping and sends again.
     fn start_pings(&self, cfg: &Config) -> (mpsc::Receiver<Sample>, JoinSet<()>) {
         let (tx, rx) = mpsc::channel(1024);
         let stop_rx = self.stop_pings.subscribe();
         let mut pings = JoinSet::new();
-        let n = cfg.targets.len() as u32;
+        let mut groups: Vec<(Duration, Vec<(usize, crate::config::PingTarget)>)> = Vec::new();
         for (i, t) in cfg.targets.iter().enumerate() {
-            let offset = t.interval * i as u32 / n;
-            let (group, interval) = (vec![(i, t.clone())], t.interval);
+            match groups.iter_mut().find(|(every, _)| *every == t.interval) {
+                Some((_, g)) => g.push((i, t.clone())),
+                None => groups.push((t.interval, vec![(i, t.clone())])),
+            }
+        }
+        for (interval, group) in groups {
             let (tx, stop, sockets) = (tx.clone(), stop_rx.clone(), self.sockets.clone());
-            pings.spawn(async move { ping::run_group(group, &sockets, offset, interval, tx, stop).await });
+            pings.spawn(async move { ping::run_group(group, &sockets, Duration::ZERO, interval, tx, stop).await });
         }
         (rx, pings)
     }
@@ -248,9 +259,12 @@ impl Agent {
     /// loop's own health; until the deadline or a signal.
     async fn main_loop(&mut self, inputs: &mut Inputs, run_for: Option<Duration>) {
         let watchdog = sd_notify::watchdog_enabled().is_some();
-        // On the kernel's timer like the pings' (tokio's wakes twice for a deadline a second
-        // away).
-        let mut tick = crate::probe::ticker::Ticker::new(Duration::ZERO, Duration::from_secs(1));
+        // The housekeeping rides on the samples' turns: a timer of its own was one wake-up of
+        // the whole process a second in five (issue 16). Its timer is pushed back at every
+        // turn, so it fires only when the samples stop coming.
+        let mut last_housekeeping = Instant::now();
+        let quiet = tokio::time::sleep(HOUSEKEEPING_QUIET);
+        tokio::pin!(quiet);
         // The loop's last turn: a turn that comes much later than a second means the process
         // did not run in between (SIGSTOP, starved, suspended), and that time was not measured.
         let mut last_turn = (Instant::now(), self.clock.now());
@@ -259,20 +273,17 @@ impl Agent {
         tokio::pin!(stop_signal);
         let applied = self.applied.clone();
         loop {
+            let mut due = false;
             tokio::select! {
-                Some(s) = inputs.samples.recv() => self.handle(s),
+                Some(s) = inputs.samples.recv() => {
+                    self.handle(s);
+                    // A little early rather than a tick late: samples at 1 Hz come about a
+                    // second apart, some a hair under it.
+                    due = last_housekeeping.elapsed() + HOUSEKEEPING_EVERY / 10 >= HOUSEKEEPING_EVERY;
+                }
                 Some(r) = inputs.context.recv() => self.writer.send(r),
                 Some((i, at, ok)) = inputs.tcp.recv() => self.on_tcp(i, at, ok),
-                _ = tick.tick() => {
-                    // Far inside any sensible WatchdogSec, and only while the writer lives.
-                    if watchdog && self.writer.is_alive() {
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                    }
-                    if let Some(adj) = self.clock.check() {
-                        self.on_clock_adjustment(adj);
-                    }
-                    last_turn = self.note_stall(last_turn);
-                }
+                _ = &mut quiet => due = true,
                 _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => break,
                 sig = &mut stop_signal => {
                     tracing::info!("{sig}: stopping");
@@ -283,6 +294,18 @@ impl Agent {
                     self.report.restart = true;
                     break;
                 }
+            }
+            if due {
+                last_housekeeping = Instant::now();
+                quiet.as_mut().reset(tokio::time::Instant::from_std(last_housekeeping) + HOUSEKEEPING_QUIET);
+                // Far inside any sensible WatchdogSec, and only while the writer lives.
+                if watchdog && self.writer.is_alive() {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                if let Some(adj) = self.clock.check() {
+                    self.on_clock_adjustment(adj);
+                }
+                last_turn = self.note_stall(last_turn);
             }
         }
     }
