@@ -272,6 +272,9 @@ impl Agent {
         let stop_signal = shutdown_signal();
         tokio::pin!(stop_signal);
         let applied = self.applied.clone();
+        // Made once: a new one every turn was a registration with the Notify and a removal.
+        let restart = applied.notified();
+        tokio::pin!(restart);
         loop {
             let mut due = false;
             tokio::select! {
@@ -289,7 +292,7 @@ impl Agent {
                     tracing::info!("{sig}: stopping");
                     break;
                 }
-                _ = applied.notified() => {
+                _ = &mut restart => {
                     tracing::info!("new settings from the set-up page: restarting on them");
                     self.report.restart = true;
                     break;

@@ -119,12 +119,21 @@ pub async fn run_group(
     // The kernel's timer, not tokio's: one wake-up per tick instead of two (ticker.rs).
     let mut ticks = super::ticker::Ticker::new(start_delay, interval);
     let mut stopping = *stop.borrow();
+    // One timer for the earliest deadline, moved only when that deadline changes (a new timer
+    // every turn was a registration and a removal in tokio's wheel per reply).
+    let give_up = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(give_up);
+    let mut armed = None;
+    let mut landed = Vec::new();
     loop {
         let next_deadline = in_flight.iter().map(|f| f.deadline).min();
         if stopping && next_deadline.is_none() {
             break;
         }
-        let mut landed = Vec::new();
+        if let Some(d) = next_deadline.filter(|d| armed != Some(*d)) {
+            give_up.as_mut().reset(d);
+            armed = Some(d);
+        }
         tokio::select! {
             Some((key, answer)) = answers.recv() => {
                 let (addr, seq): (IpAddr, u16) = key;
@@ -153,7 +162,9 @@ pub async fn run_group(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(tokio::time::Instant::now)), if next_deadline.is_some() => {
+            _ = &mut give_up, if next_deadline.is_some() => {
+                // Fired: re-armed on the next turn whatever the next deadline is.
+                armed = None;
                 let now = tokio::time::Instant::now();
                 in_flight.retain(|f| {
                     if f.deadline > now {
@@ -169,7 +180,7 @@ pub async fn run_group(
             // Changed, or the agent gone: either way, no more pings.
             _ = stop.changed(), if !stopping => stopping = true,
         }
-        for (slot, seq, sent, rtt) in landed {
+        for (slot, seq, sent, rtt) in landed.drain(..) {
             let _ = out.send(Sample { target: group[slot].0, ts: 0, mono: sent.mono, seq, rtt }).await;
         }
     }
@@ -247,5 +258,22 @@ pub async fn tcp_reachable(addr: IpAddr, port: u16, timeout: Duration) -> bool {
         Ok(Ok(_)) => true,
         Ok(Err(e)) => e.kind() == io::ErrorKind::ConnectionRefused,
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A millisecond between the sends of a tick, and never more than 10 ms a tick in all.
+    #[test]
+    fn the_gap_between_sends_is_a_millisecond_within_a_10_ms_budget() {
+        for n in [1, 2, 4, 11] {
+            assert_eq!(send_gap(n), Duration::from_millis(1), "{n} targets");
+        }
+        for n in [12, 30, 200] {
+            let all = send_gap(n) * (n as u32 - 1);
+            assert!(all <= Duration::from_millis(10) && send_gap(n) < Duration::from_millis(1), "{n} targets: {all:?}");
+        }
     }
 }
