@@ -239,7 +239,7 @@ impl Agent {
         }
         for (interval, group) in groups {
             let (tx, stop, sockets) = (tx.clone(), stop_rx.clone(), self.sockets.clone());
-            pings.spawn(async move { ping::run_group(group, &sockets, Duration::ZERO, interval, tx, stop).await });
+            pings.spawn(async move { ping::run_group(group, &sockets, interval, tx, stop).await });
         }
         (rx, pings)
     }
@@ -262,7 +262,6 @@ impl Agent {
         // The housekeeping rides on the samples' turns: a timer of its own was one wake-up of
         // the whole process a second in five (issue 16). Its timer is pushed back at every
         // turn, so it fires only when the samples stop coming.
-        let mut last_housekeeping = Instant::now();
         let quiet = tokio::time::sleep(HOUSEKEEPING_QUIET);
         tokio::pin!(quiet);
         // The loop's last turn: a turn that comes much later than a second means the process
@@ -282,7 +281,7 @@ impl Agent {
                     self.handle(s);
                     // A little early rather than a tick late: samples at 1 Hz come about a
                     // second apart, some a hair under it.
-                    due = last_housekeeping.elapsed() + HOUSEKEEPING_EVERY / 10 >= HOUSEKEEPING_EVERY;
+                    due = last_turn.0.elapsed() + HOUSEKEEPING_EVERY / 10 >= HOUSEKEEPING_EVERY;
                 }
                 Some(r) = inputs.context.recv() => self.writer.send(r),
                 Some((i, at, ok)) = inputs.tcp.recv() => self.on_tcp(i, at, ok),
@@ -299,8 +298,7 @@ impl Agent {
                 }
             }
             if due {
-                last_housekeeping = Instant::now();
-                quiet.as_mut().reset(tokio::time::Instant::from_std(last_housekeeping) + HOUSEKEEPING_QUIET);
+                quiet.as_mut().reset(tokio::time::Instant::now() + HOUSEKEEPING_QUIET);
                 // Far inside any sensible WatchdogSec, and only while the writer lives.
                 if watchdog && self.writer.is_alive() {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);

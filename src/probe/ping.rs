@@ -90,7 +90,7 @@ struct InFlight {
 }
 
 /// Ping every target of `group` (with its index in the agent's list) on one tick every
-/// `interval`, the first after `start_delay`, until `stop` turns true, then wait for the
+/// `interval`, the first at once, until `stop` turns true, then wait for the
 /// pings still in flight. Samples go to `out` with `ts` left for the agent to stamp from `mono`.
 ///
 /// Every ping in flight is waited for on its own deadline, so a slow reply never delays the
@@ -99,7 +99,6 @@ struct InFlight {
 pub async fn run_group(
     group: Vec<(usize, PingTarget)>,
     sockets: &Sockets,
-    start_delay: Duration,
     interval: Duration,
     out: mpsc::Sender<Sample>,
     mut stop: watch::Receiver<bool>,
@@ -117,22 +116,20 @@ pub async fn run_group(
     // (targets may have different timeouts), so the earliest is looked for, not assumed.
     let mut in_flight: Vec<InFlight> = Vec::new();
     // The kernel's timer, not tokio's: one wake-up per tick instead of two (ticker.rs).
-    let mut ticks = super::ticker::Ticker::new(start_delay, interval);
+    let mut ticks = super::ticker::Ticker::new(Duration::ZERO, interval);
     let mut stopping = *stop.borrow();
     // One timer for the earliest deadline, moved only when that deadline changes (a new timer
     // every turn was a registration and a removal in tokio's wheel per reply).
     let give_up = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(give_up);
-    let mut armed = None;
     let mut landed = Vec::new();
     loop {
         let next_deadline = in_flight.iter().map(|f| f.deadline).min();
         if stopping && next_deadline.is_none() {
             break;
         }
-        if let Some(d) = next_deadline.filter(|d| armed != Some(*d)) {
+        if let Some(d) = next_deadline.filter(|d| *d != give_up.deadline()) {
             give_up.as_mut().reset(d);
-            armed = Some(d);
         }
         tokio::select! {
             Some((key, answer)) = answers.recv() => {
@@ -163,8 +160,6 @@ pub async fn run_group(
                 }
             }
             _ = &mut give_up, if next_deadline.is_some() => {
-                // Fired: re-armed on the next turn whatever the next deadline is.
-                armed = None;
                 let now = tokio::time::Instant::now();
                 in_flight.retain(|f| {
                     if f.deadline > now {
