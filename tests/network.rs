@@ -667,10 +667,11 @@ fn rtts_under_load_never_read_below_the_floor_and_match_ping() {
         let as_ping_prints: Vec<f64> = ours.iter().map(|&r| printed(r)).collect();
         let (m_ours, m_theirs) = (median(&as_ping_prints), median(&theirs));
         println!(
-            "{}: floor {} ms; wanwatch min {:.3} median {m_ours:.3} ms (n {}); ping min {:.3} median {m_theirs:.3} ms (n {})",
+            "{}: floor {} ms; wanwatch min {:.3} median {m_ours:.3} (unrounded {:.3}) ms (n {}); ping min {:.3} median {m_theirs:.3} ms (n {})",
             a.addr,
             a.delay_ms,
             ours[0],
+            median(&ours),
             ours.len(),
             theirs[0],
             theirs.len()

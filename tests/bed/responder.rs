@@ -1,10 +1,15 @@
 //! The scripted ICMP echo responder of the fake WAN: raw sockets bound to each anchor address
 //! inside the WAN namespace (whose kernel echo is off), replies scheduled with the scenario's
 //! delay, jitter, loss and outage windows.
+//!
+//! A reply's delay runs from the request's arrival as the kernel stamped it (`SO_TIMESTAMPNS`),
+//! not from when this thread got round to reading it: on a loaded machine the responder's own
+//! wake-up would otherwise be added to the delay, more for a client whose sends land while the
+//! responder is busy (one that pings two anchors 1 ms apart, say) than for one whose do not.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::mem::MaybeUninit;
+use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -46,6 +51,7 @@ impl Responder {
         let (ns, sc, st, ct) = (netns.to_string(), scenario.clone(), stop.clone(), counters.clone());
         let thread = std::thread::spawn(move || {
             super::enter_netns(&ns);
+            realtime_priority();
             let socks: Vec<(Socket, usize)> =
                 sc.anchor.iter().enumerate().map(|(i, a)| (bind_raw(a.addr), i)).collect();
             ready_tx.send(()).unwrap();
@@ -79,6 +85,21 @@ impl Drop for Responder {
     }
 }
 
+/// The fake WAN stands for routers with CPUs of their own, so the load a test puts on this
+/// machine (to load the agent) must not delay the replies: the responder thread runs at a
+/// real-time priority, above the load and the clients it answers. Best effort: without it
+/// (no CAP_SYS_NICE) the replies carry this machine's scheduling delay, for every client alike.
+fn realtime_priority() {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: pid 0 is this thread; `param` is a valid sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        eprintln!(
+            "responder: no real-time priority ({}); replies share the machine's load",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn bind_raw(addr: IpAddr) -> Socket {
     let (domain, proto) = match addr {
         IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
@@ -88,7 +109,61 @@ fn bind_raw(addr: IpAddr) -> Socket {
     // Bound to one anchor address, the socket sees only pings to it and replies from it.
     s.bind(&SocketAddr::new(addr, 0).into()).expect("bind anchor address");
     s.set_nonblocking(true).unwrap();
+    let on: libc::c_int = 1;
+    // SAFETY: a valid pointer to an int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
     s
+}
+
+/// One request off the socket: its length, who sent it, and when it arrived (the kernel's
+/// receive stamp, as an `Instant`).
+fn recv_stamped(sock: &Socket, buf: &mut [u8]) -> std::io::Result<(usize, SockAddr, Instant)> {
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: recvmsg writes at most `len` bytes of address into the storage socket2 zeroed,
+    // and the iovec and control buffers outlive the call.
+    let ((n, stamp), from) = unsafe {
+        SockAddr::try_init(|name, len| {
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_name = name.cast();
+            hdr.msg_namelen = *len;
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = control.as_mut_ptr().cast();
+            hdr.msg_controllen = size_of::<[u64; 16]>() as _;
+            let n = libc::recvmsg(sock.as_raw_fd(), &mut hdr, libc::MSG_DONTWAIT);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            *len = hdr.msg_namelen;
+            let mut stamp = None;
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    stamp = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+                }
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+            Ok((n as usize, stamp))
+        })?
+    };
+    // The stamp is on the realtime clock; how long ago that was, taken off the monotonic now.
+    let now = Instant::now();
+    let ago = stamp
+        .and_then(|s| std::time::SystemTime::UNIX_EPOCH.checked_add(s))
+        .and_then(|s| std::time::SystemTime::now().duration_since(s).ok())
+        .unwrap_or_default();
+    Ok((n.min(buf.len()), from, now.checked_sub(ago).unwrap_or(now)))
 }
 
 struct Pending {
@@ -117,7 +192,7 @@ impl Ord for Pending {
 
 fn serve(socks: &[(Socket, usize)], sc: &Scenario, started: Instant, stop: &AtomicBool, c: &Counters) {
     let mut queue: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
-    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut buf = [0u8; 2048];
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         let wait = queue
@@ -131,10 +206,8 @@ fn serve(socks: &[(Socket, usize)], sc: &Scenario, started: Instant, stop: &Atom
         unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as _, &ts, std::ptr::null()) };
 
         for (i, (sock, anchor)) in socks.iter().enumerate() {
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                let arrived = Instant::now();
-                // SAFETY: recv_from initialised the first n bytes.
-                let data: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) };
+            while let Ok((n, from, arrived)) = recv_stamped(sock, &mut buf) {
+                let data = &buf[..n];
                 let a = &sc.anchor[*anchor];
                 let Some(reply) = echo_reply(data, a.addr.is_ipv4()) else {
                     continue;
