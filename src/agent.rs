@@ -268,12 +268,20 @@ impl Agent {
         // did not run in between (SIGSTOP, starved, suspended), and that time was not measured.
         let mut last_turn = (Instant::now(), self.clock.now());
         let deadline = run_for.map(|d| tokio::time::Instant::now() + d);
-        let stop_signal = shutdown_signal();
-        tokio::pin!(stop_signal);
+        let end = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
+        tokio::pin!(end);
+        // A signal or new settings, told once on a oneshot: polling the signal streams and the
+        // Notify themselves at every turn cost more than the sample the turn was for.
         let applied = self.applied.clone();
-        // Made once: a new one every turn was a registration with the Notify and a removal.
-        let restart = applied.notified();
-        tokio::pin!(restart);
+        let (stop_tx, stop) = tokio::sync::oneshot::channel();
+        let watcher = tokio::spawn(async move {
+            let why = tokio::select! {
+                sig = shutdown_signal() => Stop::Signal(sig),
+                () = applied.notified() => Stop::Restart,
+            };
+            let _ = stop_tx.send(why);
+        });
+        tokio::pin!(stop);
         loop {
             let mut due = false;
             tokio::select! {
@@ -286,14 +294,16 @@ impl Agent {
                 Some(r) = inputs.context.recv() => self.writer.send(r),
                 Some((i, at, ok)) = inputs.tcp.recv() => self.on_tcp(i, at, ok),
                 _ = &mut quiet => due = true,
-                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => break,
-                sig = &mut stop_signal => {
-                    tracing::info!("{sig}: stopping");
-                    break;
-                }
-                _ = &mut restart => {
-                    tracing::info!("new settings from the set-up page: restarting on them");
-                    self.report.restart = true;
+                () = &mut end, if deadline.is_some() => break,
+                why = &mut stop => {
+                    match why {
+                        Ok(Stop::Signal(sig)) => tracing::info!("{sig}: stopping"),
+                        Ok(Stop::Restart) => {
+                            tracing::info!("new settings from the set-up page: restarting on them");
+                            self.report.restart = true;
+                        }
+                        Err(_) => tracing::warn!("the signal watcher ended: stopping"),
+                    }
                     break;
                 }
             }
@@ -309,6 +319,7 @@ impl Agent {
                 last_turn = self.note_stall(last_turn);
             }
         }
+        watcher.abort();
     }
 
     /// One ping result: stamp it, let the state machine judge it, feed detection, store it.
@@ -465,6 +476,12 @@ impl Agent {
         self.writer.send(Record::Event { ts: self.clock.now(), kind: EventKind::ClockStep, detail });
     }
 }
+/// Why the main loop stops before its deadline.
+enum Stop {
+    Signal(&'static str),
+    Restart,
+}
+
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
