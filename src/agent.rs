@@ -267,8 +267,8 @@ impl Agent {
         // The loop's last turn: a turn that comes much later than a second means the process
         // did not run in between (SIGSTOP, starved, suspended), and that time was not measured.
         let mut last_turn = (Instant::now(), self.clock.now());
-        let deadline = run_for.map(|d| tokio::time::Instant::now() + d);
-        let end = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
+        // Polled only with `--for`.
+        let end = tokio::time::sleep(run_for.unwrap_or_default());
         tokio::pin!(end);
         // A signal or new settings, told once on a oneshot: polling the signal streams and the
         // Notify themselves at every turn cost more than the sample the turn was for.
@@ -294,7 +294,7 @@ impl Agent {
                 Some(r) = inputs.context.recv() => self.writer.send(r),
                 Some((i, at, ok)) = inputs.tcp.recv() => self.on_tcp(i, at, ok),
                 _ = &mut quiet => due = true,
-                () = &mut end, if deadline.is_some() => break,
+                () = &mut end, if run_for.is_some() => break,
                 why = &mut stop => {
                     match why {
                         Ok(Stop::Signal(sig)) => tracing::info!("{sig}: stopping"),

@@ -505,7 +505,7 @@ impl Pinger {
     }
 }
 
-pub(crate) fn setsockopt_int(sock: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+pub fn setsockopt_int(sock: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: passing a valid pointer to an int and its size.
     let rc = unsafe {
         libc::setsockopt(
@@ -629,7 +629,7 @@ impl Demux {
     }
 }
 
-pub(crate) struct Msg {
+pub struct Msg {
     pub len: usize,
     pub from: Option<IpAddr>,
     /// The port in the address (from the error queue: the port our datagram was sent to).
@@ -640,8 +640,8 @@ pub(crate) struct Msg {
 }
 
 /// One `recvmsg`, with the kernel's receive timestamp and, from the error queue, the extended
-/// error.
-pub(crate) fn recv(fd: i32, buf: &mut [u8], errqueue: bool) -> io::Result<Msg> {
+/// error. Public for the test bed's responder, which times requests by the same stamp.
+pub fn recv(fd: i32, buf: &mut [u8], errqueue: bool) -> io::Result<Msg> {
     let mut name = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut control = [0u64; 64];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };

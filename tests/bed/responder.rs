@@ -9,7 +9,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -18,6 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use wanwatch::probe::icmp;
 
 use super::scenario::Scenario;
 
@@ -109,61 +110,19 @@ fn bind_raw(addr: IpAddr) -> Socket {
     // Bound to one anchor address, the socket sees only pings to it and replies from it.
     s.bind(&SocketAddr::new(addr, 0).into()).expect("bind anchor address");
     s.set_nonblocking(true).unwrap();
-    let on: libc::c_int = 1;
-    // SAFETY: a valid pointer to an int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
+    icmp::setsockopt_int(&s, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).expect("SO_TIMESTAMPNS");
     s
 }
 
-/// One request off the socket: its length, who sent it, and when it arrived (the kernel's
-/// receive stamp, as an `Instant`).
+/// One request off the socket (the agent's own `recvmsg`): its length, who sent it, and when
+/// it arrived (the kernel's receive stamp, on the realtime clock, turned into an `Instant`).
 fn recv_stamped(sock: &Socket, buf: &mut [u8]) -> std::io::Result<(usize, SockAddr, Instant)> {
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: recvmsg writes at most `len` bytes of address into the storage socket2 zeroed,
-    // and the iovec and control buffers outlive the call.
-    let ((n, stamp), from) = unsafe {
-        SockAddr::try_init(|name, len| {
-            let mut hdr: libc::msghdr = std::mem::zeroed();
-            hdr.msg_name = name.cast();
-            hdr.msg_namelen = *len;
-            hdr.msg_iov = &mut iov;
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = control.as_mut_ptr().cast();
-            hdr.msg_controllen = size_of::<[u64; 16]>() as _;
-            let n = libc::recvmsg(sock.as_raw_fd(), &mut hdr, libc::MSG_DONTWAIT);
-            if n < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            *len = hdr.msg_namelen;
-            let mut stamp = None;
-            let mut c = libc::CMSG_FIRSTHDR(&hdr);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
-                    stamp = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
-                }
-                c = libc::CMSG_NXTHDR(&hdr, c);
-            }
-            Ok((n as usize, stamp))
-        })?
-    };
-    // The stamp is on the realtime clock; how long ago that was, taken off the monotonic now.
+    let msg = icmp::recv(sock.as_raw_fd(), buf, false)?;
+    let from = msg.from.ok_or_else(|| std::io::Error::other("no sender address"))?;
     let now = Instant::now();
-    let ago = stamp
-        .and_then(|s| std::time::SystemTime::UNIX_EPOCH.checked_add(s))
-        .and_then(|s| std::time::SystemTime::now().duration_since(s).ok())
-        .unwrap_or_default();
-    Ok((n.min(buf.len()), from, now.checked_sub(ago).unwrap_or(now)))
+    let ago = msg.kernel_ns.map_or(0, |k| (icmp::realtime_ns() - k).max(0) as u64);
+    let arrived = now.checked_sub(Duration::from_nanos(ago)).unwrap_or(now);
+    Ok((msg.len, SocketAddr::new(from, 0).into(), arrived))
 }
 
 struct Pending {
